@@ -1,0 +1,14 @@
+"""snnl — the soft nearest neighbor loss and the experiments of
+Frosst, Papernot & Hinton, *Analyzing and Improving Representations with the
+Soft Nearest Neighbor Loss*, ICML 2019 (arXiv:1902.01889).
+
+>>> import torch
+>>> from snnl import soft_nearest_neighbor_loss
+>>> x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+>>> loss = soft_nearest_neighbor_loss(x, y, temperature=10.0)
+"""
+
+from snnl.data import DATASETS, Dataset, DatasetError, load_dataset
+from snnl.results import Run, load_records, read_record, resolve_device, seed_everything, write_record
+
+__version__ = "0.1.0"
