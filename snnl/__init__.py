@@ -12,3 +12,11 @@ from snnl.data import DATASETS, Dataset, DatasetError, load_dataset
 from snnl.results import Run, load_records, read_record, resolve_device, seed_everything, write_record
 
 __version__ = "0.1.0"
+from snnl.losses import (
+    Entanglement,
+    SoftNearestNeighborLoss,
+    entanglement,
+    soft_nearest_neighbor_loss,
+    soft_nearest_neighbor_loss_reference,
+    triplet_loss,
+)

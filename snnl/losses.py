@@ -1,0 +1,371 @@
+"""The soft nearest neighbor loss, entanglement and the triplet loss (paper Section 2, App. B).
+
+Eq. 1, for a batch of b points x_i with labels y_i at temperature T::
+
+    l_sn(x, y, T) = -1/b * sum_i log( sum_{j != i, y_j = y_i} exp(-d(x_i, x_j) / T)
+                                     / sum_{k != i}            exp(-d(x_i, x_k) / T) )
+
+``d`` is the squared Euclidean distance (default) or the cosine distance
+``1 - <x_i, x_j> / (|x_i| |x_j|)``. The value is the negative log probability of
+sampling a same-class neighbour; low = classes separated, high = entangled.
+
+Implementation notes
+--------------------
+* Log space throughout: per row and per class a log-sum-exp (each class shifted
+  by its own maximum), so the loss and its gradient stay finite when distances
+  are huge (raw activations at T = 1). The diagonal is excluded by an exact mask.
+* A point with no same-class partner in the batch has an undefined term (log 0);
+  such points are left out of the mean. If *no* point has a partner the loss is
+  ``0`` (still connected to the graph, with zero gradient), never NaN.
+* Inputs in float16/bfloat16 are computed in float32; float64 stays float64.
+* The gradient is written out by hand (:class:`_SNNLRows`): with ``P`` the
+  softmax over all neighbours and ``Q`` over same-class neighbours, the gradient
+  of a row's term with respect to its logits is ``P - Q``. ``chunk_size=N``
+  evaluates rows in blocks of ``N`` and recomputes each block in the backward
+  pass, so memory is O(N * b) instead of O(b^2), with exactly the same value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DISTANCES = ("euclidean", "cosine")
+STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks and preparation
+def _prepare(embeddings, labels, temperature, distance):
+    if not isinstance(embeddings, torch.Tensor):
+        raise TypeError(f"embeddings must be a tensor, got {type(embeddings).__name__}")
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    if embeddings.dim() == 0:
+        raise ValueError("embeddings must have a batch dimension, got a scalar")
+    b = embeddings.shape[0]
+    labels = torch.as_tensor(labels, device=embeddings.device)
+    if labels.dim() != 1 or labels.shape[0] != b:
+        raise ValueError(f"labels must be a vector of length {b} (the batch size), got shape {tuple(labels.shape)}")
+    if b < 2:
+        raise ValueError(f"the soft nearest neighbor loss needs at least 2 points, got {b}")
+    if labels.is_floating_point():
+        if not torch.equal(labels, labels.round()):
+            raise ValueError("labels must be integers")
+        labels = labels.long()
+    if isinstance(temperature, torch.Tensor):
+        if temperature.numel() != 1:
+            raise ValueError(f"temperature must be a scalar, got shape {tuple(temperature.shape)}")
+        if not bool(torch.isfinite(temperature.detach()).all() & (temperature.detach() > 0).all()):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature.detach().item()}")
+    else:
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    x = embeddings.reshape(b, -1)
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()  # fp16 / bf16 / integer inputs accumulate in float32
+    if not bool(torch.isfinite(x.detach()).all()):
+        raise ValueError("embeddings contain NaN or inf")
+    if distance == "euclidean":
+        x = x - x.detach().mean(0, keepdim=True)  # translation-invariant; fewer cancellation errors
+    else:
+        x = F.normalize(x, dim=1, eps=1e-12)
+    _, y = torch.unique(labels, return_inverse=True)  # classes 0..C-1
+    return x, y
+
+
+# ----------------------------------------------------------------------------------------------
+# the core: per-row terms for a block of query rows against all points
+def _row_stats(xq, x, t, offset, euclid, seg):
+    """Per-class statistics for query rows ``xq`` (rows ``offset..`` of ``x``).
+
+    The points of ``x`` are sorted by class; ``seg`` holds (class, start, stop)
+    ranges. The matrix is built transposed, (points, queries), so that each class
+    is a contiguous block of rows. Logits are ``-d / T`` up to a per-query constant
+    (which cancels in Eq. 1): ``(2 <x_i, x_j> - |x_j|^2) / T`` (Euclidean) or
+    ``<x_i, x_j> / T`` (cosine).
+    Returns ``e[j, i] = exp(logit_ij - m[class_j, i])`` (0 where j = i), the
+    per-class maxima ``m`` (C, queries) and per-class log-sum-exp ``lse``
+    (C, queries; -inf where a class has no neighbour).
+    """
+    inv_t = 1.0 / t
+    if euclid:
+        bias = (x * x).sum(1, keepdim=True).mul(-inv_t).expand(-1, xq.shape[0])
+        e = torch.mm(x, xq.T).mul_(2.0 * inv_t).add_(bias)
+    else:
+        e = torch.mm(x, xq.T).mul_(inv_t)
+    cols = torch.arange(xq.shape[0], device=x.device)
+    e[cols + offset, cols] = -math.inf
+    m = torch.stack([e[a:b].amax(0) for _, a, b in seg])
+    m = torch.where(torch.isfinite(m), m, torch.zeros((), device=x.device, dtype=x.dtype))
+    for c, a, b in seg:
+        e[a:b].sub_(m[c])
+    e.exp_()
+    s = torch.stack([e[a:b].sum(0) for _, a, b in seg])
+    return e, m, m + torch.log(s)
+
+
+class _SNNLRows(torch.autograd.Function):
+    """Per-row terms ``lse_all - lse_same`` (0 for rows without a partner) and the
+    hand-written gradient ``P - Q`` with respect to the logits."""
+
+    @staticmethod
+    def forward(ctx, xq, x, t, yq, offset, euclid, seg, recompute):
+        e, m, lse = _row_stats(xq, x, t, offset, euclid, seg)
+        lse_all = torch.logsumexp(lse, 0)
+        lse_same = lse.gather(0, yq[None, :]).squeeze(0)
+        valid = torch.isfinite(lse_same)
+        terms = torch.where(valid, lse_all - lse_same, torch.zeros_like(lse_all))
+        ctx.meta = (offset, euclid, seg, recompute)
+        ctx.save_for_backward(xq, x, t, yq, m, lse, lse_all, valid, None if recompute else e)
+        return terms, valid
+
+    @staticmethod
+    def backward(ctx, grad_terms, _grad_valid):
+        xq, x, t, yq, m, lse, lse_all, valid, e = ctx.saved_tensors
+        offset, euclid, seg, recompute = ctx.meta
+        if recompute:
+            e, m, lse = _row_stats(xq, x, t, offset, euclid, seg)
+        g = torch.where(valid, grad_terms, torch.zeros_like(grad_terms))
+        # P_ij = e_ji exp(m_{c_j,i} - lse_all_i);  Q_ij = [c_j = y_i] e_ji exp(m_{y_i,i} - lse_same_i)
+        same = torch.exp(m.gather(0, yq[None, :]) - lse.gather(0, yq[None, :]).nan_to_num(neginf=0.0))
+        coef = torch.exp(m - lse_all[None, :]).scatter_add(0, yq[None, :], -same) * g[None, :]
+        gl = torch.empty_like(e)  # d loss / d logits, transposed; each column sums to 0
+        for c, a, b in seg:
+            torch.mul(e[a:b], coef[c], out=gl[a:b])
+        s = 2.0 if euclid else 1.0
+        grad_xq = grad_x = grad_t = None
+        gx = gl.T @ x if (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]) else None
+        if ctx.needs_input_grad[0]:
+            grad_xq = gx * (s / t)
+        if ctx.needs_input_grad[1]:
+            grad_x = (gl @ xq) * (s / t)
+            if euclid:
+                grad_x = grad_x - x * (gl.sum(1, keepdim=True) * (2.0 / t))
+        if ctx.needs_input_grad[2]:
+            # d logits / d T = -logits / T; sum_ij gl_ij logits_ij via the inner products
+            dot = (gx * xq).sum() * s
+            if euclid:
+                dot = dot - (gl.sum(1) * (x * x).sum(1)).sum()
+            grad_t = -dot / (t * t)
+        return grad_xq, grad_x, grad_t, None, None, None, None, None
+
+
+def _terms(x, y, t, euclid, chunk_size):
+    """Per-row terms and validity, rows sorted by class (the loss is a mean: order is free)."""
+    y, order = torch.sort(y, stable=True)
+    x = x[order]
+    counts = torch.bincount(y).tolist()
+    stops = [sum(counts[: c + 1]) for c in range(len(counts))]
+    seg = [(c, stops[c] - counts[c], stops[c]) for c in range(len(counts))]
+    if chunk_size is None or chunk_size >= x.shape[0]:
+        return _SNNLRows.apply(x, x, t, y, 0, euclid, seg, False)
+    if not (isinstance(chunk_size, int) and chunk_size > 0):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    parts = [_SNNLRows.apply(x[a:a + chunk_size], x, t, y[a:a + chunk_size], a, euclid, seg, True)
+             for a in range(0, x.shape[0], chunk_size)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
+                               temperature: float | torch.Tensor = 1.0, distance: str = "euclidean",
+                               chunk_size: int | None = None) -> torch.Tensor:
+    """Soft nearest neighbor loss (Eq. 1) of a batch; a scalar tensor.
+
+    Args:
+        embeddings: (B, ...) points, flattened per row (raw inputs or hidden activations).
+        labels: (B,) integer labels.
+        temperature: T > 0, a float or a scalar tensor (differentiable).
+        distance: ``"euclidean"`` (squared) or ``"cosine"``.
+        chunk_size: evaluate rows in blocks of this size (same value, O(chunk * B) memory).
+
+    Points without a same-class partner are excluded from the mean; with no such
+    point at all the result is 0.
+
+    >>> x = torch.tensor([[0.0], [0.1], [5.0], [5.1]]); y = torch.tensor([0, 0, 1, 1])
+    >>> float(soft_nearest_neighbor_loss(x, y, temperature=1.0)) < 1e-6
+    True
+    """
+    x, y = _prepare(embeddings, labels, temperature, distance)
+    t = temperature if isinstance(temperature, torch.Tensor) else float(temperature)
+    t = torch.as_tensor(t).reshape(()).to(device=x.device, dtype=x.dtype)
+    terms, valid = _terms(x, y, t, distance == "euclidean", chunk_size)
+    n = valid.sum()
+    return terms.sum() / n.clamp(min=1)
+
+
+def soft_nearest_neighbor_loss_reference(embeddings: torch.Tensor, labels: torch.Tensor,
+                                         temperature: float | torch.Tensor = 1.0,
+                                         distance: str = "euclidean") -> torch.Tensor:
+    """The authors' TensorFlow formula (cleverhans ``SNNLCrossEntropy.SNNL``), ported literally.
+
+    ``exp(-D / T) - I``, rows divided by ``eps + row sum``, masked by same label,
+    ``-mean(log(eps + sum))`` with ``eps = 1e-5``. For parity checks only: it
+    underflows to ``-log(eps)`` when distances are large, and counts points
+    without a partner as ``-log(eps)``.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    x = embeddings.reshape(embeddings.shape[0], -1)
+    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    if distance == "cosine":
+        xn = F.normalize(x, dim=1)
+        d = 1.0 - xn @ xn.T
+    else:
+        sq = (x * x).sum(1)
+        d = sq[None, :] + sq[:, None] - 2.0 * x @ x.T
+    f = torch.exp(-(d / temperature)) - torch.eye(x.shape[0], dtype=x.dtype, device=x.device)
+    pick = f / (STABILITY_EPS + f.sum(1, keepdim=True))
+    same = (labels[:, None] == labels[None, :]).to(x.dtype)
+    return -torch.log(STABILITY_EPS + (pick * same).sum(1)).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Eq. 2: entanglement = min over T
+@dataclass
+class Entanglement:
+    """Result of :func:`entanglement`: the minimum over T and where it is attained."""
+
+    value: float
+    temperature: float
+    at_boundary: bool = False  # True when the minimum lies at the edge of the searched range
+    grid: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (T, loss) evaluated
+
+    def __float__(self) -> float:
+        return self.value
+
+
+@torch.no_grad()
+def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str = "euclidean",
+                 chunk_size: int | None = None, t_range: tuple[float, float] | None = None,
+                 grid_points: int = 33, tol: float = 1e-4) -> Entanglement:
+    """Entanglement (Eq. 2): ``min_T l_sn(x, y, T)`` and the minimising temperature.
+
+    A 1-D optimisation over ``log T``: a log-spaced grid over ``t_range`` (default
+    1e-4 to 1e4 times the median pairwise distance) brackets the minimum, then a
+    golden-section search refines it until the bracket is ``tol`` wide in log T.
+    As T -> 0 the loss tends to 0 if every point's nearest neighbour shares its
+    label; such minima lie at the range's edge (``at_boundary=True``).
+    """
+    x, y = _prepare(embeddings, labels, 1.0, distance)
+    euclid = distance == "euclidean"
+    if t_range is None:
+        sub = x[: min(len(x), 2048)]
+        d = torch.cdist(sub, sub).pow(2) if euclid else 1.0 - sub @ sub.T
+        off = d[~torch.eye(len(sub), dtype=torch.bool, device=d.device)]
+        med = float(off.median().clamp(min=1e-12))
+        t_range = (med * 1e-4, med * 1e4)
+    lo, hi = math.log(t_range[0]), math.log(t_range[1])
+    if not (hi > lo):
+        raise ValueError(f"t_range must be increasing positive values, got {t_range}")
+    cache: dict[float, float] = {}
+
+    def f(logt: float) -> float:
+        if logt not in cache:
+            t = torch.tensor(math.exp(logt), dtype=x.dtype, device=x.device)
+            terms, valid = _terms(x, y, t, euclid, chunk_size)
+            cache[logt] = float(terms.sum() / valid.sum().clamp(min=1))
+        return cache[logt]
+
+    grid = [lo + (hi - lo) * i / (grid_points - 1) for i in range(grid_points)]
+    vals = [f(g) for g in grid]
+    k = min(range(len(grid)), key=lambda i: vals[i])
+    a, b = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    r = (math.sqrt(5) - 1) / 2
+    c, d_ = b - r * (b - a), a + r * (b - a)
+    while b - a > tol:
+        if f(c) <= f(d_):
+            b, d_ = d_, c
+            c = b - r * (b - a)
+        else:
+            a, c = c, d_
+            d_ = a + r * (b - a)
+    best = min(cache, key=cache.get)
+    return Entanglement(value=cache[best], temperature=math.exp(best),
+                        at_boundary=best in (lo, hi) or k in (0, len(grid) - 1),
+                        grid=sorted((math.exp(g), v) for g, v in cache.items()))
+
+
+class SoftNearestNeighborLoss(nn.Module):
+    """The soft nearest neighbor loss as a module, ``forward(embeddings, labels)``.
+
+    Args:
+        temperature: T (or the initial T0 when learned). The authors' code uses 100.
+        distance: ``"euclidean"`` or ``"cosine"``.
+        learn_temperature: keep a learnable inverse temperature ``t`` with ``T = T0 / t``
+            (t starts at 1). Each forward in training mode first takes one gradient
+            step ``t -= lr * dl_sn/dt`` on a detached copy of the batch, moving T
+            towards the minimum over T (Eq. 2), then returns the loss at the new T —
+            the scheme of the authors' code. ``t`` is a buffer: it is not touched by
+            the model's optimiser, which may be maximising the loss.
+        lr: the step size on ``t`` (0.1 in the authors' code).
+        chunk_size: see :func:`soft_nearest_neighbor_loss`.
+    """
+
+    def __init__(self, temperature: float = 100.0, distance: str = "euclidean",
+                 learn_temperature: bool = False, lr: float = 0.1, chunk_size: int | None = None):
+        super().__init__()
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+        if distance not in DISTANCES:
+            raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+        self.initial_temperature = float(temperature)
+        self.distance, self.learn_temperature, self.lr, self.chunk_size = distance, learn_temperature, lr, chunk_size
+        self.register_buffer("inverse_scale", torch.ones((), dtype=torch.float64))  # t in T = T0 / t
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature T."""
+        return self.initial_temperature / float(self.inverse_scale)
+
+    def _step_temperature(self, embeddings, labels):
+        with torch.enable_grad():
+            t = self.inverse_scale.detach().clone().requires_grad_(True)
+            value = soft_nearest_neighbor_loss(embeddings.detach(), labels, self.initial_temperature / t,
+                                               self.distance, self.chunk_size)
+            (grad,) = torch.autograd.grad(value, t)
+        new = self.inverse_scale - self.lr * grad
+        if bool(torch.isfinite(new)) and float(new) > 0:  # keep T positive and finite
+            self.inverse_scale.copy_(new)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.learn_temperature and self.training:
+            self._step_temperature(embeddings, labels)
+        return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
+
+    def extra_repr(self) -> str:
+        return (f"temperature={self.temperature:.4g}, distance={self.distance!r}, "
+                f"learn_temperature={self.learn_temperature}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Eq. 4: triplet loss (Appendix B)
+def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Triplet loss (Eq. 4), ``mean_a max(0, |f(a)-f(p)|^2 - |f(a)-f(n)|^2 + m)``.
+
+    As in the paper, one positive and one negative are *sampled at random* for
+    every anchor (uniformly among the other same-class points and the other-class
+    points of the batch). Anchors without a positive or a negative are skipped;
+    with none left the loss is 0.
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    x, y = _prepare(embeddings, labels, 1.0, "euclidean")
+    b = x.shape[0]
+    same = y[:, None] == y[None, :]
+    eye = torch.eye(b, dtype=torch.bool, device=x.device)
+    pos_mask, neg_mask = same & ~eye, ~same
+    noise = torch.rand((2, b, b), generator=generator, device="cpu").to(x.device)
+    # a random member of each mask per row: argmax of uniform noise restricted to the mask
+    p = torch.where(pos_mask, noise[0], -1.0).argmax(1)
+    n = torch.where(neg_mask, noise[1], -1.0).argmax(1)
+    ok = pos_mask.any(1) & neg_mask.any(1)
+    d_ap = (x - x[p]).pow(2).sum(1)
+    d_an = (x - x[n]).pow(2).sum(1)
+    per = F.relu(d_ap - d_an + margin)
+    return torch.where(ok, per, torch.zeros_like(per)).sum() / ok.sum().clamp(min=1)
