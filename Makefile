@@ -1,26 +1,135 @@
 # make install | test | book | reproduce | bench | clean
-# `make test` and `make book` install first when needed: one command each on a fresh clone.
+#
+#   make test                   install if needed, run the test suite
+#   make book                   execute every chapter at the small profile, render _build/html/
+#   make -j2 book               the same, two notebooks at a time
+#   make reproduce              the paper profile: _build/paper/_build/html/ + records in results/
+#   make book PROFILE=paper SEED=1 DEVICE=cuda   any profile / seed / device
+#
+# Book pipeline, for each page listed in _toc.yml (book/<name>.py or book/<name>.md):
+#   book/<name>.py --jupytext--> _build/ipynb/<name>.ipynb (unexecuted)
+#                  --papermill-> _build/<profile>/<name>.ipynb (executed, cwd = repository root,
+#                                parameters: profile, results_dir [, seed, device, PARAMS])
+#   book/<name>.md --copy------> _build/<profile>/<name>.md
+#   _build/<profile>/ --jupyter-book build (execution off, -W -n --keep-going)--> the HTML site
+# A notebook that fails is moved to _build/<profile>-failed/<name>.ipynb (executed up to the
+# error) and the build stops.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
+.DELETE_ON_ERROR:
+
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# PY=/path/to/python (e.g. an activated conda env: PY=python) uses that interpreter as is.
+ifeq ($(origin PY),undefined)
+PY := $(VENV)/bin/python
+INSTALLED := $(STAMP)
+else
+INSTALLED :=
+endif
+BIN := $(dir $(shell command -v $(PY) 2>/dev/null || echo $(PY)))
 
-.PHONY: install test bench clean
+# ---- book parameters ------------------------------------------------------------------------
+PROFILE ?= small
+SEED ?=
+DEVICE ?=
+PARAMS ?=# extra papermill arguments, e.g. PARAMS="-p dataset mnist"
+ifeq ($(PROFILE),small)
+OUT ?= .
+RESULTS ?= _build/results
+else
+OUT ?= _build/$(PROFILE)
+RESULTS ?= results
+endif
+STAGE := _build/$(PROFILE)
+FAILED := _build/$(PROFILE)-failed
+HTML := $(OUT)/_build/html
+MATHJAX_VERSION := 3.2.2
+MATHJAX := _build/npm/node_modules/mathjax/es5
+MATHJAX_FILES := tex-svg.js a11y adaptors input output sre ui
+
+PM_ARGS := -p profile $(PROFILE) -p results_dir $(RESULTS) $(if $(SEED),-p seed $(SEED)) \
+	$(if $(DEVICE),-p device $(DEVICE)) $(PARAMS)
+# pages of the book, in _toc.yml order: "root: name" and "- file: name" entries
+PAGES := $(basename $(shell sed -nE 's/^[[:space:]]*(-[[:space:]]*)?(root|file):[[:space:]]*([^[:space:]\#]+).*/\3/p' _toc.yml))
+NOTEBOOKS := $(foreach p,$(PAGES),$(if $(wildcard book/$(p).py),$(p)))
+MARKDOWN := $(foreach p,$(PAGES),$(if $(wildcard book/$(p).md),$(p)))
+MISSING := $(filter-out $(NOTEBOOKS) $(MARKDOWN),$(PAGES))
+# a notebook is re-executed when its source or the package change (at the small profile also
+# when the committed records change: chapters show them; paper-profile runs write them)
+PKG_SRC := pyproject.toml $(shell find snnl -name '*.py' 2>/dev/null) \
+	$(if $(filter small,$(PROFILE)),$(shell find results -name '*.json' 2>/dev/null))
+ifneq ($(MISSING),)
+ifneq ($(filter book reproduce,$(MAKECMDGOALS)),)
+$(error _toc.yml lists $(MISSING) but book/ has no such .md or .py)
+endif
+endif
+export JUPYTER_PLATFORM_DIRS := 1
+export JUPYTER_PREFER_ENV_PATH := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: install test book reproduce bench clean FORCE
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -c constraints.txt -e ".[all]"
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[all]"
 	touch $@
 
-test: $(STAMP)
-	$(PY) -m pytest
+# pytest exits 5 when it collected no tests: that is a failure, never a pass
+test: $(INSTALLED)
+	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: no tests were collected" >&2; exit $$rc; }
 
-bench: $(STAMP)
-	$(PY) -m benchmarks
+bench: $(INSTALLED)
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+book: $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
+		$(MARKDOWN:%=$(STAGE)/%.md) $(NOTEBOOKS:%=$(STAGE)/%.ipynb)
+	$(if $(wildcard book/_static),mkdir -p $(STAGE)/_static && cp -r book/_static/. $(STAGE)/_static/)
+	$(BIN)jupyter-book build $(STAGE) --path-output $(OUT) -W -n --keep-going
+	rm -rf $(HTML)/_static/mathjax && mkdir -p $(HTML)/_static/mathjax
+	cp -r $(addprefix $(MATHJAX)/,$(MATHJAX_FILES)) $(HTML)/_static/mathjax/
+	@echo "book ($(PROFILE) profile): $(HTML)/index.html"
+
+reproduce:
+	$(MAKE) book PROFILE=paper
+
+# ---- book rules -----------------------------------------------------------------------------
+.PRECIOUS: _build/ipynb/%.ipynb
+_build/ipynb/%.ipynb: book/%.py $(INSTALLED)
+	@mkdir -p $(@D)
+	$(BIN)jupytext --from py:percent --to ipynb --set-kernel python3 -q -o $@ $<
+
+$(STAGE)/%.ipynb: _build/ipynb/%.ipynb $(STAGE)/.params $(PKG_SRC) $(INSTALLED)
+	@mkdir -p $(@D) $(FAILED)
+	$(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar $(PM_ARGS) \
+	  || { echo "notebook book/$*.py failed" >&2; ! mv -f $@ $(FAILED)/$*.ipynb 2>/dev/null \
+	       || echo "executed up to the error: $(FAILED)/$*.ipynb" >&2; exit 1; }
+	@rm -f $(FAILED)/$*.ipynb
+
+# rewritten only when the papermill arguments change, so a new SEED/DEVICE re-executes
+$(STAGE)/.params: FORCE
+	@mkdir -p $(@D); echo '$(PM_ARGS)' | cmp -s - $@ || echo '$(PM_ARGS)' > $@
+
+$(STAGE)/%.md: book/%.md
+	@mkdir -p $(@D); cp $< $@
+
+$(STAGE)/_config.yml: _config.yml
+	@mkdir -p $(@D); cp $< $@
+
+$(STAGE)/_toc.yml: _toc.yml
+	@mkdir -p $(@D); cp $< $@
+
+# MathJax 3 from the npm registry, copied into the site's _static/mathjax after each build, so
+# math renders offline and from file:// (not via the book's _static: jupyter-book would add a
+# <script> for every .js file there)
+$(MATHJAX)/tex-svg.js:
+	@command -v npm >/dev/null || { echo "make book needs npm (Node.js) once, to fetch MathJax $(MATHJAX_VERSION)" >&2; exit 1; }
+	npm install --no-save --no-audit --no-fund --ignore-scripts --loglevel=error \
+	  --prefix _build/npm mathjax@$(MATHJAX_VERSION)
+	test -f $@
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis
