@@ -110,65 +110,91 @@ def _row_stats(xq, x, t, offset, euclid, seg):
 
 
 class _SNNLRows(torch.autograd.Function):
-    """Per-row terms ``lse_all - lse_same`` (0 for rows without a partner) and the
-    hand-written gradient ``P - Q`` with respect to the logits."""
+    """Per-row terms ``lse_all - lse_same`` (0 for rows without a partner), their
+    validity, optionally their derivative with respect to T (for the temperature
+    step, no extra pass), and the hand-written gradient ``P - Q`` with respect to
+    the logits. ``xq`` is ``x`` itself in the dense case (offset 0, no recompute)."""
 
     @staticmethod
-    def forward(ctx, xq, x, t, yq, offset, euclid, seg, recompute):
+    def forward(ctx, xq, x, t, yq, offset, euclid, seg, recompute, want_dt):
         e, m, lse = _row_stats(xq, x, t, offset, euclid, seg)
         lse_all = torch.logsumexp(lse, 0)
         lse_same = lse.gather(0, yq[None, :]).squeeze(0)
         valid = torch.isfinite(lse_same)
         terms = torch.where(valid, lse_all - lse_same, torch.zeros_like(lse_all))
+        dt = terms.new_zeros(0)
+        if want_dt:  # d term_i / dT = -(1/T) sum_j (P_ij - Q_ij) logit_ij, logit = log e + m
+            coef = _coef(m, lse, lse_all, yq, valid.to(m.dtype))
+            ent = torch.stack([torch.special.xlogy(e[a:b], e[a:b]).sum(0) for _, a, b in seg])
+            mass = torch.exp(lse - m).nan_to_num(0.0)  # per-class sums of e
+            dt = -(coef * (ent + m * mass)).sum(0) / t
         ctx.meta = (offset, euclid, seg, recompute)
+        ctx.mark_non_differentiable(valid, dt)
         ctx.save_for_backward(xq, x, t, yq, m, lse, lse_all, valid, None if recompute else e)
-        return terms, valid
+        return terms, valid, dt
 
     @staticmethod
-    def backward(ctx, grad_terms, _grad_valid):
+    def backward(ctx, grad_terms, _grad_valid, _grad_dt):
         xq, x, t, yq, m, lse, lse_all, valid, e = ctx.saved_tensors
         offset, euclid, seg, recompute = ctx.meta
         if recompute:
             e, m, lse = _row_stats(xq, x, t, offset, euclid, seg)
-        g = torch.where(valid, grad_terms, torch.zeros_like(grad_terms))
-        # P_ij = e_ji exp(m_{c_j,i} - lse_all_i);  Q_ij = [c_j = y_i] e_ji exp(m_{y_i,i} - lse_same_i)
-        same = torch.exp(m.gather(0, yq[None, :]) - lse.gather(0, yq[None, :]).nan_to_num(neginf=0.0))
-        coef = torch.exp(m - lse_all[None, :]).scatter_add(0, yq[None, :], -same) * g[None, :]
-        gl = torch.empty_like(e)  # d loss / d logits, transposed; each column sums to 0
+        coef = _coef(m, lse, lse_all, yq, torch.where(valid, grad_terms, torch.zeros_like(grad_terms)))
+        gl = torch.empty_like(e)  # d loss / d logits, transposed (points, queries); columns sum to 0
         for c, a, b in seg:
             torch.mul(e[a:b], coef[c], out=gl[a:b])
         s = 2.0 if euclid else 1.0
+        dense = not recompute and offset == 0 and xq.shape == x.shape
+        need_xq, need_x, need_t = ctx.needs_input_grad[:3]
         grad_xq = grad_x = grad_t = None
-        gx = gl.T @ x if (ctx.needs_input_grad[0] or ctx.needs_input_grad[2]) else None
-        if ctx.needs_input_grad[0]:
-            grad_xq = gx * (s / t)
-        if ctx.needs_input_grad[1]:
-            grad_x = (gl @ xq) * (s / t)
+        if dense and (need_xq or need_x):  # xq is x: both roles in one product
+            grad_xq = (gl + gl.T) @ x * (s / t)
             if euclid:
-                grad_x = grad_x - x * (gl.sum(1, keepdim=True) * (2.0 / t))
-        if ctx.needs_input_grad[2]:
-            # d logits / d T = -logits / T; sum_ij gl_ij logits_ij via the inner products
-            dot = (gx * xq).sum() * s
-            if euclid:
-                dot = dot - (gl.sum(1) * (x * x).sum(1)).sum()
-            grad_t = -dot / (t * t)
-        return grad_xq, grad_x, grad_t, None, None, None, None, None
+                grad_xq = grad_xq - x * (gl.sum(1, keepdim=True) * (2.0 / t))
+        else:
+            if need_xq:
+                grad_xq = gl.T @ x * (s / t)
+            if need_x:
+                grad_x = gl @ xq * (s / t)
+                if euclid:
+                    grad_x = grad_x - x * (gl.sum(1, keepdim=True) * (2.0 / t))
+        if need_t:
+            # d logits / d T = -logits / T; sum_ij gl_ij logits_ij, elementwise (logit = log e + m)
+            ent = torch.stack([(gl[a:b] * torch.log(e[a:b]).nan_to_num(neginf=0.0)).sum(0) for _, a, b in seg])
+            mass = torch.stack([gl[a:b].sum(0) for _, a, b in seg])
+            grad_t = -(ent.sum() + (m * mass).sum()) / t
+        return grad_xq, grad_x, grad_t, None, None, None, None, None, None
 
 
-def _terms(x, y, t, euclid, chunk_size):
-    """Per-row terms and validity, rows sorted by class (the loss is a mean: order is free)."""
+def _coef(m, lse, lse_all, yq, g):
+    """(C, queries): P's per-class factor minus Q's at the own class, times the row weights g."""
+    same = torch.exp(m.gather(0, yq[None, :]) - lse.gather(0, yq[None, :]).nan_to_num(neginf=0.0))
+    return torch.exp(m - lse_all[None, :]).scatter_add(0, yq[None, :], -same) * g[None, :]
+
+
+def _terms(x, y, t, euclid, chunk_size, want_dt=False):
+    """Per-row terms, validity and d term / dT; rows sorted by class (the loss is a mean)."""
     y, order = torch.sort(y, stable=True)
     x = x[order]
     counts = torch.bincount(y).tolist()
     stops = [sum(counts[: c + 1]) for c in range(len(counts))]
     seg = [(c, stops[c] - counts[c], stops[c]) for c in range(len(counts))]
     if chunk_size is None or chunk_size >= x.shape[0]:
-        return _SNNLRows.apply(x, x, t, y, 0, euclid, seg, False)
+        return _SNNLRows.apply(x, x, t, y, 0, euclid, seg, False, want_dt)
     if not (isinstance(chunk_size, int) and chunk_size > 0):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    parts = [_SNNLRows.apply(x[a:a + chunk_size], x, t, y[a:a + chunk_size], a, euclid, seg, True)
+    parts = [_SNNLRows.apply(x[a:a + chunk_size], x, t, y[a:a + chunk_size], a, euclid, seg, True, want_dt)
              for a in range(0, x.shape[0], chunk_size)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    return tuple(torch.cat([p[k] for p in parts]) for k in range(3))
+
+
+def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None):
+    """The loss (differentiable in the embeddings) and its derivative in T (a float tensor)."""
+    x, y = _prepare(embeddings, labels, temperature, distance)
+    t = torch.as_tensor(float(temperature), dtype=x.dtype, device=x.device)
+    terms, valid, dt = _terms(x, y, t, distance == "euclidean", chunk_size, want_dt=True)
+    n = valid.sum().clamp(min=1)
+    return terms.sum() / n, dt.sum() / n
 
 
 def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
@@ -191,11 +217,12 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
     True
     """
     x, y = _prepare(embeddings, labels, temperature, distance)
-    t = temperature if isinstance(temperature, torch.Tensor) else float(temperature)
-    t = torch.as_tensor(t).reshape(()).to(device=x.device, dtype=x.dtype)
-    terms, valid = _terms(x, y, t, distance == "euclidean", chunk_size)
-    n = valid.sum()
-    return terms.sum() / n.clamp(min=1)
+    if isinstance(temperature, torch.Tensor):
+        t = temperature.reshape(()).to(device=x.device, dtype=x.dtype)
+    else:  # a Python float keeps its precision in float64
+        t = torch.tensor(float(temperature), device=x.device, dtype=x.dtype)
+    terms, valid, _ = _terms(x, y, t, distance == "euclidean", chunk_size)
+    return terms.sum() / valid.sum().clamp(min=1)
 
 
 def soft_nearest_neighbor_loss_reference(embeddings: torch.Tensor, labels: torch.Tensor,
@@ -267,7 +294,7 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     def f(logt: float) -> float:
         if logt not in cache:
             t = torch.tensor(math.exp(logt), dtype=x.dtype, device=x.device)
-            terms, valid = _terms(x, y, t, euclid, chunk_size)
+            terms, valid, _ = _terms(x, y, t, euclid, chunk_size)
             cache[logt] = float(terms.sum() / valid.sum().clamp(min=1))
         return cache[logt]
 
@@ -297,11 +324,13 @@ class SoftNearestNeighborLoss(nn.Module):
         temperature: T (or the initial T0 when learned). The authors' code uses 100.
         distance: ``"euclidean"`` or ``"cosine"``.
         learn_temperature: keep a learnable inverse temperature ``t`` with ``T = T0 / t``
-            (t starts at 1). Each forward in training mode first takes one gradient
-            step ``t -= lr * dl_sn/dt`` on a detached copy of the batch, moving T
-            towards the minimum over T (Eq. 2), then returns the loss at the new T —
-            the scheme of the authors' code. ``t`` is a buffer: it is not touched by
-            the model's optimiser, which may be maximising the loss.
+            (t starts at 1), the scheme of the authors' code. Each forward in training
+            mode returns the loss at the current T and takes one gradient step
+            ``t -= lr * dl_sn/dt`` towards the minimum over T (Eq. 2), with the
+            derivative computed in the same pass. (The authors' code steps first and
+            evaluates at the new T: the same rule, one step earlier, at twice the cost.)
+            ``t`` is a buffer: the model's optimiser, which may be maximising the
+            loss, never touches it.
         lr: the step size on ``t`` (0.1 in the authors' code).
         chunk_size: see :func:`soft_nearest_neighbor_loss`.
     """
@@ -322,20 +351,16 @@ class SoftNearestNeighborLoss(nn.Module):
         """The current temperature T."""
         return self.initial_temperature / float(self.inverse_scale)
 
-    def _step_temperature(self, embeddings, labels):
-        with torch.enable_grad():
-            t = self.inverse_scale.detach().clone().requires_grad_(True)
-            value = soft_nearest_neighbor_loss(embeddings.detach(), labels, self.initial_temperature / t,
-                                               self.distance, self.chunk_size)
-            (grad,) = torch.autograd.grad(value, t)
-        new = self.inverse_scale - self.lr * grad
-        if bool(torch.isfinite(new)) and float(new) > 0:  # keep T positive and finite
-            self.inverse_scale.copy_(new)
-
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if self.learn_temperature and self.training:
-            self._step_temperature(embeddings, labels)
-        return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
+        if not (self.learn_temperature and self.training):
+            return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
+        value, d_temp = _loss_and_dt(embeddings, labels, self.temperature, self.distance, self.chunk_size)
+        with torch.no_grad():  # one step on t (T = T0 / t), the derivative from the same pass
+            t = self.inverse_scale
+            new = t - self.lr * d_temp.to(t) * (-self.initial_temperature / t**2)
+            if bool(torch.isfinite(new)) and float(new) > 0:  # keep T positive and finite
+                t.copy_(new)
+        return value
 
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature:.4g}, distance={self.distance!r}, "
