@@ -27,6 +27,7 @@ and without the soft nearest neighbor loss. The algorithm:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -154,7 +155,10 @@ class DkNN:
             try:
                 self._gpu_res = getattr(self, "_gpu_res", None) or faiss.StandardGpuResources()
                 index = faiss.GpuIndexFlatL2(self._gpu_res, x.shape[1])
-            except (AttributeError, RuntimeError):  # faiss built without GPU support: CPU fallback
+            except (AttributeError, RuntimeError) as e:  # faiss built without GPU support: CPU fallback
+                if self.use_gpu:
+                    warnings.warn(f"faiss GPU index unavailable ({type(e).__name__}: {e}); using the CPU index",
+                                  RuntimeWarning, stacklevel=3)
                 index = None
         if index is None:
             index = faiss.IndexFlatL2(x.shape[1])

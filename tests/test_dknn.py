@@ -169,6 +169,22 @@ def test_zero_rows_and_tensor_inputs():
     assert one.predict(test[0]).neighbors_labels.shape == (10, 1, 3)
 
 
+def test_cpu_index_and_gpu_fallback():
+    import faiss
+
+    rng = np.random.default_rng(5)
+    (train, y), (test, _) = make_data(rng, 100), make_data(rng, 10)
+    auto = DkNN(k=3).fit(train, y)
+    if faiss.get_num_gpus() == 0:
+        assert all(isinstance(i, faiss.IndexFlatL2) for i in auto.indexes_)
+        with pytest.warns(RuntimeWarning, match="GPU"):
+            forced = DkNN(k=3, use_gpu=True).fit(train, y)
+        np.testing.assert_array_equal(forced.kneighbors(test)[0], auto.kneighbors(test)[0])
+    cpu = DkNN(k=3, use_gpu=False).fit(train, y)
+    assert all(isinstance(i, faiss.IndexFlatL2) for i in cpu.indexes_)
+    np.testing.assert_array_equal(cpu.kneighbors(test)[0], auto.kneighbors(test)[0])
+
+
 def test_errors():
     rng = np.random.default_rng(4)
     (train, y), (cal, y_cal) = make_data(rng, 50), make_data(rng, 20)
