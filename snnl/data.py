@@ -198,8 +198,9 @@ def _load_split(name: str, root: Path, train: bool, download: bool, source: Path
     try:
         return _read_torchvision(name, root, train, download=False)
     except Exception as e:  # noqa: BLE001
-        msg = " ".join(str(e).split()) or type(e).__name__
-        raise DatasetError(f"{name}: cannot read the files in {folder}: {type(e).__name__}: {msg}") from None
+        msg = " ".join(str(e).split())
+        raise DatasetError(f"{name}: cannot read the files in {folder}: {type(e).__name__}"
+                           f"{': ' + msg if msg else ' (corrupt or truncated file?)'}") from None
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -215,7 +216,7 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def _to_float(images: torch.Tensor) -> torch.Tensor:
-    x = images.float().div_(255.0)
+    x = images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
     return x.unsqueeze(1) if x.dim() == 3 else x
 
 

@@ -16,7 +16,9 @@ Records are written atomically (a temporary file in the same folder, then
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import os
 import random
@@ -67,6 +69,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but Apple MPS is not available here")
     return dev
 
 
@@ -130,13 +134,17 @@ class Run:
         rec = self.record(metrics, history)
         if out_dir is not None:
             stamp = self.started_at.replace(":", "").replace("-", "").replace("+0000", "Z")
-            name = f"{self.experiment}_{self.dataset}_seed{self.seed}_{stamp}.json"
+            # the config's hash keeps runs of a sweep that start in the same second apart
+            digest = hashlib.sha1(json.dumps(_jsonable(self.config), sort_keys=True).encode()).hexdigest()[:8]
+            name = f"{self.experiment}_{self.dataset}_seed{self.seed}_{stamp}_{digest}.json"
             path = write_record(Path(out_dir) / name, rec)
             rec = {**rec, "path": str(path)}
         return rec
 
 
 def _jsonable(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -1,0 +1,289 @@
+"""Tests for snnl.data: the embedded digits, real idx datasets, torchvision on-disk formats
+(SVHN .mat, CIFAR-10 pickles) written by the tests, clear one-line errors, and options."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from conftest import shared_raw
+from snnl.data import DATASETS, DatasetError, data_root, import_idx, load_dataset
+
+IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg and msg.strip() == msg and msg
+    return msg
+
+
+def write_idx(folder, n_train=6, n_test=4, size=28, seed=0):
+    """Tiny MNIST-format files (plain, uncompressed) in ``folder``; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        x = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
+        y = rng.integers(0, 10, n, dtype=np.uint8)
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x0803, n, size, size) + x.tobytes())
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, n) + y.tobytes())
+        out[split] = (x, y)
+    return out
+
+
+# ---- digits (embedded) --------------------------------------------------------------------------
+def test_digits_shapes_ranges_and_split():
+    ds = load_dataset("digits")
+    assert ds.x_train.shape == (1297, 1, 28, 28) and ds.x_test.shape == (500, 1, 28, 28)
+    assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
+    for x in (ds.x_train, ds.x_test):
+        assert x.min() >= 0 and x.max() <= 1 and x.max() > 0.9
+    assert ds.num_classes == 10 and ds.classes == [str(i) for i in range(10)] and ds.shape == (1, 28, 28)
+    # stratified split: every class is in both splits with ~ its share of the 1,797 digits
+    counts = torch.bincount(ds.y_test, minlength=10)
+    assert counts.min() >= 45 and counts.max() <= 55
+    assert set(ds.y_train.tolist()) == set(range(10))
+    # the two splits share no image
+    tr = {bytes(x.numpy().tobytes()) for x in ds.x_train}
+    assert not any(bytes(x.numpy().tobytes()) in tr for x in ds.x_test)
+
+
+def test_digits_deterministic_and_matches_sklearn():
+    a, b = load_dataset("digits"), load_dataset("digits")
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    from sklearn.datasets import load_digits
+
+    # downsampling our 28x28 image back to 8x8 approximately recovers a digit of sklearn's set
+    d = load_digits()
+    small = torch.nn.functional.adaptive_avg_pool2d(a.x_test[:5], 8).flatten(1).numpy()
+    ref = d.images.reshape(len(d.images), -1) / 16.0
+    for s, y in zip(small, a.y_test[:5].tolist()):
+        nearest = np.argmin(((ref - s) ** 2).sum(1))
+        assert d.target[nearest] == y
+
+
+# ---- names and errors ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["MNIST", "Fashion_MNIST", "FashionMNIST", "CIFAR-10", "notMNIST"])
+def test_name_aliases(name, data_root):
+    with pytest.raises(DatasetError) as e:  # found the name; the data is what is missing
+        load_dataset(name, download=False)
+    assert "unknown dataset" not in str(e.value)
+
+
+def test_unknown_name_is_one_line_listing_valid_names():
+    with pytest.raises(DatasetError) as e:
+        load_dataset("imagenet")
+    msg = one_line(e)
+    assert "imagenet" in msg and all(n in msg for n in DATASETS)
+
+
+@pytest.mark.parametrize("name,folder,files", [
+    ("mnist", "MNIST/raw", IDX),
+    ("fashion-mnist", "FashionMNIST/raw", IDX),
+    ("notmnist", "notMNIST/raw", IDX[2:]),
+    ("svhn", "SVHN", ("train_32x32.mat", "test_32x32.mat")),
+    ("cifar10", "cifar-10-batches-py", ("data_batch_1", "data_batch_5", "test_batch", "batches.meta")),
+])
+def test_missing_data_offline_is_one_line_naming_folder_and_files(name, folder, files, data_root):
+    with pytest.raises(DatasetError) as e:
+        load_dataset(name, download=False)
+    msg = one_line(e)
+    assert msg.startswith(name) and str(data_root / folder) in msg
+    assert all(f in msg for f in files)
+    assert not (data_root / folder).exists() or not any((data_root / folder).iterdir())
+
+
+def test_data_root_precedence(tmp_path, monkeypatch):
+    monkeypatch.delenv("SNNL_DATA", raising=False)
+    assert data_root() == data_root(None) and data_root().name == "data"
+    monkeypatch.setenv("SNNL_DATA", str(tmp_path / "env"))
+    assert data_root() == tmp_path / "env"
+    assert data_root(tmp_path / "arg") == tmp_path / "arg"
+
+
+def test_corrupt_idx_file_is_one_line(data_root):
+    raw = data_root / "MNIST" / "raw"
+    write_idx(raw)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00garbage" * 50)
+    with pytest.raises(DatasetError) as e:
+        load_dataset("mnist", download=False)
+    msg = one_line(e)
+    assert msg.startswith("mnist: cannot read") and str(raw) in msg
+
+
+def test_truncated_idx_file_is_one_line(data_root):
+    raw = data_root / "MNIST" / "raw"
+    write_idx(raw)
+    with open(raw / "train-images-idx3-ubyte", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(DatasetError) as e:
+        load_dataset("mnist", download=False)
+    assert "cannot read" in one_line(e)
+
+
+def test_tiny_idx_files_load_exactly(data_root):
+    arrays = write_idx(data_root / "FashionMNIST" / "raw")
+    ds = load_dataset("fashion-mnist", download=False)
+    x, y = arrays["train"]
+    assert ds.x_train.shape == (6, 1, 28, 28) and ds.classes[0] == "T-shirt/top"
+    torch.testing.assert_close(ds.x_train[:, 0], torch.from_numpy(x).float() / 255)
+    assert ds.y_train.tolist() == y.tolist() and ds.y_test.tolist() == arrays["t10k"][1].tolist()
+
+
+def test_import_idx_from_gz_and_bad_gz(tmp_path, data_root):
+    src = tmp_path / "src"
+    arrays = write_idx(src)
+    for f in IDX:
+        (src / (f + ".gz")).write_bytes(gzip.compress((src / f).read_bytes()))
+        (src / f).unlink()
+    ds = load_dataset("mnist", source=src, download=False)
+    assert ds.y_test.tolist() == arrays["t10k"][1].tolist()
+    assert sorted(p.name for p in (data_root / "MNIST" / "raw").iterdir()) == sorted(IDX)
+    # a broken archive: one line, and no half-written file left behind
+    (src / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DatasetError) as e:
+        import_idx("notmnist", src, tmp_path / "other")
+    assert "cannot decompress" in one_line(e)
+    assert list((tmp_path / "other" / "notMNIST" / "raw").iterdir()) == []
+    with pytest.raises(DatasetError, match="only handles idx"):
+        import_idx("svhn", src)
+
+
+# ---- real data (shared folder) ------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name,folder,mean,std", [
+    ("mnist", "MNIST", 0.1307, 0.3081),  # the well-known normalisation constants
+    ("fashion-mnist", "FashionMNIST", 0.2860, 0.3530),
+])
+def test_real_idx_datasets(name, folder, mean, std, real_data_root):
+    ds = load_dataset(name, real_data_root, source=shared_raw(folder), download=False)
+    assert len(ds.x_train) == 60000 and len(ds.x_test) == 10000 and ds.shape == (1, 28, 28)
+    assert ds.x_train.min() == 0 and ds.x_train.max() == 1
+    assert abs(ds.x_train.mean().item() - mean) < 1e-3 and abs(ds.x_train.std().item() - std) < 1e-3
+    assert torch.bincount(ds.y_train, minlength=10).min() >= 5000
+    assert torch.bincount(ds.y_test, minlength=10).tolist() == (
+        [1000] * 10 if name == "fashion-mnist" else [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
+
+
+def test_real_notmnist_test_split(real_data_root):
+    ds = load_dataset("notmnist", real_data_root, source=shared_raw("notMNIST"), download=False)
+    assert ds.x_train is None and ds.y_train is None
+    assert ds.x_test.shape == (10000, 1, 28, 28) and ds.classes == list("ABCDEFGHIJ")
+    assert torch.bincount(ds.y_test).tolist() == [1000] * 10
+    assert 0 <= ds.x_test.min() and ds.x_test.max() == 1
+
+
+# ---- SVHN and CIFAR-10 in torchvision's on-disk format ------------------------------------------
+def write_svhn(root, n=(7, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    (root / "SVHN").mkdir(parents=True)
+    out = {}
+    for split, k in zip(("train", "test"), n):
+        X = rng.integers(0, 256, (32, 32, 3, k), dtype=np.uint8)
+        y = rng.integers(1, 11, (k, 1)).astype(np.uint8)  # 10 means digit 0
+        y[0, 0] = 10
+        scipy.io.savemat(root / "SVHN" / f"{split}_32x32.mat", {"X": X, "y": y})
+        out[split] = (X, y)
+    return out
+
+
+def test_svhn_mat_files(data_root):
+    arrays = write_svhn(data_root)
+    ds = load_dataset("svhn", download=False)
+    X, y = arrays["train"]
+    assert ds.x_train.shape == (7, 3, 32, 32) and ds.x_test.shape == (5, 3, 32, 32)
+    assert ds.x_train.is_contiguous()
+    expected = torch.from_numpy(X).permute(3, 2, 0, 1).float() / 255  # (H, W, C, N) -> (N, C, H, W)
+    torch.testing.assert_close(ds.x_train, expected)
+    assert ds.y_train.tolist() == [0 if v == 10 else int(v) for v in y[:, 0]] and ds.y_train[0] == 0
+    assert ds.y_train.max() <= 9
+
+
+def test_svhn_corrupt_file_is_one_line(data_root):
+    write_svhn(data_root)
+    (data_root / "SVHN" / "test_32x32.mat").write_bytes(b"garbage")
+    with pytest.raises(DatasetError) as e:
+        load_dataset("svhn", download=False)
+    assert one_line(e).startswith("svhn: cannot read")
+
+
+def write_cifar(root, per_batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    out = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_batch).tolist()
+        with open(d / name, "wb") as f:
+            pickle.dump({"batch_label": name, "data": data, "labels": labels}, f)
+        out[name] = (data, labels)
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                                     "horse", "ship", "truck"]}, f)
+    return out
+
+
+def test_cifar10_pickled_batches(data_root):
+    arrays = write_cifar(data_root)
+    ds = load_dataset("cifar10", download=False)
+    assert ds.x_train.shape == (15, 3, 32, 32) and ds.x_test.shape == (3, 3, 32, 32)
+    data = np.concatenate([arrays[f"data_batch_{i}"][0] for i in range(1, 6)])
+    expected = torch.from_numpy(data).reshape(-1, 3, 32, 32).float() / 255  # rows are R, G, B planes
+    torch.testing.assert_close(ds.x_train, expected)
+    assert ds.y_train.tolist() == sum((arrays[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    assert ds.y_test.tolist() == arrays["test_batch"][1]
+    assert ds.classes[0] == "airplane" and ds.num_classes == 10
+
+
+def test_cifar10_missing_one_batch(data_root):
+    write_cifar(data_root)
+    (data_root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(DatasetError) as e:
+        load_dataset("cifar10", download=False)
+    assert "data_batch_3" in one_line(e)
+
+
+# ---- options --------------------------------------------------------------------------------------
+def test_subsets_are_seeded_and_keep_labels_with_images():
+    full = load_dataset("digits")
+    a = load_dataset("digits", n_train=100, n_test=50, seed=3)
+    b = load_dataset("digits", n_train=100, n_test=50, seed=3)
+    c = load_dataset("digits", n_train=100, n_test=50, seed=4)
+    assert len(a.x_train) == 100 and len(a.y_test) == 50
+    assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
+    lookup = {bytes(x.numpy().tobytes()): int(y) for x, y in zip(full.x_train, full.y_train)}
+    assert all(lookup[bytes(x.numpy().tobytes())] == int(y) for x, y in zip(a.x_train, a.y_train))
+    assert len({bytes(x.numpy().tobytes()) for x in a.x_train}) == 100  # without replacement
+    assert len(load_dataset("digits", n_train=10**6).x_train) == 1297
+    with pytest.raises(ValueError, match="positive"):
+        load_dataset("digits", n_train=0)
+
+
+def test_resize_pad_and_channels():
+    ds = load_dataset("digits", n_train=8, n_test=8)
+    big = load_dataset("digits", n_train=8, n_test=8, size=32, channels=3)
+    assert big.x_train.shape == (8, 3, 32, 32) and big.shape == (3, 32, 32)
+    # 28 -> 32 pads two zero pixels on each side; the three channels are copies
+    torch.testing.assert_close(big.x_train[:, 1, 2:30, 2:30], ds.x_train[:, 0])
+    assert big.x_train[:, :, :2].abs().sum() == 0 and big.x_train[:, :, :, 30:].abs().sum() == 0
+    assert torch.equal(big.x_train[:, 0], big.x_train[:, 2])
+    small = load_dataset("digits", n_train=8, n_test=8, size=14)
+    assert small.x_test.shape == (8, 1, 14, 14) and 0 <= small.x_test.min() and small.x_test.max() <= 1
+    torch.testing.assert_close(small.x_test.mean(), ds.x_test.mean(), atol=0.01, rtol=0)
+
+
+def test_channels_to_one_averages_and_bad_conversion(data_root):
+    write_cifar(data_root)
+    rgb = load_dataset("cifar10", download=False)
+    gray = load_dataset("cifar10", download=False, channels=1)
+    torch.testing.assert_close(gray.x_train[:, 0], rgb.x_train.mean(1))
+    with pytest.raises(DatasetError, match="channels"):
+        load_dataset("cifar10", download=False, channels=2)
