@@ -1,0 +1,88 @@
+"""Command line: ``python -m snnl train ...`` and ``python -m snnl data import ...``.
+
+Examples::
+
+    python -m snnl train --dataset mnist --model cnn --alpha 10 --steps 14000 --seed 0 --out results/paper
+    python -m snnl data import --name mnist --source path/to/idx-gz-folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from snnl.data import DATASETS, DatasetError, data_root, import_idx
+from snnl.losses import DISTANCES
+from snnl.models import MODELS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m snnl", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model with Eq. 3 and write a results record")
+    t.add_argument("--dataset", default="digits", choices=DATASETS)
+    t.add_argument("--model", default="cnn", choices=MODELS)
+    t.add_argument("--alpha", type=float, default=0.0, help="SNNL weight; > 0 maximises entanglement")
+    t.add_argument("--temperature", type=float, default=100.0, help="initial temperature T0")
+    t.add_argument("--fixed-temperature", action="store_true", help="do not learn the temperature")
+    t.add_argument("--distance", default="euclidean", choices=DISTANCES)
+    t.add_argument("--steps", type=int, default=14000)
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--lr-decay", type=float, default=1.0)
+    t.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
+    t.add_argument("--eval-every", type=int, default=500)
+    t.add_argument("--n-train", type=int, default=None)
+    t.add_argument("--n-test", type=int, default=None)
+    t.add_argument("--size", type=int, default=None, help="resize images (32 for the ResNet)")
+    t.add_argument("--channels", type=int, default=None, help="replicate channels (3 for the ResNet)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--profile", default="small", choices=("small", "paper"))
+    t.add_argument("--experiment", default="train", help="name written in the results record")
+    t.add_argument("--out", default=None, help="folder for the results record")
+    t.add_argument("--checkpoint-dir", default=None, help="folder for checkpoints (resumes if present)")
+    t.add_argument("--no-progress", action="store_true")
+
+    d = sub.add_parser("data", help="manage datasets")
+    dsub = d.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    i = dsub.add_parser("import", help="import a folder of idx (.gz) files into the data root")
+    i.add_argument("--name", required=True, choices=("mnist", "fashion-mnist", "notmnist"))
+    i.add_argument("--source", required=True)
+    i.add_argument("--root", default=None)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "data":
+            folder = import_idx(args.name, args.source, args.root)
+            print(f"{args.name}: files in {folder} (data root {data_root(args.root)})")
+            return 0
+        from snnl.train import TrainConfig, train
+
+        cfg = TrainConfig(dataset=args.dataset, model=args.model, alpha=args.alpha, temperature=args.temperature,
+                          learn_temperature=not args.fixed_temperature, distance=args.distance,
+                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
+                          optimizer=args.optimizer, eval_every=args.eval_every, n_train=args.n_train,
+                          n_test=args.n_test, size=args.size, channels=args.channels, seed=args.seed,
+                          device=args.device, profile=args.profile, experiment=args.experiment)
+        res = train(cfg, out_dir=args.out, checkpoint_dir=args.checkpoint_dir, progress=not args.no_progress)
+        m = res.metrics
+        print(f"test accuracy {m['test_accuracy']:.4f}, test CE {m['test_ce']:.4f}"
+              + (f"; record {res.record['path']}" if "path" in res.record else ""))
+        return 0
+    except (DatasetError, ValueError) as e:
+        print(f"python -m snnl: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

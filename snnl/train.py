@@ -1,0 +1,246 @@
+"""Regularized training (paper Eq. 3, Sections 3.1 and 4).
+
+    L = CE(f_k(x), y) - alpha * sum_{i in layers} l_sn(f_i(x), y, T_i)
+
+``alpha = 0`` is the cross-entropy baseline, ``alpha > 0`` maximises the
+entanglement of the hidden layers (the paper's regulariser), ``alpha < 0``
+minimises it. Each regularised layer has its own temperature, fixed or learned
+(``T = T0 / t``, one step on ``t`` per training step: the authors' scheme, see
+:class:`snnl.losses.SoftNearestNeighborLoss`).
+
+:func:`train` is the one training function used by the command line, the
+notebooks and the tests. It records per-layer SNNL of the training batches and
+the learned temperatures, train/test cross-entropy and accuracy at evaluation
+points, checkpoints at intervals (a killed run resumes from its last checkpoint
+and ends with the same result), stops on a non-finite loss with a message that
+names the step, and writes a results record at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from snnl.data import Dataset, load_dataset
+from snnl.losses import DISTANCES, SoftNearestNeighborLoss, triplet_loss
+from snnl.models import MODELS, build_model
+from snnl.results import Run, device_name, resolve_device, seed_everything
+
+REGULARIZERS = ("snnl", "triplet")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "digits"  # one of snnl.data.DATASETS
+    model: str = "cnn"  # cnn (Table 1), cnn1 (App. C) or resnet (CIFAR-10)
+    alpha: float = 0.0  # weight of the SNNL term; > 0 maximises entanglement (Eq. 3), 0 = baseline
+    temperature: float = 100.0  # initial temperature T0 of every layer (authors' code: 100)
+    learn_temperature: bool = True  # T = T0 / t with one step on t per training step
+    distance: str = "euclidean"  # euclidean (squared) or cosine (the paper's ResNet)
+    layers: tuple[str, ...] | None = None  # hidden layers to regularise/record (None = all)
+    regularizer: str = "snnl"  # snnl, or triplet (App. B: -alpha * triplet loss)
+    optimizer: str = "adam"  # adam (the CNN: lr 1e-4) or sgd (momentum 0.9; the ResNet)
+    lr: float = 1e-4  # learning rate
+    lr_decay: float = 1.0  # exponential decay: lr * lr_decay ** (step / decay_steps)
+    decay_steps: int = 1000  # steps per decay factor
+    weight_decay: float = 0.0  # L2 penalty in the optimiser
+    batch_size: int = 256  # the paper: 256
+    steps: int = 14000  # the paper's CNN: 14,000
+    eval_every: int = 500  # steps between evaluations of train/test CE and accuracy
+    log_every: int = 50  # steps between records of per-layer SNNL and temperature
+    eval_train_size: int = 10000  # training points used for the train CE/accuracy
+    n_train: int | None = None  # training subset (None = all)
+    n_test: int | None = None  # test subset (None = all)
+    size: int | None = None  # resize images (e.g. 32 for the ResNet)
+    channels: int | None = None  # replicate channels (e.g. 3 for the ResNet)
+    seed: int = 0
+    device: str = "auto"
+    profile: str = "small"  # recorded in the results record: small or paper
+    experiment: str = "train"  # name of the results record
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.distance not in DISTANCES:
+            raise ValueError(f"unknown distance {self.distance!r}; choose one of: {', '.join(DISTANCES)}")
+        if self.regularizer not in REGULARIZERS:
+            raise ValueError(f"unknown regularizer {self.regularizer!r}; choose one of: {', '.join(REGULARIZERS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        for name in ("steps", "batch_size", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
+        if self.layers is not None:
+            self.layers = tuple(self.layers)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    config: TrainConfig
+    metrics: dict
+    history: dict
+    record: dict = field(default_factory=dict)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+def load_for(config: TrainConfig) -> Dataset:
+    """The dataset a config asks for (subsets, resizing)."""
+    return load_dataset(config.dataset, n_train=config.n_train, n_test=config.n_test,
+                        size=config.size, channels=config.channels, seed=config.seed)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict:
+    """Cross-entropy and accuracy of ``model`` on (x, y), in eval mode (mode restored)."""
+    was_training = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    ce, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+        logits = model(xb)[0]
+        ce += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    return {"ce": ce / len(x), "accuracy": correct / len(x)}
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
+          checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1000,
+          progress: bool = True, transform: Callable | None = None) -> TrainResult:
+    """Train a model with Eq. 3 and return it with its metrics, history and results record.
+
+    Args:
+        config: what to train (see :class:`TrainConfig`).
+        data: an already loaded dataset (else loaded from ``config``).
+        out_dir: where to write the results record (None: not written).
+        checkpoint_dir: where to keep ``checkpoint.pt``; an existing checkpoint of the
+            same config is resumed.
+        transform: ``transform(model, x, y) -> x`` applied to each training batch
+            (e.g. PGD adversarial examples for Madry-style training, App. E).
+    """
+    device = resolve_device(config.device)
+    data = data if data is not None else load_for(config)
+    if data.x_train is None:
+        raise ValueError(f"{data.name} has no training split")
+    seed_everything(config.seed)
+    model = build_model(config.model, data.shape, data.num_classes).to(device)
+    layers = config.layers or tuple(model.layer_names)
+    unknown = [n for n in layers if n not in model.layer_names]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {unknown} for {config.model}; choose from {list(model.layer_names)}")
+    snnl = nn.ModuleDict({n: SoftNearestNeighborLoss(config.temperature, config.distance,
+                                                     config.learn_temperature) for n in layers}).to(device)
+    if config.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: config.lr_decay ** (s / config.decay_steps))
+    gen = torch.Generator().manual_seed(config.seed)
+    x_tr, y_tr = data.x_train.to(device), data.y_train.to(device)
+    x_te, y_te = data.x_test, data.y_test
+    n_eval = min(config.eval_train_size, len(x_tr))
+    eval_idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(config.seed + 1))[:n_eval]
+    history = {"step": [], "ce": [], "snnl": {n: [] for n in layers}, "temperature": {n: [] for n in layers},
+               "eval_step": [], "train_ce": [], "train_accuracy": [], "test_ce": [], "test_accuracy": []}
+    step, perm, pos = 0, torch.randperm(len(x_tr), generator=gen), 0
+
+    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["config"] != asdict(config):
+            raise ValueError(f"{ckpt} belongs to a different configuration; remove it or use another folder")
+        model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"]); snnl.load_state_dict(state["snnl"])
+        gen.set_state(state["gen"]); torch.set_rng_state(state["torch_rng"])
+        step, perm, pos, history = state["step"], state["perm"], state["pos"], state["history"]
+    if ckpt is not None:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+
+    def checkpoint():
+        if ckpt is not None:
+            _save(ckpt, {"config": asdict(config), "model": model.state_dict(), "opt": opt.state_dict(),
+                         "sched": sched.state_dict(), "snnl": snnl.state_dict(), "gen": gen.get_state(),
+                         "torch_rng": torch.get_rng_state(), "step": step, "perm": perm, "pos": pos,
+                         "history": history})
+
+    def do_eval():
+        tr = evaluate(model, x_tr[eval_idx], y_tr[eval_idx])
+        te = evaluate(model, x_te, y_te)
+        history["eval_step"].append(step)
+        for k, v in (("train_ce", tr["ce"]), ("train_accuracy", tr["accuracy"]),
+                     ("test_ce", te["ce"]), ("test_accuracy", te["accuracy"])):
+            history[k].append(v)
+
+    run = Run(config.experiment, config.profile, data.name, config.seed, asdict(config), device_name(device))
+    model.train()
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"{config.model} a={config.alpha:g}")
+    while step < config.steps:
+        if pos + config.batch_size > len(perm):
+            perm, pos = torch.randperm(len(x_tr), generator=gen), 0
+        idx = perm[pos:pos + config.batch_size].to(device)
+        pos += config.batch_size
+        xb, yb = x_tr[idx], y_tr[idx]
+        if transform is not None:
+            xb = transform(model, xb, yb)
+        logits, hidden = model(xb)
+        ce = F.cross_entropy(logits, yb)
+        reg = {}
+        if config.alpha != 0 or step % config.log_every == 0:
+            for n in layers:
+                if config.regularizer == "snnl":
+                    reg[n] = snnl[n](hidden[n], yb)
+                else:
+                    reg[n] = triplet_loss(hidden[n], yb, generator=gen)
+        loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 else ce
+        if not torch.isfinite(loss):
+            bar.close()
+            where = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
+            raise TrainingDiverged(f"non-finite loss at step {step} (cross-entropy {ce.item():.4g}, "
+                                   f"regulariser {[round(float(v), 4) for v in reg.values()]}){where}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % config.log_every == 0:
+            history["step"].append(step)
+            history["ce"].append(ce.item())
+            for n in layers:
+                history["snnl"][n].append(reg[n].item())
+                history["temperature"][n].append(snnl[n].temperature)
+            bar.set_postfix(ce=f"{ce.item():.3f}", snnl=f"{sum(v.item() for v in reg.values()):.3f}")
+        step += 1
+        bar.update(1)
+        if step % config.eval_every == 0 or step == config.steps:
+            do_eval()
+        if ckpt is not None and (step % checkpoint_every == 0 or step == config.steps):
+            checkpoint()
+    bar.close()
+    if not history["eval_step"] or history["eval_step"][-1] != step:
+        do_eval()
+    metrics = {"test_accuracy": history["test_accuracy"][-1], "test_ce": history["test_ce"][-1],
+               "train_accuracy": history["train_accuracy"][-1], "train_ce": history["train_ce"][-1],
+               "final_temperature": {n: snnl[n].temperature for n in layers}}
+    record = run.finish(metrics, out_dir, history=history)
+    return TrainResult(model, config, metrics, history, record)
