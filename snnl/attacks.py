@@ -9,7 +9,8 @@ attack, ``attack(images, labels) -> adversarial images``.
 Conventions:
 
 * Images are in [0, 1]; any normalisation lives inside the model. The result
-  stays in [0, 1] and within the L-inf ball of radius ``eps`` around the input.
+  stays in [0, 1] and within the L-inf ball of radius ``eps`` around the input
+  (up to the rounding of ``x +- eps`` in the input's dtype).
 * The loss is the cross-entropy of the model's logits (summed over the batch,
   so each example's gradient is its own). A model may return plain logits,
   ``(logits, hidden)``, a dict with a ``"logits"`` key or an object with a
