@@ -93,13 +93,12 @@ def _row_stats(xq, x, t, offset, euclid, seg):
     (C, queries; -inf where a class has no neighbour).
     """
     inv_t = 1.0 / t
-    if euclid:
-        bias = (x * x).sum(1, keepdim=True).mul(-inv_t).expand(-1, xq.shape[0])
-        e = torch.mm(x, xq.T).mul_(2.0 * inv_t).add_(bias)
+    if euclid:  # one product: [2x/T, -|x|^2/T] . [xq, 1]
+        e = torch.mm(torch.cat([x * (2.0 * inv_t), (x * x).sum(1, keepdim=True) * -inv_t], 1),
+                     torch.cat([xq, xq.new_ones(xq.shape[0], 1)], 1).T)
     else:
-        e = torch.mm(x, xq.T).mul_(inv_t)
-    cols = torch.arange(xq.shape[0], device=x.device)
-    e[cols + offset, cols] = -math.inf
+        e = torch.mm(x * inv_t, xq.T)
+    e.diagonal(-offset).fill_(-math.inf)
     m = torch.stack([e[a:b].amax(0) for _, a, b in seg])
     m = torch.where(torch.isfinite(m), m, torch.zeros((), device=x.device, dtype=x.dtype))
     for c, a, b in seg:
@@ -130,39 +129,44 @@ class _SNNLRows(torch.autograd.Function):
             dt = -(coef * (ent + m * mass)).sum(0) / t
         ctx.meta = (offset, euclid, seg, recompute)
         ctx.mark_non_differentiable(valid, dt)
-        ctx.save_for_backward(xq, x, t, yq, m, lse, lse_all, valid, None if recompute else e)
+        ctx.save_for_backward(xq, x, t, yq, m, lse, lse_all, valid)
+        ctx.e = None if recompute else e  # consumed (overwritten) by the first backward
         return terms, valid, dt
 
     @staticmethod
     def backward(ctx, grad_terms, _grad_valid, _grad_dt):
-        xq, x, t, yq, m, lse, lse_all, valid, e = ctx.saved_tensors
+        xq, x, t, yq, m, lse, lse_all, valid = ctx.saved_tensors
         offset, euclid, seg, recompute = ctx.meta
-        if recompute:
+        e, ctx.e = ctx.e, None
+        if e is None:  # chunked, or a second backward through a retained graph: rebuild the block
             e, m, lse = _row_stats(xq, x, t, offset, euclid, seg)
         coef = _coef(m, lse, lse_all, yq, torch.where(valid, grad_terms, torch.zeros_like(grad_terms)))
-        gl = torch.empty_like(e)  # d loss / d logits, transposed (points, queries); columns sum to 0
+        gl = e  # d loss / d logits, transposed (points, queries), written over e; columns sum to 0
         for c, a, b in seg:
-            torch.mul(e[a:b], coef[c], out=gl[a:b])
+            gl[a:b].mul_(coef[c])
         s = 2.0 if euclid else 1.0
-        dense = not recompute and offset == 0 and xq.shape == x.shape
         need_xq, need_x, need_t = ctx.needs_input_grad[:3]
         grad_xq = grad_x = grad_t = None
-        if dense and (need_xq or need_x):  # xq is x: both roles in one product
-            grad_xq = (gl + gl.T) @ x * (s / t)
-            if euclid:
-                grad_xq = grad_xq - x * (gl.sum(1, keepdim=True) * (2.0 / t))
-        else:
-            if need_xq:
-                grad_xq = gl.T @ x * (s / t)
+        rows = gl.sum(1) if euclid and (need_x or need_t) else None  # sum_i gl_ji
+        if not recompute and offset == 0 and xq.shape == x.shape:  # dense: xq is x, both roles
+            gx = gl.T @ x
             if need_x:
-                grad_x = gl @ xq * (s / t)
+                gx.addmm_(gl, x)  # (gl^T + gl) x
+            dot = (gx * x).sum() * (0.5 if need_x else 1.0) if need_t else None  # sum_ij gl_ji <x_j, x_i>
+            if need_x:
+                grad_xq = gx.mul_(s / t).sub_(x * (rows[:, None] * (2.0 / t))) if euclid else gx.mul_(s / t)
+        else:
+            gx = gl.T @ x if (need_xq or need_t) else None
+            dot = (gx * xq).sum() if need_t else None
+            if need_xq:
+                grad_xq = gx * (s / t)
+            if need_x:
+                grad_x = (gl @ xq).mul_(s / t)
                 if euclid:
-                    grad_x = grad_x - x * (gl.sum(1, keepdim=True) * (2.0 / t))
-        if need_t:
-            # d logits / d T = -logits / T; sum_ij gl_ij logits_ij, elementwise (logit = log e + m)
-            ent = torch.stack([(gl[a:b] * torch.log(e[a:b]).nan_to_num(neginf=0.0)).sum(0) for _, a, b in seg])
-            mass = torch.stack([gl[a:b].sum(0) for _, a, b in seg])
-            grad_t = -(ent.sum() + (m * mass).sum()) / t
+                    grad_x.sub_(x * (rows[:, None] * (2.0 / t)))
+        if need_t:  # logits = (s <x_j, xq_i> - [euclid] |x_j|^2) / T + const_i;  d/dT = -logit / T
+            total = s * dot - ((rows * (x * x).sum(1)).sum() if euclid else 0.0)
+            grad_t = -total / (t * t)
         return grad_xq, grad_x, grad_t, None, None, None, None, None, None
 
 

@@ -159,6 +159,41 @@ def test_gradient_matches_autograd_of_naive_formula():
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_size", [None, 5])
+def test_backward_twice_through_a_retained_graph(chunk_size):
+    x, y = make_batch(7, b=12, dtype=torch.float32)
+    x.requires_grad_(True)
+    t = torch.tensor(2.0, requires_grad=True)
+    value = soft_nearest_neighbor_loss(x, y, t, chunk_size=chunk_size)
+    value.backward(retain_graph=True)
+    gx, gt = x.grad.clone(), t.grad.clone()
+    value.backward()
+    torch.testing.assert_close(x.grad, 2 * gx)
+    torch.testing.assert_close(t.grad, 2 * gt)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("scale,t", [(1.0, 0.5), (1.0, 20.0), (30.0, 1.0)])
+def test_float32_gradients_agree_with_float64(distance, scale, t):
+    x, y = make_batch(8, b=40, d=6, classes=4, scale=scale)
+    _, gx64, gt64 = loss_and_grads(x, y, t, distance)
+    _, gx32, gt32 = loss_and_grads(x.float(), y, t, distance)
+    torch.testing.assert_close(gx32.double(), gx64, rtol=1e-3, atol=1e-4 * float(gx64.abs().max()))
+    assert float(gt32) == pytest.approx(float(gt64), rel=1e-3, abs=1e-5)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("chunk_size", [None, 6])
+def test_temperature_derivative_for_the_module_step_matches_autograd(distance, chunk_size):
+    from snnl.losses import _loss_and_dt
+
+    x, y = make_batch(9, b=20, d=3, classes=3)
+    value, dt = _loss_and_dt(x, y, 1.7, distance, chunk_size)
+    _, _, gt = loss_and_grads(x, y, 1.7, distance)
+    assert float(value) == pytest.approx(float(soft_nearest_neighbor_loss(x, y, 1.7, distance)), abs=1e-12)
+    assert float(dt) == pytest.approx(float(gt), rel=1e-8, abs=1e-12)
+
+
 # ----------------------------------------------------------------------------------------------
 # invariances (hypothesis)
 batches = st.tuples(st.integers(0, 10_000), st.integers(4, 24), st.integers(1, 5), st.integers(1, 5))
