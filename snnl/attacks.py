@@ -31,21 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from snnl.models import logits_of
+
 __all__ = ["Attack", "FGSM", "BIM", "PGD", "logits_of"]
-
-
-def logits_of(output) -> torch.Tensor:
-    """The logits in a model's output: a tensor, the first item of a tuple/list
-    (``(logits, hidden)``), ``output["logits"]`` or ``output.logits``."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
-        return output["logits"]
-    if isinstance(getattr(output, "logits", None), torch.Tensor):
-        return output.logits
-    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
 
 
 def _check_eps(name: str, value: float, positive: bool = False) -> float:
