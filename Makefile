@@ -104,7 +104,8 @@ _build/ipynb/%.ipynb: book/%.py $(INSTALLED)
 
 $(STAGE)/%.ipynb: _build/ipynb/%.ipynb $(STAGE)/.params $(PKG_SRC) $(INSTALLED)
 	@mkdir -p $(@D) $(FAILED)
-	$(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar $(PM_ARGS) \
+	@echo "papermill book/$*.py -> $@ [$(strip $(PM_ARGS))]"
+	@$(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar $(PM_ARGS) \
 	  || { echo "notebook book/$*.py failed" >&2; ! mv -f $@ $(FAILED)/$*.ipynb 2>/dev/null \
 	       || echo "executed up to the error: $(FAILED)/$*.ipynb" >&2; exit 1; }
 	@rm -f $(FAILED)/$*.ipynb
