@@ -128,7 +128,8 @@ def _save(path: Path, state: dict) -> None:
 
 def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
           checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1000,
-          progress: bool = True, transform: Callable | None = None) -> TrainResult:
+          progress: bool = True, transform: Callable | None = None,
+          callback: Callable | None = None) -> TrainResult:
     """Train a model with Eq. 3 and return it with its metrics, history and results record.
 
     Args:
@@ -139,6 +140,10 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             same config is resumed.
         transform: ``transform(model, x, y) -> x`` applied to each training batch
             (e.g. PGD adversarial examples for Madry-style training, App. E).
+        callback: ``callback(step, model)`` called with the number of steps done, once
+            before the first step (``step`` = 0, or the step resumed from) and after every
+            step; for measurements during training (Section 3.1). It must leave the model's
+            mode, parameters and the global random state as it found them.
     """
     device = resolve_device(config.device)
     data = data if data is not None else load_for(config)
@@ -196,6 +201,8 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
     run = Run(config.experiment, config.profile, data.name, config.seed, asdict(config), device_name(device))
     model.train()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"{config.model} a={config.alpha:g}")
+    if callback is not None:
+        callback(step, model)
     while step < config.steps:
         if pos + config.batch_size > len(perm):
             perm, pos = torch.randperm(len(x_tr), generator=gen), 0
@@ -206,19 +213,24 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             xb = transform(model, xb, yb)
         logits, hidden = model(xb)
         ce = F.cross_entropy(logits, yb)
-        reg = {}
+        reg, bad = {}, None
         if config.alpha != 0 or step % config.log_every == 0:
             for n in layers:
+                if not bool(torch.isfinite(hidden[n].detach()).all()):  # the losses refuse NaN inputs
+                    bad = n
+                    break
                 if config.regularizer == "snnl":
                     reg[n] = snnl[n](hidden[n], yb)
                 else:
                     reg[n] = triplet_loss(hidden[n], yb, generator=gen)
-        loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 else ce
-        if not torch.isfinite(loss):
+        loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 and bad is None else ce
+        if bad is not None or not torch.isfinite(loss):
             bar.close()
             where = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
+            what = (f"non-finite activations in layer {bad}" if bad is not None else
+                    f"regulariser {[round(float(v), 4) for v in reg.values()]}")
             raise TrainingDiverged(f"non-finite loss at step {step} (cross-entropy {ce.item():.4g}, "
-                                   f"regulariser {[round(float(v), 4) for v in reg.values()]}){where}")
+                                   f"{what}){where}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -232,6 +244,8 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             bar.set_postfix(ce=f"{ce.item():.3f}", snnl=f"{sum(v.item() for v in reg.values()):.3f}")
         step += 1
         bar.update(1)
+        if callback is not None:
+            callback(step, model)
         if step % config.eval_every == 0 or step == config.steps:
             do_eval()
         if ckpt is not None and (step % checkpoint_every == 0 or step == config.steps):

@@ -1,0 +1,77 @@
+"""Command line: ``python -m snnl train ...`` and ``python -m snnl data import ...``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from snnl.__main__ import main
+from snnl.data import DATASETS
+from snnl.results import load_records
+
+
+def cli(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "snnl", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_unknown_dataset_is_one_line_listing_the_choices():
+    p = cli("train", "--dataset", "foo")
+    assert p.returncode == 2 and p.stdout == ""
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "'foo'" in lines[0]
+    for name in DATASETS:
+        assert name in lines[0]
+
+
+def test_a_tiny_run_writes_a_record(tmp_path):
+    out = tmp_path / "records"
+    p = cli("train", "--dataset", "digits", "--steps", "5", "--batch-size", "32", "--alpha", "10",
+            "--eval-every", "5", "--seed", "2", "--experiment", "smoke", "--out", str(out), "--no-progress")
+    assert p.returncode == 0, p.stderr
+    [rec] = load_records(out, "smoke")
+    assert rec["dataset"] == "digits" and rec["seed"] == 2 and rec["profile"] == "small"
+    assert rec["config"]["steps"] == 5 and rec["config"]["alpha"] == 10.0
+    assert f"test accuracy {rec['metrics']['test_accuracy']:.4f}" in p.stdout
+    assert rec["path"] in p.stdout
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--steps", "0"], "steps must be >= 1, got 0"),
+    (["train", "--model", "vgg"], "invalid choice: 'vgg'"),
+    (["train", "--distance", "l1"], "invalid choice: 'l1'"),
+    (["train", "--steps", "ten"], "invalid int value: 'ten'"),
+    (["fly"], "invalid choice: 'fly'"),
+    ([], "required"),
+])
+def test_errors_are_one_line_and_exit_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        code = main(argv)
+        raise SystemExit(code)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_data_import_of_a_folder_without_the_files_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["data", "import", "--name", "mnist", "--source", str(tmp_path / "empty"),
+                 "--root", str(tmp_path / "root")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "train-images-idx3-ubyte" in err
+
+
+def test_data_import_copies_idx_files(tmp_path, capsys):
+    from conftest import shared_raw
+
+    src = shared_raw("notMNIST")
+    assert main(["data", "import", "--name", "notmnist", "--source", str(src), "--root", str(tmp_path)]) == 0
+    assert (tmp_path / "notMNIST" / "raw" / "t10k-images-idx3-ubyte").stat().st_size > 0
+    assert "notmnist: files in" in capsys.readouterr().out
