@@ -114,6 +114,7 @@ class Run:
     device: str = "cpu"
     started_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     _t0: float = field(default_factory=time.perf_counter, repr=False)
+    commit: str = field(default_factory=git_commit)  # the code that runs: taken at the start
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -124,7 +125,7 @@ class Run:
             "experiment": self.experiment, "profile": self.profile, "dataset": self.dataset,
             "seed": self.seed, "config": self.config, "metrics": metrics,
             "device": self.device, "torch_version": torch.__version__,
-            "git_commit": git_commit(), "started_at": self.started_at,
+            "git_commit": self.commit, "started_at": self.started_at,
             "wall_seconds": round(time.perf_counter() - self._t0, 3),
         }
         if history is not None:
