@@ -379,6 +379,7 @@ def main(argv=None) -> int:
     p.add_argument("--alpha", type=float, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--source-steps", type=int, default=None)
+    p.add_argument("--train-experiment", default=None, help="experiment name in the victims' TrainConfig")
     p.add_argument("--attacks", default=None, help="comma-separated subset of " + ",".join(ATTACKS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -390,18 +391,22 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     over = {k: v for k, v in dict(dataset=a.dataset, alpha=a.alpha, steps=a.steps, source_steps=a.source_steps,
+                                  train_experiment=a.train_experiment,
                                   attacks=a.attacks and tuple(a.attacks.split(","))).items() if v is not None}
     cfg = make_config(a.profile, regularizer=a.regularizer, seed=a.seed, device=a.device, **over)
     dirs, configs = dict(v.split("=", 1) for v in a.victim_dir), model_configs(cfg)
     if set(dirs) - set(configs):
         p.error(f"--victim-dir: unknown role(s) {sorted(set(dirs) - set(configs))}; choose from {list(configs)}")
+    roles = _needed(cfg, transfer=not a.no_transfer)
+    for role, folder in dirs.items():
+        if not (_finished(Path(folder), configs[role].steps) or a.wait):
+            p.error(f"{folder} holds no finished run of {configs[role].steps} steps (use --wait)")
+    # models trained here first, then the victims of other runs once they are finished
+    models = train_models(cfg, [r for r in roles if r not in dirs], a.checkpoint_root, progress=not a.no_progress)
     for role, folder in dirs.items():
         while not _finished(Path(folder), configs[role].steps):
-            if not a.wait:
-                p.error(f"{folder} holds no finished run of {configs[role].steps} steps (use --wait)")
             time.sleep(60)
-    roles = _needed(cfg, transfer=not a.no_transfer)
-    models = train_models(cfg, roles, a.checkpoint_root, dirs, progress=not a.no_progress)
+    models.update(train_models(cfg, [r for r in roles if r in dirs], checkpoint_dirs=dirs, progress=False))
     cache: dict = {}
     for fn in (credibility_sweep,) + (() if a.no_transfer else (transfer_matrix,)):
         rec = fn(cfg, models, out_dir=a.out, cache=cache, progress=not a.no_progress)
