@@ -1,0 +1,192 @@
+"""The reproduction report: statuses from synthetic paper-profile records, and the real records."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from conftest import REPO
+from snnl.experiments import report as rp
+from snnl.experiments.regularization import PAPER_TABLE1
+from snnl.results import write_record
+
+_clock = itertools.count()
+
+
+def write(root, experiment, dataset, metrics, config=None, seed=0, profile="paper", history=None,
+          commit="0123456789abcdef-dirty", device="cuda (NVIDIA H100)"):
+    """A record as snnl.Run writes it, one second after the previous one."""
+    t = next(_clock)
+    rec = {"experiment": experiment, "profile": profile, "dataset": dataset, "seed": seed, "config": config or {},
+           "metrics": metrics, "device": device, "torch_version": "2.0", "git_commit": commit,
+           "started_at": f"2026-01-01T00:{t // 60:02d}:{t % 60:02d}+00:00", "wall_seconds": 1.0}
+    if history is not None:
+        rec["history"] = history
+    return write_record(root / experiment / f"{experiment}_{dataset}_{seed}_{t}.json", rec)
+
+
+def table1(root, dataset, alpha, accs, steps=14000, **config):
+    for seed, acc in enumerate(accs):
+        write(root, "table1", dataset, {"test_accuracy": acc},
+              {"alpha": alpha, "steps": steps, "model": "cnn", **config}, seed=seed)
+
+
+def find(items, text, end=False):
+    hits = [i for i in items if (i["item"].endswith(text) if end else text in i["item"])]
+    assert len(hits) == 1, (text, [i["item"] for i in hits])
+    return hits[0]
+
+
+def test_empty_folder_lists_every_item_as_not_run(tmp_path):
+    items = rp.reproduction_report(tmp_path / "nothing-here")
+    assert len(items) >= 40
+    assert {i["status"] for i in items} == {rp.NOT_RUN}
+    for ds in PAPER_TABLE1:
+        assert find(items, f"Table 1: {ds}, entangled (alpha=10), best")["paper"].startswith(
+            f"{PAPER_TABLE1[ds]['best'][0]:.2f}")
+    assert len([i for i in items if i["item"].startswith("Table 2")]) == 4
+    assert all(i["runs"] in (0, "0 (paper 4)", "0 (paper 100)") and i["ours"] == "–" for i in items)
+    assert rp.counts(items)[rp.NOT_RUN] == len(items)
+    assert rp.headline(items).startswith(f"{len(items)} paper items: 0 matches")
+
+
+def test_table1_statuses_runs_spread_and_provenance(tmp_path):
+    table1(tmp_path, "mnist", 10.0, [0.9920, 0.9925, 0.9910, 0.9915])  # best 99.25, mean 99.175
+    table1(tmp_path, "mnist", 10.0, [0.10], steps=100)  # a shorter run: not the paper's recipe, ignored
+    table1(tmp_path, "mnist", 0.0, [0.970, 0.972])  # best 97.2, mean 97.1: far below the paper
+    table1(tmp_path, "fashion-mnist", 0.0, [0.90])
+    table1(tmp_path, "fashion-mnist", 10.0, [0.88], substitute_for="svhn")
+    write(tmp_path, "table1", "mnist", {"test_accuracy": 0.2}, {"alpha": 10.0, "steps": 14000}, profile="small")
+    items = rp.reproduction_report(tmp_path)
+    best, mean = find(items, "Table 1: mnist, entangled (alpha=10), best"), find(items, "Table 1: mnist, entangled (alpha=10), mean")
+    assert (best["ours"], best["status"]) == ("99.25", rp.MATCHES)
+    assert mean["ours"] in ("99.17", "99.18") and mean["status"] == rp.MATCHES
+    assert best["runs"] == "4 (paper 4)" and best["spread"] == "99.10–99.25" and mean["spread"].startswith("std 0.06")
+    assert best["dataset"] == "mnist" and best["device"] == "cuda (NVIDIA H100)" and best["commit"] == "0123456-dirty"
+    base = find(items, "Table 1: mnist, baseline (alpha=0), mean")
+    assert (base["ours"], base["status"], base["runs"]) == ("97.10", rp.NO_MATCH, "2 (paper 4)")
+    assert find(items, "Table 1: mnist, entangled beats baseline")["status"] == rp.HOLDS
+    fm = find(items, "Table 1: fashion-mnist, entangled beats baseline")
+    assert fm["status"] == rp.NOT_RUN and "only the baseline" in fm["note"]
+    svhn = find(items, "Table 1: svhn, entangled (alpha=10), best")
+    assert svhn["dataset"] == "fashion-mnist (substitute for svhn)" and svhn["status"] == rp.NO_MATCH
+    assert "(sic)" in find(items, "Table 1: svhn, baseline (alpha=0), mean")["paper"]
+    assert find(items, "Table 1: cifar10, entangled (alpha=10), best")["status"] == rp.NOT_RUN
+
+
+def test_a_rerun_replaces_the_same_run(tmp_path):
+    table1(tmp_path, "mnist", 0.0, [0.50])
+    table1(tmp_path, "mnist", 0.0, [0.988])  # same seed and config, newer
+    item = find(rp.reproduction_report(tmp_path), "Table 1: mnist, baseline (alpha=0), best")
+    assert (item["ours"], item["runs"], item["status"]) == ("98.80", "1 (paper 4)", rp.MATCHES)
+
+
+def cal_summary(rows):
+    return {"eps": [0, 0.1], "summary": [{"model": m, "attack": a, "pearson": r, "gap": g} for m, a, r, g in rows]}
+
+
+def test_calibration_triplet_and_transfer_claims(tmp_path):
+    write(tmp_path, "dknn_calibration", "mnist", cal_summary([
+        ("baseline", "fgsm", 0.5, 0.3), ("entangled", "fgsm", 0.9, 0.1),  # holds
+        ("baseline", "bim", 0.8, 0.3), ("entangled", "bim", 0.7, 0.2),  # does not hold
+        ("baseline", "bim_zero", 0.8, 0.3), ("entangled", "bim_zero", None, 0.2)]),  # NaN never wins
+          {"steps": 14000, "bim_steps": 50, "n_test": 1000})
+    write(tmp_path, "dknn_calibration_triplet", "mnist", cal_summary([
+        ("baseline", "fgsm", 0.8, 0.3), ("triplet", "fgsm", 0.9, 0.1)]), {"alpha": 1e-3})
+    pairs = [{"source": s, "victim": v, "mean_model_accuracy": a} for s, v, a in
+             (("entangled", "baseline", 0.9), ("baseline_source", "baseline", 0.3))]
+    write(tmp_path, "transferability", "fashion-mnist", {"eps": [0, 0.1], "pairs": pairs})
+    items = rp.reproduction_report(tmp_path)
+    assert find(items, "(mnist), fgsm")["status"] == rp.HOLDS
+    assert find(items, "(mnist), bim_zero")["status"] == rp.FAILS
+    bim = find(items, "(mnist), bim", end=True)
+    assert bim["status"] == rp.FAILS and bim["ours"] == "r 0.700 vs 0.800; gap 0.200 vs 0.300"
+    assert find(items, "Fig. 9: DkNN calibration (svhn)")["status"] == rp.NOT_RUN
+    assert find(items, "Fig. 19: DkNN calibration (fashion-mnist)")["status"] == rp.NOT_RUN
+    assert find(items, "Fig. 14")["status"] == rp.FAILS  # the triplet model improved: the paper says it does not
+    assert find(items, "transfer from an entangled model (fashion-mnist)")["status"] == rp.HOLDS
+    assert find(items, "transfer from an entangled model (mnist)")["status"] == rp.NOT_RUN
+
+
+def test_geometry_and_table2_claims(tmp_path):
+    write(tmp_path, "ood", "mnist+notmnist", {m: {"auroc_credibility": a, "auroc_softmax": 0.5} for m, a in
+                                              (("baseline", 0.7), ("entangled", 0.9))})
+    write(tmp_path, "adversarial_gradients", "mnist", {p: {"cross_model_knn_accuracy": a, "cosine_sign": 0.1}
+                                                       for p, a in (("baseline", 0.8), ("entangled", 0.2), ("mixed", 0.85))})
+    write(tmp_path, "hidden_adversarial", "fashion-mnist", {m: {"knn_accuracy_layer": a} for m, a in
+                                                            (("baseline", 0.6), ("entangled", 0.9))})
+    layer = lambda b, p: {"baseline_snnl_at_T": b, "pgd_snnl_at_T": p, "baseline_entanglement": b / 2,
+                          "pgd_entanglement": p / 2, "baseline_snnl_at_T_std": 0.01, "pgd_snnl_at_T_std": 0.02}
+    rows = {"conv1": layer(1.0, 2.0), "conv2": layer(1.0, 0.5), "fc1": layer(1.0, 0.5), "fc2": layer(1, 1),
+            "logits": layer(0.1, 0.2)}
+    write(tmp_path, "table2", "mnist", {"rows": rows, "n_batches": 10}, {"table2_temperature": 100.0, "table2_batch": 128})
+    items = rp.reproduction_report(tmp_path)
+    assert find(items, "(mnist+notmnist)")["status"] == rp.HOLDS
+    assert find(items, "(svhn+cifar10)")["status"] == rp.NOT_RUN
+    assert find(items, "gradients aligned (mnist)")["status"] == rp.FAILS  # the mixed pair is better aligned
+    assert find(items, "Fig. 22")["status"] == rp.HOLDS
+    statuses = {i["item"].split(" (")[0]: i["status"] for i in items if i["item"].startswith("Table 2")}
+    assert statuses == {"Table 2: Conv1": rp.HOLDS, "Table 2: Conv2": rp.FAILS,  # paper: PGD higher
+                        "Table 2: Fully Connected layer": rp.HOLDS, "Table 2: Logits": rp.HOLDS}
+    assert find(items, "Conv1")["runs"] == "1 pair, 10 batches of 128"
+
+
+def test_training_curve_and_gan_claims(tmp_path):
+    ent = {"block1": [1.0, 0.95, 0.9], "block2": [1.0, 0.9, 0.85], "block3.conv1": [0.9, 0.5, 0.8],
+           "block3.conv2": [0.9, 0.6, 0.7], "block3": [1.0, 0.6, 0.3], "pool": [1.0, 0.5, 0.2]}
+    write(tmp_path, "fig3_16", "fashion-mnist", {"test_accuracy": 0.9},
+          {"figure": "3", "model": "resnet", "distance": "cosine", "substitute_for": "cifar10", "steps": 20},
+          history={"step": [0], "snnl": {}, "temperature": {}, "measure_step": [0, 10, 20], "entanglement": ent})
+    write(tmp_path, "fig15", "mnist", {"batch_snnl_start": {"conv1": 2.0, "fc1": 2.0},
+                                       "batch_snnl_end": {"conv1": 1.0, "fc1": 2.1}})
+    for alpha, accs in ((-1.0, 0.5), (0.0, 0.6), (10.0, 0.7)):
+        write(tmp_path, "fig7", "fashion-mnist", {"test_accuracy": accs}, {"alpha": alpha})
+    curve = lambda lo: {"eval_step": [0, 10, 20], "train_ce": [1.0, 0.5, 0.1], "test_ce": [1.0, *lo]}
+    write(tmp_path, "fig8", "svhn", {}, {"alpha": 0.0}, history=curve([0.4, 0.9]))
+    write(tmp_path, "fig8", "svhn", {}, {"alpha": 10.0}, history=curve([0.6, 0.3]))
+    gan = lambda a, b, **m: {"entanglement_start": a, "entanglement_end": b, "entanglement_spearman": 0.5, **m}
+    write(tmp_path, "gan_entanglement", "mnist", gan(0.1, 0.6), {"variant": "dcgan"})
+    write(tmp_path, "snnl_gan", "mnist", gan(0.1, 0.6, class_coverage=9, class_histogram=[0.1] * 9 + [0.0]))
+    items = rp.reproduction_report(tmp_path)
+    f16 = find(items, "Fig. 16")
+    assert f16["status"] == rp.HOLDS and f16["dataset"] == "fashion-mnist (substitute for cifar10)"
+    assert find(items, "Fig. 3:")["status"] == rp.HOLDS
+    assert find(items, "Fig. 15")["status"] == rp.FAILS  # fc1 rose
+    assert find(items, "Fig. 7")["status"] == rp.HOLDS and "best alpha 10" in find(items, "Fig. 7")["ours"]
+    assert find(items, "Fig. 8")["status"] == rp.HOLDS
+    assert find(items, "(mnist, dcgan)")["status"] == rp.HOLDS
+    assert find(items, "(mnist, fc)")["status"] == rp.NOT_RUN
+    assert find(items, "Fig. 6")["status"] == rp.FAILS  # one class never generated
+
+
+def test_unknown_formats_and_foreign_files_do_not_break_the_report(tmp_path):
+    write(tmp_path, "dknn_calibration", "mnist", {"no": "summary"})
+    (tmp_path / "notes.json").write_text("[1, 2]")  # not a record
+    table1(tmp_path, "mnist", 0.0, [0.988])
+    items = rp.reproduction_report(tmp_path)
+    bad = [i for i in items if i["status"] == rp.ERROR]
+    assert len(bad) == 1 and bad[0]["experiment"] == "dknn_calibration" and "KeyError" in bad[0]["note"]
+    assert find(items, "Table 1: mnist, baseline (alpha=0), best")["status"] == rp.MATCHES
+
+
+def test_format_report_is_a_markdown_table(tmp_path):
+    items = rp.reproduction_report(tmp_path)
+    items[0] = {**items[0], "ours": "a | b"}
+    lines = rp.format_report(items).splitlines()
+    assert len(lines) == len(items) + 2 and lines[1] == "|" + "---|" * len(rp.COLUMNS)
+    assert all(line.replace("\\|", "").count("|") == len(rp.COLUMNS) + 1 for line in lines)
+    assert "a \\| b" in lines[2]
+
+
+def test_cli_prints_the_headline(tmp_path, capsys):
+    table1(tmp_path, "mnist", 0.0, [0.988])
+    assert rp.main(["--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == rp.headline(rp.reproduction_report(tmp_path))
+
+
+def test_the_committed_records_are_all_understood():
+    items = rp.reproduction_report(REPO / "results")
+    assert [i["item"] for i in items if i["status"] == rp.ERROR] == []
+    assert all(i["status"] in rp.STATUSES for i in items)
+    assert all(i["regenerate"] for i in items), "every item says how its record is made"
