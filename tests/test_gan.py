@@ -1,0 +1,242 @@
+"""GANs and the soft nearest neighbor loss (Section 3.2, Apps. D and I): shapes, the real/synthetic
+measurements, determinism, resume after a kill, errors, the SNNL generator's direction, and the
+experiment functions' records. Tiny problems (8x8 digits, a few dozen steps)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn as nn
+
+import snnl.gan as gan
+from snnl.data import Dataset, load_dataset
+from snnl.experiments import generative as gen
+from snnl.gan import (GANConfig, build_gan, log_other_class_probability, nearest_neighbour_accuracy,
+                      real_fake_entanglement, train_gan)
+from snnl.losses import soft_nearest_neighbor_loss
+from snnl.results import read_record
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The embedded digits at 8x8: 1,297 training images."""
+    return load_dataset("digits", size=8)
+
+
+def cfg(**kw) -> GANConfig:
+    base = dict(dataset="digits", variant="fc", steps=12, batch_size=32, width=16, z_dim=8,
+                measure_every=3, measure_size=40, log_every=2, device="cpu", n_samples=16)
+    base["snapshot_steps"] = (0, kw.get("steps", base["steps"]))
+    return GANConfig(**{**base, **kw})
+
+
+def same_state(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------- models
+@pytest.mark.parametrize("variant", gan.VARIANTS)
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (1, 8, 8)])
+def test_generator_and_discriminator_shapes(variant, shape):
+    G, D = build_gan(variant, shape, z_dim=16, width=8, out_dim=10)
+    x = G(torch.randn(5, 16))
+    assert x.shape == (5, *shape)
+    assert x.min() >= 0 and x.max() <= 1  # images live in [0, 1]
+    assert D(x).shape == (5, 10)
+
+
+def test_bad_variant_objective_and_shape_are_one_line_errors():
+    with pytest.raises(ValueError, match="unknown variant 'vae'; choose one of: fc, dcgan") as e:
+        build_gan("vae")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="choose one of: gan, snnl, snnl-learned"):
+        GANConfig(objective="wgan")
+    with pytest.raises(ValueError, match="choose one of: fc, dcgan"):
+        GANConfig(variant="resnet")
+    with pytest.raises(ValueError, match="choose one of: maximize, nonsaturating"):
+        GANConfig(g_loss="hinge")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        build_gan("dcgan", (1, 30, 30))
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        build_gan("fc", (28, 28))
+    with pytest.raises(ValueError, match="snapshot_steps"):
+        GANConfig(steps=10, snapshot_steps=(20,))
+    with pytest.raises(ValueError, match="same shape"):
+        real_fake_entanglement(torch.rand(4, 1, 8, 8), torch.rand(4, 1, 7, 7))
+    with pytest.raises(ValueError, match="unknown profile 'huge'; choose one of: small, paper"):
+        gen.get_profile("huge")
+    with pytest.raises(ValueError, match="two different dimensions"):
+        gen.noise_sweep(build_gan("fc", (1, 8, 8), z_dim=4)[0], 4, dims=(1, 1))
+
+
+# ---------------------------------------------------------------------------------- measurements
+def test_entanglement_of_identical_batches_is_high_and_of_separated_ones_low(tiny):
+    real = tiny.x_train[:100]
+    same = real_fake_entanglement(real, real.clone())
+    # the maximum for equal halves is at T -> infinity: log((2n - 1) / (n - 1)), about log 2
+    assert same.value > 0.6
+    other_half = real_fake_entanglement(real, tiny.x_train[100:200])  # same distribution
+    assert other_half.value > 0.3
+    far = real_fake_entanglement(real, (real + 3.0))  # shifted far away: separable
+    assert far.value < 0.01
+    noise = real_fake_entanglement(real, torch.rand_like(real))
+    assert noise.value < 0.05 and noise.value < other_half.value
+
+
+def test_nearest_neighbour_accuracy(tiny):
+    real = tiny.x_train[:100]
+    assert nearest_neighbour_accuracy(real, real + 3.0) == 1.0
+    assert nearest_neighbour_accuracy(real, real.clone()) == 0.0  # every nearest point is the twin
+    assert 0.3 < nearest_neighbour_accuracy(real, tiny.x_train[100:200]) < 0.7
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_other_class_probability_agrees_with_eq1(distance):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 5, generator=g, dtype=torch.float64), torch.arange(30) % 2
+    lp = log_other_class_probability(x, y, 2.0, distance)
+    eq1 = -torch.log1p(-lp.exp()).mean()  # l_sn = -mean log(1 - P(other))
+    assert torch.allclose(eq1.double(), soft_nearest_neighbor_loss(x, y, 2.0, distance).double(), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- training
+@pytest.mark.parametrize("objective,variant", [("gan", "fc"), ("gan", "dcgan"), ("snnl", "fc"),
+                                               ("snnl-learned", "dcgan")])
+def test_same_seed_same_numbers_on_cpu(tiny, objective, variant):
+    c = cfg(objective=objective, variant=variant, steps=8)
+    a, b = train_gan(c, tiny, progress=False), train_gan(c, tiny, progress=False)
+    assert a.history == b.history and a.metrics == b.metrics
+    assert same_state(a.generator, b.generator)
+    assert all(torch.equal(a.snapshots[s], b.snapshots[s]) for s in a.snapshots)
+    assert len(a.history["measure_step"]) == 4 and a.history["measure_step"][-1] == 8
+    c1 = train_gan(replace(c, seed=1), tiny, progress=False)
+    assert not same_state(a.generator, c1.generator)
+    if objective == "snnl-learned":
+        assert a.discriminator(tiny.x_train[:3]).shape == (3, 10)
+
+
+@pytest.mark.parametrize("objective", ["gan", "snnl"])
+def test_killed_run_resumes_to_the_same_result(tiny, tmp_path, monkeypatch, objective):
+    c = cfg(objective=objective, steps=12, measure_every=3)
+    full = train_gan(c, tiny, progress=False)
+    real_measure, calls = gan._measure, {"n": 0}
+
+    def dying(*a, **k):  # measurements at steps 0, 3, 6, 9: die at step 9, after the checkpoint at 8
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("killed")
+        return real_measure(*a, **k)
+
+    monkeypatch.setattr(gan, "_measure", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(c, tiny, checkpoint_dir=tmp_path, checkpoint_every=4, progress=False)
+    monkeypatch.setattr(gan, "_measure", real_measure)
+    resumed = train_gan(c, tiny, checkpoint_dir=tmp_path, checkpoint_every=4, progress=False)
+    assert resumed.history == full.history and resumed.metrics == full.metrics
+    assert same_state(resumed.generator, full.generator)
+    assert torch.equal(resumed.snapshots[12], full.snapshots[12])
+    with pytest.raises(ValueError, match="different configuration"):
+        train_gan(replace(c, lr=1e-3), tiny, checkpoint_dir=tmp_path, progress=False)
+
+
+def test_snnl_generator_increases_real_synthetic_snnl(tiny):
+    c = cfg(objective="snnl", steps=150, lr=3e-3, temperature=0.5, learn_temperature=False, measure_every=150,
+            measure_size=64,
+            batch_size=64, width=32, snapshot_steps=(0, 150), n_samples=64)
+    res = train_gan(c, tiny, progress=False)
+    real = res.eval_real[:64]
+    y = torch.cat([torch.zeros(64), torch.ones(64)]).long()
+
+    def loss(fake):
+        return float(soft_nearest_neighbor_loss(torch.cat([real, fake]).flatten(1), y, 0.5))
+
+    before, after = loss(res.snapshots[0]), loss(res.snapshots[150])
+    assert after > before + 0.1, (before, after)
+    assert res.metrics["entanglement_end"] > res.metrics["entanglement_start"]
+    assert res.metrics["nn_accuracy_end"] < res.metrics["nn_accuracy_start"]
+
+
+# ---------------------------------------------------------------------------------- experiments
+def test_grid_round_trip():
+    x = torch.rand(10, 1, 8, 8)
+    img = gen.decode_grid(gen.encode_grid(x, nrow=5))
+    assert img.shape == (2 * 8 + 3 * 2, 5 * 8 + 6 * 2)  # make_grid: 2-pixel padding
+    assert abs(img[2:10, 2:10] / 255.0 - x[0, 0].numpy()).max() <= 0.5 / 255 + 1e-6
+
+
+class FixedClassifier(nn.Module):
+    """Predicts class ``int(x.sum()) % 10``."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return nn.functional.one_hot(x.flatten(1).sum(1).long() % 10, 10).float() * 5 + self.w, {}
+
+
+def test_class_histogram_counts_classes_above_the_threshold():
+    x = torch.zeros(200, 1, 2, 2)
+    x[:150, 0, 0, 0] = 3.0  # 150 of class 3, 49 of class 0, 1 of class 7 (0.5% < 1%)
+    x[199, 0, 0, 0] = 7.0
+    h = gen.class_histogram(FixedClassifier(), x)
+    assert h["class_histogram"][3] == 0.75 and h["class_histogram"][0] == 0.245 and h["class_histogram"][7] == 0.005
+    assert h["class_coverage"] == 2 and abs(sum(h["class_histogram"]) - 1) < 1e-9
+
+
+def test_noise_sweep_varies_two_dimensions_only():
+    G = build_gan("fc", (1, 8, 8), z_dim=6, width=8)[0]
+    seen = []
+    G.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    out = gen.noise_sweep(G, 6, dims=(2, 4), n=3, span=2.0)
+    z = seen[0]
+    assert out.shape == (9, 1, 8, 8)
+    assert torch.equal(z[:, 2], torch.tensor([-2.0, -2, -2, 0, 0, 0, 2, 2, 2]))
+    assert torch.equal(z[:, 4], torch.tensor([-2.0, 0, 2] * 3))
+    assert (z[:, [0, 1, 3, 5]] == z[0, [0, 1, 3, 5]]).all()
+
+
+@pytest.fixture
+def fast_profile(monkeypatch, tiny):
+    p = replace(gen.PROFILES["small"], tsne_points=20, measure_size=30, n_samples=50, measure_every=4,
+                classifier_steps=5)
+    monkeypatch.setitem(gen.PROFILES, "small", p)
+    return tiny
+
+
+class Stub:
+    model, metrics = FixedClassifier(), {"test_accuracy": 0.5}
+
+
+def test_gan_entanglement_record(fast_profile, tmp_path):
+    res = gen.gan_entanglement("fc", steps=8, data=fast_profile, classifier=Stub(), out_dir=tmp_path,
+                               progress=False, device="cpu")
+    rec = read_record(res.record["path"])
+    assert rec["experiment"] == "gan_entanglement" and rec["config"]["variant"] == "fc"
+    assert rec["history"]["measure_step"] == [0, 4, 8]
+    assert len(rec["history"]["entanglement"]) == 3
+    snaps = rec["history"]["snapshots"]
+    assert [s["step"] for s in snaps] == [0, 4, 8]
+    assert len(snaps[0]["tsne_real"]) == 20 and len(snaps[0]["tsne_fake"]) == 20
+    assert gen.decode_grid(snaps[-1]["grid"]).ndim == 2
+    m = rec["metrics"]
+    assert m["entanglement_start"] == rec["history"]["entanglement"][0]
+    assert 0 <= m["class_coverage"] <= 10 and len(m["class_histogram"]) == 10
+
+
+def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
+    res = gen.snnl_gan(steps=4, variant="fc", data=fast_profile, out_dir=tmp_path, progress=False, device="cpu")
+    rec = read_record(res.record["path"])
+    m = rec["metrics"]
+    assert rec["experiment"] == "snnl_gan" and rec["config"]["objective"] == "snnl"
+    assert 0 <= m["class_coverage"] <= 10 and abs(sum(m["class_histogram"]) - 1) < 1e-3
+    assert m["classified_samples"] == 50 and 0 <= m["classifier_test_accuracy"] <= 1
+    assert gen.decode_grid(rec["history"]["grids"]["sweep"]).shape == (8 * 8 + 9 * 2,) * 2
+    res = gen.snnl_gan_learned(steps=4, variant="fc", data=fast_profile, out_dir=tmp_path, progress=False,
+                               device="cpu")
+    rec = read_record(res.record["path"])
+    assert rec["experiment"] == "snnl_gan_learned" and rec["config"]["embed_dim"] == 10
+    assert [s["step"] for s in rec["history"]["snapshots"]] == [0, 4]
