@@ -1,8 +1,10 @@
-# make install | test | book | reproduce | bench | clean
+# make install | test | book | site-check | reproduce | bench | clean
 #
 #   make test                   install if needed, run the test suite
 #   make book                   execute every chapter at the small profile, render _build/html/
 #   make -j2 book               the same, two notebooks at a time
+#   make site-check             after `make book`: every page in headless Chromium from file://
+#                               (installs Debian's chromium package when missing)
 #   make reproduce              the paper profile: _build/paper/_build/html/ + records in results/
 #   make book PROFILE=paper SEED=1 DEVICE=cuda   any profile / seed / device
 #
@@ -69,7 +71,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install test book reproduce bench clean FORCE
+.PHONY: install test book site-check reproduce bench clean FORCE
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -84,6 +86,15 @@ test: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# The built site (_build/html) in headless Chromium, offline, from file://: figures, math, no error
+# output, search (tests/test_site.py, tests/test_book.py). Chromium comes from Debian's packages when
+# missing (as root, else through sudo); SNNL_SITE_CHECK=1 makes a missing browser or site a failure.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+site-check: $(INSTALLED)
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+	SNNL_SITE_CHECK=1 $(PY) -m pytest tests/test_site.py tests/test_book.py $(PYTEST_ARGS)
 
 book: $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
 		$(MARKDOWN:%=$(STAGE)/%.md) $(NOTEBOOKS:%=$(STAGE)/%.ipynb)

@@ -29,10 +29,14 @@ MATCHES, NO_MATCH = "matches", "does not match"
 HOLDS, FAILS = "qualitative claim holds", "qualitative claim does not hold"
 NOT_RUN, ERROR = "not run at the paper profile", "could not be evaluated"
 STATUSES = (MATCHES, NO_MATCH, HOLDS, FAILS, NOT_RUN, ERROR)
-TABLE1_TOLERANCE = 0.5  # percentage points between our and the paper's Table 1 accuracies for "matches"
+# Table 1 "matches": our accuracy within this many percentage points of the paper's. Smaller than the
+# gains the paper reports for entanglement (0.19 to 0.81 points on average), so that a match is not
+# also a match of the other variant.
+TABLE1_TOLERANCE = 0.25
 
-# How each record is (re)generated at the paper profile (from the repository root).
-BOOK = "`make reproduce` (or papermill book/{} with -p profile paper -p results_dir results)"
+# How each record is (re)generated at the paper profile, from the repository root: a command, then
+# a remark in brackets.
+BOOK = "make reproduce (runs book/{} at the paper profile)"
 REGENERATE = {
     "table1": "python -m snnl train --dataset mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4 "
               "--profile paper --experiment table1 --out results/paper/table1 (per dataset, alpha 0 and 10, seed)",

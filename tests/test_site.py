@@ -1,0 +1,118 @@
+"""The built site works offline from ``file://`` in headless Chromium: every page of ``_toc.yml``
+shows its figures, typesets its math and carries no error output, and the search page finds pages.
+
+Runs after ``make book`` (``_build/html``); skipped, saying why, without a built site or without
+Chromium. ``make site-check`` installs Chromium when missing and sets ``SNNL_SITE_CHECK=1``, which
+turns those skips into failures. One Chromium process per page, two at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from conftest import REPO
+from test_book import toc_pages
+
+HTML = REPO / "_build" / "html"
+EXECUTED = REPO / "_build" / "small"  # the executed notebooks the site was rendered from
+PAGES = toc_pages()
+REQUIRED = os.environ.get("SNNL_SITE_CHECK") == "1"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=15000")
+ERROR_MARKS = ("Traceback (most recent call last)", "highlight-ipythontb", "output traceback",
+               "papermill-error-cell", "An Exception was encountered")
+
+
+def unavailable(reason: str):
+    (pytest.fail if REQUIRED else pytest.skip)(reason)
+
+
+def browser() -> str:
+    found = next((b for b in BROWSERS if shutil.which(b)), None)
+    if found is None:
+        unavailable("no headless Chromium installed (`make site-check` installs it)")
+    return found
+
+
+def dump_dom(url: str) -> str:
+    """The DOM of ``url`` after scripts ran (15 s of virtual time), from a fresh profile."""
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [browser(), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout
+
+
+@pytest.fixture(scope="module")
+def doms() -> dict[str, str]:
+    """Every built page's rendered DOM, two Chromium processes at a time."""
+    if not (HTML / "index.html").exists():
+        unavailable(f"no built book at {HTML} (run `make book`)")
+    browser()
+    pages = [p for p in PAGES if (HTML / f"{p}.html").exists()]
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(pages, pool.map(lambda p: dump_dom((HTML / f"{p}.html").as_uri()), pages)))
+
+
+def article(html: str) -> str:
+    """The page's main article (the navigation aside)."""
+    m = re.search(r"<article[^>]*bd-article[^>]*>(.*)</article>", html, re.S)
+    return m.group(1) if m else html
+
+
+def notebook_figures(page: str) -> int:
+    """Image outputs of the executed notebook the page was rendered from (0 for a .md page)."""
+    nb = EXECUTED / f"{page}.ipynb"
+    if not nb.exists():
+        return 0
+    nbformat = pytest.importorskip("nbformat")
+    cells = nbformat.read(nb, as_version=4).cells
+    return sum(any(k.startswith("image/") for k in o.get("data", {})) for c in cells for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_offline(page, doms):
+    source = HTML / f"{page}.html"
+    assert source.exists(), f"_toc.yml lists {page} but the site has no {source.name}"
+    html, dom = source.read_text(), doms[page]
+    assert "</html>" in dom and len(dom) > len(html) / 2, f"{page}: Chromium rendered nothing"
+    body = article(dom)
+    # no resources from the network
+    tags = re.findall(r"<(?:script|img)\b[^>]*>", html) + [t for t in re.findall(r"<link\b[^>]*>", html) if "stylesheet" in t]
+    remote = [t for t in tags if re.search(r'\s(?:src|href)="(?:https?:)?//', t)]
+    assert not remote, f"{page} loads from the network: {remote}"
+    # figures: every image is inline data or a file of the site, and none is missing
+    srcs = re.findall(r'<img[^>]*\ssrc="([^"]+)"', body)
+    for src in srcs:
+        if not src.startswith("data:image/"):
+            path = Path(unquote(urlparse(src).path)) if src.startswith("file:") else source.parent / unquote(src)
+            assert path.is_file(), f"{page}: image {src} is not in the site"
+    expected = notebook_figures(page)
+    assert len(srcs) >= expected, f"{page}: {expected} figure(s) in the notebook, {len(srcs)} on the page"
+    # math: every formula typeset by MathJax, without TeX errors
+    n_math = len(re.findall(r'class="math notranslate nohighlight"', html))
+    if n_math:
+        assert dom.count("<mjx-container") >= n_math, f"{page}: MathJax typeset {dom.count('<mjx-container')} of {n_math}"
+        assert '<g data-mml-node="merror"' not in dom and 'mathcolor="red"' not in dom, f"{page}: TeX error"
+    # no error output of an executed cell
+    found = [m for m in ERROR_MARKS if m in body]
+    assert not found, f"{page}: error output on the page ({found})"
+
+
+def test_search_works_offline():
+    page = HTML / "search.html"
+    if not page.exists():
+        unavailable(f"no built book at {HTML} (run `make book`)")
+    html = page.read_text()
+    assert re.search(r'<script[^>]*src="searchindex\.js"', html) and (HTML / "searchindex.js").is_file()
+    dom = dump_dom(page.as_uri() + "?q=entanglement")
+    hits = re.findall(r'<ul class="search">(.*?)</ul>', dom, re.S)
+    assert hits and 'href="intro.html' in hits[0], "the search found nothing from file:// (searchindex.js not loaded?)"
