@@ -109,3 +109,15 @@ def test_intro_math_typesets_offline_from_file_url(tmp_path):
     assert dom.count("<mjx-container") == n_math, "MathJax did not typeset every formula"
     assert '<g data-mml-node="merror"' not in dom, "MathJax reported a TeX error"
     assert 'mathcolor="red"' not in dom, "undefined TeX macro"
+
+
+def test_reproduction_page_comes_last_and_reads_the_committed_records():
+    """The report page shows the committed paper-profile records (``records_dir``), not the records
+    of the build (``results_dir``, which the Makefile sets to _build/results at the small profile)."""
+    jupytext = pytest.importorskip("jupytext")
+    assert toc_pages()[-1] == "reproduction"
+    nb = jupytext.read(REPO / "book" / "reproduction.py", fmt="py:percent")
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert re.search(r'^records_dir = "results"', params.source, re.M)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and c is not params)
+    assert "reproduction_report(records_dir)" in code and "results_dir" not in code
