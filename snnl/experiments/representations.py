@@ -1,0 +1,346 @@
+"""Entanglement of representations during discriminative training (paper Section 3.1, App. C).
+
+* Fig. 15 (App. C): a network with one convolutional and three fully connected layers
+  (:class:`snnl.models.CNN1`) trained on MNIST with cross-entropy only; the soft nearest
+  neighbor loss of each training batch at each hidden layer *decreases* over training.
+* Figs. 3 and 16 (Section 3.1, App. C): a ResNet v2 on CIFAR-10, cross-entropy only, cosine
+  distance. Fig. 16, per residual block: the lower blocks stay entangled, the last block
+  disentangles. Fig. 3, the layers inside the last block: after an initial drop the inner
+  layers' entanglement rises while the block's output keeps falling.
+
+:func:`layer_entanglement_over_training` runs either experiment with :func:`snnl.train.train`
+and returns two kinds of curves: the SNNL of each logged *training batch* at the learned
+temperature (``train()``'s history: the paper's Fig. 15 measure) and the *entanglement*
+(Eq. 2, minimum over T via :func:`snnl.entanglement`) of every hidden layer, and of the layers
+inside the ResNet's last block, on one fixed batch of test images at a few points of
+training. The temperature-free measure is the one to read for the cosine distance: at the
+default T0 = 100 every cosine distance (at most 2) is negligible and the batch SNNL sits at its
+ceiling.
+
+CIFAR-10 cannot be downloaded everywhere. Where it is missing, Fashion-MNIST padded to 32x32
+and replicated to 3 channels stands in (:data:`SUBSTITUTES`); the result, its record's config
+and the plots say so (``substitute_for``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from snnl.data import Dataset, DatasetError, load_dataset
+from snnl.losses import entanglement
+from snnl.results import Run, load_records
+from snnl.train import TrainConfig, train
+
+# Datasets of the paper that may be unavailable, and what stands in for them (size/channels make
+# the substitute the same shape as the original).
+SUBSTITUTES = {
+    "cifar10": dict(dataset="fashion-mnist", size=32, channels=3,
+                    note="Fashion-MNIST padded to 32x32 and replicated to 3 channels, a substitute for CIFAR-10"),
+    "svhn": dict(dataset="fashion-mnist", size=None, channels=None,
+                 note="Fashion-MNIST, a substitute for SVHN"),
+}
+
+# ResNet recipe of Table 1's footnote: "ResNet v2 with 15 layers trained for 106 epochs with an
+# exponentially decreasing learning rate starting at 0.4" (SGD with momentum 0.9 assumed; the decay
+# takes the learning rate to 1% of its start over the 106 CIFAR-10 epochs of 196 batches of 256).
+# Cosine distances are at most 2: at the Euclidean default T0 = 100 the loss sits at its ceiling
+# (log of the number of classes) whatever the representation, so T0 = 0.02, near the minimising
+# temperature of the cosine SNNL of these layers at initialisation.
+RESNET_PAPER = dict(model="resnet", distance="cosine", temperature=0.02, optimizer="sgd", lr=0.4,
+                    lr_decay=0.01 ** (1 / 106), decay_steps=196, batch_size=256, steps=106 * 196,
+                    size=32, channels=3)
+
+# Settings per figure and profile (any TrainConfig field can be overridden).
+PRESETS = {
+    ("15", "small"): dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3,
+                          log_every=10, eval_every=100),
+    ("15", "paper"): dict(dataset="mnist", model="cnn1", steps=14000, batch_size=256, lr=1e-4,
+                          log_every=50, eval_every=500),
+    ("3", "small"): dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150,
+                         batch_size=64, lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
+    ("3", "paper"): dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER),
+}
+EXPERIMENTS = {"15": "fig15", "3": "fig3_16"}
+
+
+def load_or_substitute(name: str, *, size: int | None = None, channels: int | None = None,
+                       n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+                       substitute: bool = True) -> tuple[Dataset, str | None, str]:
+    """Load ``name``; if it is one of :data:`SUBSTITUTES` and cannot be loaded, load its stand-in.
+
+    Returns ``(dataset, substitute_for, note)``: ``substitute_for`` is the dataset the data stands
+    in for and ``note`` one line describing the substitute (None and "" when the real one loaded).
+    """
+    try:
+        ds = load_dataset(name, n_train=n_train, n_test=n_test, size=size, channels=channels, seed=seed)
+        return ds, None, ""
+    except DatasetError as err:
+        if not substitute or ds_key(name) not in SUBSTITUTES:
+            raise
+        sub = SUBSTITUTES[ds_key(name)]
+        warnings.warn(f"{err}; using {sub['note']}", stacklevel=2)
+        ds = load_dataset(sub["dataset"], n_train=n_train, n_test=n_test, size=sub["size"] or size,
+                          channels=sub["channels"] or channels, seed=seed)
+        return ds, ds_key(name), sub["note"]
+
+
+def ds_key(name: str) -> str:
+    return str(name).lower().replace("_", "-").replace("cifar-10", "cifar10")
+
+
+def _norm(config: dict) -> dict:
+    return {k: v for k, v in json.loads(json.dumps(config, default=str)).items() if k != "device"}
+
+
+def find_record(out_dir, experiment: str, config: dict) -> dict | None:
+    """The newest record of ``experiment`` under ``out_dir`` whose config equals ``config``
+    (the device aside), or None: lets a sweep skip runs it already has."""
+    if out_dir is None:
+        return None
+    want = _norm(config)
+    found = [r for r in load_records(out_dir, experiment) if _norm(r["config"]) == want]
+    return found[-1] if found else None
+
+
+def train_recorded(config: TrainConfig, data: Dataset, out_dir=None, extra: dict | None = None, **kwargs):
+    """:func:`snnl.train.train` with ``extra`` entries (e.g. ``substitute_for``) added to the
+    config of its results record; the record is written under ``out_dir`` (if given)."""
+    run = Run(config.experiment, config.profile, data.name, config.seed, {**asdict(config), **(extra or {})})
+    res = train(config, data, **kwargs)
+    run.device = res.record["device"]
+    res.record = run.finish(res.metrics, out_dir, history=res.history)
+    return res
+
+
+def _isometric(x: torch.Tensor) -> torch.Tensor:
+    """Rows with the same pairwise distances, inner products and norms in at most ``len(x)``
+    dimensions (``x.T = QR`` gives ``x Q = R.T``): makes the entanglement search over T cheap
+    for wide conv layers without changing its value."""
+    x = x.flatten(1).double()
+    if x.shape[1] <= x.shape[0]:
+        return x
+    return torch.linalg.qr(x.T, mode="r").R.T
+
+
+def inner_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules whose outputs are the layers inside the ResNet's last block (Fig. 3): its two
+    convolutions, named ``block<k>.conv1``, ``block<k>.conv2``; empty for other models."""
+    blocks = getattr(model, "blocks", None)
+    if not blocks:
+        return {}
+    k = len(blocks)
+    return {f"block{k}.conv1": blocks[-1].conv1, f"block{k}.conv2": blocks[-1].conv2}
+
+
+@torch.no_grad()
+def layer_entanglement(model: nn.Module, x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean",
+                       inner: bool = True) -> dict[str, float]:
+    """Entanglement (Eq. 2, min over T) of every hidden layer of ``model`` on the batch (x, y),
+    plus the layers inside the ResNet's last block when ``inner``. The model runs on a copy in
+    training mode (batch statistics, as in training; the model itself is untouched)."""
+    m = copy.deepcopy(model).train()
+    captured, hooks = {}, []
+    for name, mod in (inner_layers(m).items() if inner else ()):
+        hooks.append(mod.register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out)))
+    try:
+        _, hidden = m(x.to(next(m.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    reps = {**captured, **hidden}
+    return {n: float(entanglement(_isometric(v), y.to(v.device), distance).value) for n, v in reps.items()}
+
+
+@dataclass
+class LayerEntanglement:
+    """Curves of one run of :func:`layer_entanglement_over_training`."""
+
+    figure: str  # "15" or "3" (Figs. 3 and 16 come from the same run)
+    dataset: str  # the dataset actually used
+    substitute_for: str | None  # the paper's dataset it stands in for, or None
+    data_note: str  # one line on the data used
+    model: str
+    distance: str
+    steps: list[int]  # steps of the logged training batches
+    batch_snnl: dict[str, list[float]]  # layer -> SNNL of the training batch at the learned T
+    temperature: dict[str, list[float]]  # layer -> learned temperature at those steps
+    measure_steps: list[int]  # steps at which the fixed batch was measured
+    entanglement: dict[str, list[float]]  # layer -> min over T on the fixed batch
+    test_accuracy: float
+    config: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "LayerEntanglement":
+        """Rebuild the curves from a results record written by :func:`layer_entanglement_over_training`."""
+        c, h = record["config"], record["history"]
+        return cls(c["figure"], record["dataset"], c.get("substitute_for"), c.get("data_note", ""), c["model"],
+                   c["distance"], h["step"], h["snnl"], h["temperature"], h["measure_step"], h["entanglement"],
+                   record["metrics"]["test_accuracy"], c, record)
+
+    @property
+    def blocks(self) -> list[str]:
+        """The layers of Fig. 16 (each residual block's output and the pooled features) or, for
+        the CNN1, its hidden layers."""
+        return [n for n in self.entanglement if "." not in n]
+
+    @property
+    def last_block(self) -> list[str]:
+        """The layers of Fig. 3: inside the last residual block, then its output."""
+        inner = [n for n in self.entanglement if "." in n]
+        return inner + [inner[0].split(".")[0]] if inner else []
+
+    def change(self, which: str = "entanglement") -> dict[str, tuple[float, float]]:
+        """Per layer ``(start, end)``: the first and the last value (for the batch SNNL the
+        mean of the first and of the last three logged batches)."""
+        if which == "entanglement":
+            return {n: (v[0], v[-1]) for n, v in self.entanglement.items()}
+        return {n: (sum(v[:3]) / len(v[:3]), sum(v[-3:]) / len(v[-3:])) for n, v in self.batch_snnl.items()}
+
+    def summary(self) -> str:
+        """One line per layer: start -> end of both measures."""
+        data = self.dataset + (f" (substitute for {self.substitute_for})" if self.substitute_for else "")
+        lines = [f"Fig. {'15' if self.figure == '15' else '3/16'}: {self.model} on {data}, "
+                 f"{self.config.get('steps', '?')} steps, {self.distance} distance, "
+                 f"test accuracy {self.test_accuracy:.4f}"]
+        batch = self.change("batch")
+        for n, (a, b) in self.change().items():
+            extra = f"; training-batch SNNL {batch[n][0]:.3f} -> {batch[n][1]:.3f}" if n in batch else ""
+            lines.append(f"  {n:14s} entanglement {a:.3f} -> {b:.3f} ({b - a:+.3f}){extra}")
+        return "\n".join(lines)
+
+
+def _measure_steps(steps: int, points: int) -> list[int]:
+    return sorted({round(steps * i / (points - 1)) for i in range(points)}) if points > 1 else [steps]
+
+
+def layer_entanglement_over_training(figure: str = "15", profile: str = "small", *, dataset: str | None = None,
+                                     seed: int = 0, device: str = "auto", data: Dataset | None = None,
+                                     measure_points: int = 7, measure_size: int = 256, measure_split: str = "test",
+                                     out_dir=None, reuse: bool = False, progress: bool = True,
+                                     substitute: bool = True, **overrides) -> LayerEntanglement:
+    """Train with cross-entropy only and follow each layer's entanglement (Figs. 15, 3, 16).
+
+    Args:
+        figure: ``"15"`` (CNN1, Euclidean) or ``"3"``/``"16"`` (ResNet v2, cosine; one run
+            gives both figures).
+        profile: ``"small"`` (digits, a few hundred steps on a CPU) or ``"paper"`` (MNIST /
+            CIFAR-10 at the paper's settings, see :data:`PRESETS`).
+        dataset: overrides the profile's dataset; a missing CIFAR-10 is replaced by its
+            substitute (:data:`SUBSTITUTES`) unless ``substitute=False``.
+        data: an already loaded dataset (then ``dataset`` only names it).
+        measure_points, measure_size, measure_split: entanglement on a fixed batch of
+            ``measure_size`` images of the ``"test"`` (default) or ``"train"`` split at
+            ``measure_points`` evenly spaced steps (0 to the end).
+        out_dir: write a results record (experiment ``fig15`` or ``fig3_16``) there.
+        reuse: return the curves of a record under ``out_dir`` with the same config, if any,
+            instead of training again (e.g. the paper-profile records under ``results/``).
+        overrides: any :class:`snnl.train.TrainConfig` field (``steps=``, ``lr=``...).
+    """
+    figure = {"16": "3"}.get(str(figure), str(figure))
+    if (figure, profile) not in PRESETS:
+        raise ValueError(f"unknown figure/profile {figure!r}/{profile!r}; figures: 15, 3, 16; profiles: small, paper")
+    if measure_points < 1 or measure_size < 2:
+        raise ValueError(f"measure_points must be >= 1 and measure_size >= 2, got {measure_points}, {measure_size}")
+    if measure_split not in ("test", "train"):
+        raise ValueError(f"measure_split must be 'test' or 'train', got {measure_split!r}")
+    params = {**PRESETS[(figure, profile)], **overrides}
+    if dataset is not None:
+        params["dataset"] = dataset
+    cfg = TrainConfig(alpha=0.0, seed=seed, device=device, profile=profile, experiment=EXPERIMENTS[figure], **params)
+    if data is None:
+        data, substitute_for, note = load_or_substitute(cfg.dataset, size=cfg.size, channels=cfg.channels,
+                                                        n_train=cfg.n_train, n_test=cfg.n_test, seed=seed,
+                                                        substitute=substitute)
+    else:
+        substitute_for, note = None, ""
+    cfg.dataset = data.name
+    xs, ys = (data.x_test, data.y_test) if measure_split == "test" else (data.x_train, data.y_train)
+    idx = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed + 2))[:measure_size]
+    xm, ym = xs[idx], ys[idx]
+    when = set(_measure_steps(cfg.steps, measure_points))
+    measured: dict[int, dict[str, float]] = {}
+
+    def callback(step, model):
+        if step in when:
+            measured[step] = layer_entanglement(model, xm, ym, cfg.distance)
+
+    config = {**asdict(cfg), "figure": figure, "substitute_for": substitute_for, "data_note": note,
+              "measure_points": measure_points, "measure_size": measure_size, "measure_split": measure_split}
+    if reuse and (rec := find_record(out_dir, cfg.experiment, config)) is not None:
+        return LayerEntanglement.from_record(rec)
+    run = Run(cfg.experiment, profile, data.name, seed, config)
+    res = train(cfg, data, progress=progress, callback=callback)
+    steps = sorted(measured)
+    ent = {n: [measured[s][n] for s in steps] for n in measured[steps[0]]}
+    out = LayerEntanglement(figure, data.name, substitute_for, note, cfg.model, cfg.distance,
+                            res.history["step"], res.history["snnl"], res.history["temperature"], steps, ent,
+                            res.metrics["test_accuracy"], config)
+    metrics = {"test_accuracy": out.test_accuracy,
+               "entanglement_start": {n: v[0] for n, v in ent.items()},
+               "entanglement_end": {n: v[-1] for n, v in ent.items()},
+               "batch_snnl_start": {n: a for n, (a, _) in out.change("batch").items()},
+               "batch_snnl_end": {n: b for n, (_, b) in out.change("batch").items()}}
+    run.device = res.record["device"]
+    out.record = run.finish(metrics, out_dir, history={**res.history, "measure_step": steps, "entanglement": ent})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# plots
+def _label(r: LayerEntanglement) -> str:
+    return r.dataset + (f", substitute for {r.substitute_for}" if r.substitute_for else "")
+
+
+def plot_over_training(r: LayerEntanglement, layers=None, which: str = "entanglement", ax=None, title=None):
+    """One line per layer: entanglement on the fixed batch (``which="entanglement"``) or the
+    training-batch SNNL at the learned temperature (``which="batch"``) against the step."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.5))
+    if which == "batch":
+        x, curves, ylabel = r.steps, r.batch_snnl, "SNNL of the training batch"
+    elif which == "entanglement":
+        x, curves, ylabel = r.measure_steps, r.entanglement, "entanglement (min over T)"
+    else:
+        raise ValueError(f"which must be 'entanglement' or 'batch', got {which!r}")
+    layers = list(curves) if layers is None else list(layers)
+    missing = [n for n in layers if n not in curves]
+    if missing:
+        raise ValueError(f"no curve for layer(s) {missing}; available: {list(curves)}")
+    colors = plt.cm.viridis([i / max(len(layers) - 1, 1) for i in range(len(layers))])
+    for n, c in zip(layers, colors):
+        ax.plot(x, curves[n], marker="o" if which == "entanglement" else None, ms=3, color=c, label=n)
+    ax.set(xlabel="training step", ylabel=ylabel,
+           title=title or f"{r.model} on {_label(r)} ({r.distance})")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_figure15(r: LayerEntanglement):
+    """Fig. 15: per-layer SNNL of the training batches, and the entanglement on a fixed batch."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    plot_over_training(r, which="batch", ax=axes[0], title=f"Fig. 15: training batches ({_label(r)})")
+    plot_over_training(r, ax=axes[1], title="entanglement of a fixed test batch")
+    fig.tight_layout()
+    return fig
+
+
+def plot_figure3_16(r: LayerEntanglement):
+    """Fig. 3 (layers inside the last residual block) and Fig. 16 (per block), entanglement."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    plot_over_training(r, r.last_block, ax=axes[0], title=f"Fig. 3: inside the last block ({_label(r)})")
+    plot_over_training(r, r.blocks, ax=axes[1], title=f"Fig. 16: per residual block ({_label(r)})")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,129 @@
+"""snnl.experiments.representations (Section 3.1, App. C) at tiny sizes: the measurement is exact
+and harmless to the model, the curves and records are complete, substitutes are labelled, and
+Fig. 15's claim (the training-batch loss decreases) holds on the digits."""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+
+from snnl.data import DatasetError, load_dataset
+from snnl.experiments import representations as rep
+from snnl.losses import entanglement, soft_nearest_neighbor_loss
+from snnl.models import build_model
+from snnl.results import load_records
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_isometric_projection_keeps_the_loss_and_the_entanglement(distance):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 300, generator=g), torch.randint(0, 4, (40,), generator=g)
+    z = rep._isometric(x)
+    assert z.shape == (40, 40)
+    for t in (0.05, 1.0, 300.0):
+        assert soft_nearest_neighbor_loss(z, y, t, distance).item() == pytest.approx(
+            soft_nearest_neighbor_loss(x.double(), y, t, distance).item(), rel=1e-6, abs=1e-9)
+    assert entanglement(z, y, distance).value == pytest.approx(entanglement(x.double(), y, distance).value, rel=1e-5)
+    assert rep._isometric(torch.randn(10, 4)).shape == (10, 4)  # narrow layers are left as they are
+
+
+def test_layer_entanglement_measures_every_layer_and_leaves_the_model_alone():
+    model = build_model("resnet", (3, 32, 32)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(24, 3, 32, 32, generator=g), torch.arange(24) % 3
+    ent = rep.layer_entanglement(model, x, y, "cosine")
+    assert list(ent) == ["block6.conv1", "block6.conv2", *model.layer_names]
+    assert all(v >= 0 for v in ent.values())
+    assert not model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "BN statistics changed"
+    cnn = build_model("cnn1")
+    assert list(rep.layer_entanglement(cnn, torch.rand(12, 1, 28, 28), torch.arange(12) % 2)) == ["conv1", "fc1", "fc2"]
+
+
+def test_figure15_curves_record_and_reuse(digits, tmp_path, monkeypatch):
+    r = rep.layer_entanglement_over_training("15", data=digits, steps=20, batch_size=32, log_every=5,
+                                             measure_points=3, measure_size=64, out_dir=tmp_path, progress=False)
+    assert (r.figure, r.dataset, r.model, r.distance, r.substitute_for) == ("15", "digits", "cnn1", "euclidean", None)
+    assert r.steps == [0, 5, 10, 15] and r.measure_steps == [0, 10, 20]
+    assert list(r.batch_snnl) == list(r.temperature) == ["conv1", "fc1", "fc2"]
+    assert all(len(v) == 3 for v in r.entanglement.values())
+    assert r.blocks == ["conv1", "fc1", "fc2"] and r.last_block == []
+    [rec] = load_records(tmp_path, "fig15")
+    assert rec["config"]["steps"] == 20 and rec["config"]["figure"] == "15"
+    assert rec["metrics"]["entanglement_end"] == {n: v[-1] for n, v in r.entanglement.items()}
+    back = rep.LayerEntanglement.from_record(rec)
+    assert (back.entanglement, back.batch_snnl, back.measure_steps) == (r.entanglement, r.batch_snnl, r.measure_steps)
+    assert "Fig. 15: cnn1 on digits, 20 steps" in r.summary()
+
+    def no_training(*a, **k):
+        raise AssertionError("trained again instead of reusing the record")
+
+    monkeypatch.setattr(rep, "train", no_training)
+    again = rep.layer_entanglement_over_training("15", data=digits, steps=20, batch_size=32, log_every=5,
+                                                 measure_points=3, measure_size=64, out_dir=tmp_path, reuse=True)
+    assert again.entanglement == r.entanglement
+
+
+def test_figure15_claim_the_training_batch_loss_decreases(digits):
+    """App. C: with cross-entropy only, every hidden layer's training-batch SNNL goes down."""
+    r = rep.layer_entanglement_over_training("15", data=digits, steps=100, measure_points=1, progress=False)
+    for n, (start, end) in r.change("batch").items():
+        assert end < start - 0.1, (n, start, end)
+
+
+def test_resnet_run_gives_figures_3_and_16_and_plots(tmp_path):
+    data = load_dataset("digits", n_train=64, n_test=32, size=32, channels=3)
+    r = rep.layer_entanglement_over_training("16", data=data, steps=2, batch_size=16, eval_every=2,
+                                             measure_points=2, measure_size=32, progress=False)
+    assert r.figure == "3" and r.distance == "cosine" and r.model == "resnet"
+    assert r.last_block == ["block6.conv1", "block6.conv2", "block6"]
+    assert r.blocks == ["block1", "block2", "block3", "block4", "block5", "block6", "pool"]
+    fig = rep.plot_figure3_16(r)
+    assert [len(ax.lines) for ax in fig.axes] == [3, 7]
+    assert "Fig. 3" in fig.axes[0].get_title()
+    fig15 = rep.plot_figure15(r)
+    assert len(fig15.axes[0].lines) == 7 and len(fig15.axes[1].lines) == 9
+    with pytest.raises(ValueError, match="no curve for layer"):
+        rep.plot_over_training(r, ["fc9"])
+
+
+def test_a_missing_cifar10_is_replaced_and_labelled(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_load(name, **kw):
+        calls.append((name, kw.get("size"), kw.get("channels")))
+        if name == "cifar10":
+            raise DatasetError("cifar10: data not found")
+        return load_dataset("digits", n_train=48, n_test=24, size=kw.get("size"), channels=kw.get("channels"))
+
+    monkeypatch.setattr(rep, "load_dataset", fake_load)
+    with pytest.warns(UserWarning, match="substitute for CIFAR-10"):
+        r = rep.layer_entanglement_over_training("3", dataset="cifar10", steps=1, batch_size=16, measure_points=1,
+                                                 measure_size=16, out_dir=tmp_path, progress=False)
+    assert calls == [("cifar10", 32, 3), ("fashion-mnist", 32, 3)]
+    assert r.substitute_for == "cifar10" and "Fashion-MNIST" in r.data_note
+    assert "(substitute for cifar10)" in r.summary()
+    [rec] = load_records(tmp_path, "fig3_16")
+    assert rec["config"]["substitute_for"] == "cifar10" and "substitute" in rec["config"]["data_note"]
+    with pytest.raises(DatasetError):
+        rep.load_or_substitute("cifar10", substitute=False)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(figure="4"), "unknown figure/profile"),
+    (dict(profile="huge"), "unknown figure/profile"),
+    (dict(measure_split="val"), "measure_split must be"),
+    (dict(measure_points=0), "measure_points must be"),
+])
+def test_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        rep.layer_entanglement_over_training(**kw)
