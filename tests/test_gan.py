@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -160,6 +161,11 @@ def test_snnl_generator_increases_real_synthetic_snnl(tiny):
 
 
 # ---------------------------------------------------------------------------------- experiments
+def test_points_round_trip():
+    x = np.random.default_rng(0).normal(0, 30, (50, 2))
+    assert np.allclose(gen.decode_points(gen.encode_points(x)), x, rtol=1e-3, atol=1e-2)
+
+
 def test_grid_round_trip():
     x = torch.rand(10, 1, 8, 8)
     img = gen.decode_grid(gen.encode_grid(x, nrow=5))
@@ -220,7 +226,8 @@ def test_gan_entanglement_record(fast_profile, tmp_path):
     assert len(rec["history"]["entanglement"]) == 3
     snaps = rec["history"]["snapshots"]
     assert [s["step"] for s in snaps] == [0, 4, 8]
-    assert len(snaps[0]["tsne_real"]) == 20 and len(snaps[0]["tsne_fake"]) == 20
+    assert gen.decode_points(snaps[0]["tsne_real"]).shape == (20, 2)
+    assert gen.decode_points(snaps[0]["tsne_fake"]).shape == (20, 2)
     assert gen.decode_grid(snaps[-1]["grid"]).ndim == 2
     m = rec["metrics"]
     assert m["entanglement_start"] == rec["history"]["entanglement"][0]

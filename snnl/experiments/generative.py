@@ -12,7 +12,8 @@
 
 Each function returns a :class:`snnl.gan.GANResult` whose ``record`` is the results record
 (written under ``out_dir`` when given). Sample grids are kept in records as small base64 PNGs
-(:func:`encode_grid` / :func:`decode_grid`), t-SNE coordinates as rounded lists, so that the
+(:func:`encode_grid` / :func:`decode_grid`), t-SNE coordinates as base64 float16
+(:func:`encode_points` / :func:`decode_points`), so that the
 book can redraw every figure from the committed records. Command line (the paper profile)::
 
     python -m snnl.experiments.generative --profile paper --out results/paper/gan --checkpoints runs/gan
@@ -26,6 +27,7 @@ import io
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
@@ -47,7 +49,7 @@ class Profile:
     dataset: str = "digits"  # the embedded digits (small) or mnist (paper)
     gan_steps: tuple[tuple[str, int], ...] = (("fc", 400), ("dcgan", 300))  # steps per GAN variant
     snnl_steps: int = 300  # steps of the SNNL generator (Fig. 6)
-    learned_steps: int = 300  # steps of the learned-space SNNL-GAN (App. I)
+    learned_steps: int = 500  # steps of the learned-space SNNL-GAN (App. I)
     snnl_temperature: float = 5.0  # pixel-space T, below the typical nearest-neighbour distance
     snnl_lr: float = 1e-3  # Adam learning rate of the SNNL generator
     measure_every: int = 50  # steps between entanglement measurements
@@ -88,13 +90,22 @@ def decode_grid(text: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
 
 
-def tsne_real_fake(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> tuple[list, list]:
+def encode_points(points: np.ndarray) -> str:
+    """(N, 2) coordinates as a base64 string of float16 values (compact records)."""
+    return base64.b64encode(np.asarray(points, dtype="<f2").tobytes()).decode("ascii")
+
+
+def decode_points(text: str) -> np.ndarray:
+    """The (N, 2) float32 array of :func:`encode_points`'s string."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f2").astype(np.float32).reshape(-1, 2)
+
+
+def tsne_real_fake(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """2-D t-SNE (scikit-learn, PCA init) of real and generated images together; the
-    coordinates of each, rounded to 2 decimals."""
+    coordinates of the real and of the generated images."""
     x = torch.cat([real.flatten(1), fake.flatten(1)]).numpy().astype(np.float64)
     emb = TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed).fit_transform(x)
-    emb = np.round(emb, 2)
-    return emb[:len(real)].tolist(), emb[len(real):].tolist()
+    return emb[:len(real)], emb[len(real):]
 
 
 @torch.no_grad()
@@ -148,8 +159,8 @@ def _config(objective: str, variant: str, profile: str, seed: int, device: str, 
                      n_samples=max(64, p.tsne_points), seed=seed, device=device, profile=profile, **kw)
 
 
-def _finish(experiment: str, res: GANResult, data: Dataset, out_dir, extra: dict, grids: dict,
-            snapshots: list[dict], classifier: TrainResult | None, samples: int, run: Run) -> GANResult:
+def _finish(run: Run, res: GANResult, out_dir, extra: dict, grids: dict, snapshots: list[dict],
+            classifier: TrainResult | None, samples: int) -> GANResult:
     metrics = dict(res.metrics)
     ms, ent = res.history["measure_step"], res.history["entanglement"]
     rho = spearmanr(ms, ent).statistic if len(set(ent)) > 1 else 0.0
@@ -186,9 +197,9 @@ def gan_entanglement(variant: str = "dcgan", profile: str = "small", seed: int =
     snaps = []
     for s, fake in sorted(res.snapshots.items()):
         tr, tf = tsne_real_fake(res.eval_real[:n], fake[:n], seed)
-        snaps.append({"step": s, "tsne_real": tr, "tsne_fake": tf, "grid": encode_grid(fake[:64])})
-    return _finish("gan_entanglement", res, data, out_dir, {"variant": variant}, {}, snaps, classifier,
-                   p.n_samples, run)
+        snaps.append({"step": s, "tsne_real": encode_points(tr), "tsne_fake": encode_points(tf),
+                      "grid": encode_grid(fake[:36], nrow=6)})
+    return _finish(run, res, out_dir, {"variant": variant}, {}, snaps, classifier, p.n_samples)
 
 
 def snnl_gan(profile: str = "small", seed: int = 0, device: str = "auto", steps: int | None = None,
@@ -208,10 +219,10 @@ def snnl_gan(profile: str = "small", seed: int = 0, device: str = "auto", steps:
     final = res.snapshots[cfg.steps]
     grids = {"samples": encode_grid(final[:64]),
              "sweep": encode_grid(noise_sweep(res.generator, cfg.z_dim, seed=seed), nrow=8)}
-    snaps = [{"step": s, "grid": encode_grid(f[:64])} for s, f in sorted(res.snapshots.items())]
+    snaps = [{"step": s, "grid": encode_grid(f[:36], nrow=6)} for s, f in sorted(res.snapshots.items())]
     real = class_histogram(classifier.model, res.eval_real)
     extra = {"variant": variant, "real_class_coverage": real["class_coverage"]}
-    return _finish("snnl_gan", res, data, out_dir, extra, grids, snaps, classifier, p.n_samples, run)
+    return _finish(run, res, out_dir, extra, grids, snaps, classifier, p.n_samples)
 
 
 def snnl_gan_learned(profile: str = "small", seed: int = 0, device: str = "auto", steps: int | None = None,
@@ -226,10 +237,78 @@ def snnl_gan_learned(profile: str = "small", seed: int = 0, device: str = "auto"
     data = data if data is not None else load_dataset(p.dataset)
     run = Run("snnl_gan_learned", profile, data.name, seed, asdict(cfg), device_name(resolve_device(device)))
     res = train_gan(cfg, data, checkpoint_dir=_ckpt(checkpoint_dir, f"learned_{variant}_seed{seed}"), progress=progress)
-    snaps = [{"step": s, "grid": encode_grid(f[:64])} for s, f in sorted(res.snapshots.items())]
+    snaps = [{"step": s, "grid": encode_grid(f[:36], nrow=6)} for s, f in sorted(res.snapshots.items())]
     d = res.history["d_loss"]
     extra = {"variant": variant, "learned_snnl_end": float(np.mean(d[-max(1, len(d) // 10):]))}
-    return _finish("snnl_gan_learned", res, data, out_dir, extra, {}, snaps, classifier, p.n_samples, run)
+    return _finish(run, res, out_dir, extra, {}, snaps, classifier, p.n_samples)
+
+
+# ----------------------------------------------------------------------------------------------
+# figures, redrawn from records
+EXPERIMENTS = ("gan_entanglement", "snnl_gan", "snnl_gan_learned")
+
+
+def label(record: dict) -> str:
+    """``"GAN (dcgan)"``, ``"SNNL generator (dcgan)"``, ... for legends."""
+    name = {"gan_entanglement": "GAN", "snnl_gan": "SNNL generator", "snnl_gan_learned": "learned-space SNNL-GAN"}
+    return f"{name.get(record['experiment'], record['experiment'])} ({record['config']['variant']})"
+
+
+def plot_entanglement(records: list[dict], title: str = ""):
+    """Figs. 5/17: real/synthetic entanglement (Eq. 2) and 1-NN accuracy against the step."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for r in records:
+        h = r["history"]
+        a.plot(h["measure_step"], h["entanglement"], marker=".", label=label(r))
+        b.plot(h["measure_step"], h["nn_accuracy"], marker=".", label=label(r))
+    a.set(xlabel="training step", ylabel="entanglement (min over T)", title=title or "real vs synthetic, pixels")
+    b.set(xlabel="training step", ylabel="1-NN two-sample accuracy", ylim=(0.45, 1.02), title="1 = separable, 0.5 = mixed")
+    a.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tsne(record: dict):
+    """Fig. 4: t-SNE of real (grey) and synthetic (red) images at each snapshot."""
+    snaps = record["history"]["snapshots"]
+    ms = record["history"]["measure_step"]
+    fig, axes = plt.subplots(1, len(snaps), figsize=(3 * len(snaps), 3.2), squeeze=False)
+    for ax, s in zip(axes[0], snaps):
+        r, f = decode_points(s["tsne_real"]), decode_points(s["tsne_fake"])
+        ax.scatter(r[:, 0], r[:, 1], s=5, c="0.5", label="real")
+        ax.scatter(f[:, 0], f[:, 1], s=5, c="tab:red", label="synthetic")
+        e = record["history"]["entanglement"][ms.index(s["step"])] if s["step"] in ms else float("nan")
+        ax.set(xticks=[], yticks=[], title=f"step {s['step']}: entanglement {e:.3f}")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(label(record))
+    fig.tight_layout()
+    return fig
+
+
+def plot_grids(grids: list[tuple[str, str]], size: float = 3.2):
+    """A row of encoded grids ``(title, base64 PNG)``."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(size * len(grids), size + 0.3), squeeze=False)
+    for ax, (title, png) in zip(axes[0], grids):
+        ax.imshow(decode_grid(png), cmap="gray", vmin=0, vmax=255)
+        ax.set(xticks=[], yticks=[], title=title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_histograms(records: list[dict]):
+    """Share of generated samples per predicted class, one bar group per record."""
+    fig, ax = plt.subplots(figsize=(8, 3))
+    recs = [r for r in records if "class_histogram" in r["metrics"]]
+    w = 0.8 / max(1, len(recs))
+    for i, r in enumerate(recs):
+        m = r["metrics"]
+        ax.bar(np.arange(10) + i * w, m["class_histogram"], w, label=f"{label(r)}: {m['class_coverage']}/10")
+    ax.axhline(COVERAGE_THRESHOLD, color="k", lw=0.8, ls="--")
+    ax.set(xticks=np.arange(10) + 0.4 - w / 2, xticklabels=range(10), xlabel="predicted class",
+           ylabel="share of samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv=None) -> None:
