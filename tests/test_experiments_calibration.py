@@ -27,7 +27,7 @@ def run(tmp_path_factory):
     """All four models, the sweep and the transfer matrix, sharing one cache; records written."""
     out = tmp_path_factory.mktemp("records")
     config, cache = tiny(), {}
-    models = cal.train_models(config, roles=cal._needed(config, transfer=True), progress=False)
+    models = cal.train_models(config, roles=cal.roles_needed(config, transfer=True), progress=False)
     sweep = cal.credibility_sweep(config, models, out_dir=out, cache=cache, progress=False)
     transfer = cal.transfer_matrix(config, models, out_dir=out, cache=cache, progress=False)
     return config, models, sweep, transfer, out
@@ -107,6 +107,10 @@ def test_plots_and_table(run):
     assert len(cal.plot_transfer(transfer).axes) == 2
     table = cal.summary_table([sweep]).splitlines()
     assert len(table) == 2 + 2 * len(cal.ATTACKS) and "| entangled | bim_zero |" in table[-1]
+    rows = cal.transfer_table([transfer]).splitlines()[2:]
+    assert len(rows) == 8
+    pair = transfer["metrics"]["pairs"][0]
+    assert rows[0].split(" | ")[5] == f"{np.mean(pair['model_accuracy'][1:]):.3f}"
 
 
 def test_triplet_sweep_reuses_the_baseline(run, tmp_path):
@@ -119,6 +123,15 @@ def test_triplet_sweep_reuses_the_baseline(run, tmp_path):
     rec = cal.credibility_sweep(config, trip, out_dir=tmp_path, progress=False)
     assert rec["experiment"] == "dknn_calibration_triplet" and list(rec["metrics"]["curves"]["triplet"]) == ["fgsm"]
     assert len(list(tmp_path.glob("dknn_calibration_triplet_*.json"))) == 1
+
+
+def test_compare_counts_wins_and_never_lets_nan_win():
+    rec = {"config": {"attacks": ["fgsm", "bim"]}, "metrics": {"summary": [
+        {"model": "baseline", "attack": "fgsm", "pearson": 0.5, "gap": 0.3},
+        {"model": "entangled", "attack": "fgsm", "pearson": 0.9, "gap": 0.4},
+        {"model": "baseline", "attack": "bim", "pearson": 0.1, "gap": 0.3},
+        {"model": "entangled", "attack": "bim", "pearson": None, "gap": 0.2}]}}
+    assert cal.compare(rec) == {"attacks": ["fgsm", "bim"], "pearson_better": ["fgsm"], "gap_smaller": ["bim"]}
 
 
 def test_calibration_stats_by_hand():

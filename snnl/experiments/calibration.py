@@ -134,7 +134,8 @@ def checkpoint_name(tc: TrainConfig) -> str:
     return f"cal_{tc.dataset}_{tc.regularizer}_a{tc.alpha:g}_s{tc.seed}_{tc.steps}"
 
 
-def _needed(config: CalibrationConfig, transfer: bool = False) -> list[str]:
+def roles_needed(config: CalibrationConfig, transfer: bool = False) -> list[str]:
+    """The models a sweep of ``config.attacks`` (and, with ``transfer``, the matrix) needs."""
     transfer = transfer or "bim_source" in config.attacks
     return ["baseline", config.name] + ["baseline_source"] * (transfer or "bim_zero" in config.attacks) \
         + [f"{config.name}_source"] * transfer
@@ -151,7 +152,7 @@ def train_models(config: CalibrationConfig, roles=None, checkpoint_root=None, ch
     """
     configs, dirs, out = model_configs(config), dict(checkpoint_dirs or {}), {}
     pool = list((known or {}).values())
-    for role in roles or _needed(config):
+    for role in roles or roles_needed(config):
         tc = configs[role]
         hit = next((r for r in pool if asdict(r.config) == asdict(tc)), None)
         if hit is None:
@@ -292,7 +293,7 @@ def transfer_matrix(config: CalibrationConfig, models: dict | None = None, out_d
     (both victims and both source models), accuracy of the victim and of its DkNN, and mean DkNN
     credibility, as a function of eps. ``kind``: white box, same loss or cross loss. Writes a
     ``transferability`` record to ``out_dir`` if given; returns the record."""
-    roles = _needed(config, transfer=True)
+    roles = roles_needed(config, transfer=True)
     models = models or train_models(config, roles, checkpoint_root, checkpoint_dirs, progress=progress)
     bench, pairs, attacked = _Bench(config, models, cache), [], np.array(config.eps) > 0
     victims = ["baseline", config.name]
@@ -366,6 +367,29 @@ def summary_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare(record: dict, name: str = "entangled") -> dict:
+    """Attacks for which ``name``'s credibility correlates better with accuracy than the baseline's
+    (higher Pearson r) and lies closer to the identity line (smaller gap). NaN / None never wins."""
+    rows = {(s["model"], s["attack"]): s for s in record["metrics"]["summary"]}
+    attacks = [a for a in record["config"]["attacks"] if (name, a) in rows]
+    r = {k: (-np.inf if v["pearson"] is None or np.isnan(v["pearson"]) else v["pearson"]) for k, v in rows.items()}
+    return {"attacks": attacks, "pearson_better": [a for a in attacks if r[(name, a)] > r[("baseline", a)]],
+            "gap_smaller": [a for a in attacks if rows[(name, a)]["gap"] < rows[("baseline", a)]["gap"]]}
+
+
+def transfer_table(records: list[dict]) -> str:
+    """A Markdown table: mean accuracy of each victim (and its DkNN) over the eps > 0 of each source."""
+    lines = ["| profile | dataset | victim | source | kind | model accuracy | DkNN accuracy | DkNN credibility |",
+             "|---|---|---|---|---|---|---|---|"]
+    for rec in records:
+        on = np.array(rec["metrics"]["eps"]) > 0
+        for p in rec["metrics"]["pairs"]:
+            mean = [float(np.mean(np.array(p[k])[on])) for k in ("model_accuracy", "accuracy", "credibility")]
+            lines.append(f"| {rec['profile']} | {rec['dataset']} | {p['victim']} | {p['source']} | {p['kind']} | "
+                         + " | ".join(f"{v:.3f}" for v in mean) + " |")
+    return "\n".join(lines)
+
+
 def _finished(folder: Path, steps: int) -> bool:
     ckpt = folder / "checkpoint.pt"
     return ckpt.exists() and torch.load(ckpt, map_location="cpu", weights_only=False)["step"] >= steps
@@ -397,7 +421,7 @@ def main(argv=None) -> int:
     dirs, configs = dict(v.split("=", 1) for v in a.victim_dir), model_configs(cfg)
     if set(dirs) - set(configs):
         p.error(f"--victim-dir: unknown role(s) {sorted(set(dirs) - set(configs))}; choose from {list(configs)}")
-    roles = _needed(cfg, transfer=not a.no_transfer)
+    roles = roles_needed(cfg, transfer=not a.no_transfer)
     for role, folder in dirs.items():
         if not (_finished(Path(folder), configs[role].steps) or a.wait):
             p.error(f"{folder} holds no finished run of {configs[role].steps} steps (use --wait)")
