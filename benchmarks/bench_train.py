@@ -1,0 +1,112 @@
+"""Training step time of Table 1's CNN, entangled (Eq. 3) vs cross-entropy baseline, on the CPU.
+
+One step = forward, loss, backward and an Adam update of :class:`snnl.models.CNN` at batch 256
+on 28x28 images (the paper's Table 1 setting). The entangled step adds the soft nearest
+neighbor loss of all four hidden layers (conv1 3136-d, conv2 1568-d, fc1 256-d, fc2 128-d),
+each with a learned temperature, as :func:`snnl.train.train` does with ``alpha > 0``. The two
+are timed interleaved (alternating blocks of steps, after a warm-up) so that a machine shared
+with other work slows both alike. Goal: entangled / baseline <= 1.3. Above it, a
+``torch.profiler`` table of the entangled step says where the time goes.
+
+    python -m benchmarks.bench_train [--batch-size 256 --rounds 8 --steps 5 --profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from snnl.losses import SoftNearestNeighborLoss
+from snnl.models import build_model
+
+GOAL = 1.3
+
+
+def make_step(entangled: bool, batch_size: int, alpha: float = 10.0, seed: int = 0):
+    """A closure doing one training step of a fresh CNN (random images, 10 classes)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = build_model("cnn", (1, 28, 28), 10)
+    snnl = nn.ModuleDict({n: SoftNearestNeighborLoss(100.0, "euclidean", learn_temperature=True)
+                          for n in model.layer_names})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(batch_size, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (batch_size,), generator=g)
+
+    def step():
+        logits, hidden = model(x)
+        loss = F.cross_entropy(logits, y)
+        if entangled:
+            loss = loss - alpha * sum(snnl[n](hidden[n], y) for n in model.layer_names)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def timed(step, n: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds per step over ``n`` steps."""
+    w, c = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - w) / n, (time.process_time() - c) / n
+
+
+def profile_table(step, steps: int = 5, rows: int = 15) -> str:
+    """``torch.profiler`` table of ``steps`` steps, sorted by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run once, print per-step times and the ratio, return them."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=8, help="alternating blocks of each variant")
+    p.add_argument("--steps", type=int, default=5, help="steps per block")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--profile", action="store_true", help="print the profiler table even under the goal")
+    args = p.parse_args([] if argv is None else argv)
+
+    steps = {"baseline": make_step(False, args.batch_size), "entangled": make_step(True, args.batch_size)}
+    for s in steps.values():
+        for _ in range(args.warmup):
+            s()
+    wall = {k: [] for k in steps}
+    cpu = {k: [] for k in steps}
+    for r in range(args.rounds):
+        order = ("baseline", "entangled") if r % 2 == 0 else ("entangled", "baseline")
+        for k in order:
+            w, c = timed(steps[k], args.steps)
+            wall[k].append(w)
+            cpu[k].append(c)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    ratio, ratio_cpu = med["entangled"] / med["baseline"], med_cpu["entangled"] / med_cpu["baseline"]
+    print(f"CNN (Table 1), batch {args.batch_size}, {torch.get_num_threads()} thread(s), "
+          f"{args.rounds} x {args.steps} steps each, interleaved; median per step:")
+    for k in steps:
+        print(f"  {k:10s} {1e3 * med[k]:8.1f} ms wall   {1e3 * med_cpu[k]:8.1f} ms CPU")
+    verdict = "meets" if ratio <= GOAL else "misses"
+    print(f"  entangled / baseline: {ratio:.2f} wall, {ratio_cpu:.2f} CPU ({verdict} the goal <= {GOAL})")
+    if ratio > GOAL or args.profile:
+        print("\nentangled step, by self CPU time:")
+        print(profile_table(steps["entangled"]))
+    return {"batch_size": args.batch_size, "threads": torch.get_num_threads(), "wall_s": med, "cpu_s": med_cpu,
+            "ratio": ratio, "ratio_cpu": ratio_cpu, "goal": GOAL}
+
+
+if __name__ == "__main__":
+    main(None)
