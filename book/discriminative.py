@@ -71,7 +71,7 @@ print(fig15.summary())
 # %%
 batch = fig15.change("batch")
 fell = [n for n, (a, b) in batch.items() if b < a]
-print(f"Measured ({profile} profile, {fig15.dataset}{', substitute for ' + fig15.substitute_for if fig15.substitute_for else ''}): "
+print(f"Measured ({profile} profile, {fig15.data_label}): "
       f"the training-batch loss fell in {len(fell)} of {len(batch)} hidden layers "
       f"({', '.join(f'{n} {a:.2f} -> {b:.2f}' for n, (a, b) in batch.items())}); "
       f"paper: it decreases in every layer.")
@@ -99,11 +99,9 @@ if fig3.substitute_for:
 # %%
 ent = fig3.change()
 first, last = fig3.blocks[0], fig3.blocks[-2]  # the first block and the last block's output
-kept = {n: b / a for n, (a, b) in ent.items() if a > 0}
-print(f"Measured ({profile} profile, {fig3.dataset}{', substitute for ' + fig3.substitute_for if fig3.substitute_for else ''}, "
-      f"{fig3.config['steps']} steps): the entanglement of {first} went {ent[first][0]:.3f} -> {ent[first][1]:.3f} "
-      f"({100 * kept[first]:.0f}% kept), of the last block {last} {ent[last][0]:.3f} -> {ent[last][1]:.3f} "
-      f"({100 * kept[last]:.0f}% kept); paper (Fig. 16): the lower blocks stay entangled, the last block "
+print(f"Measured ({profile} profile, {fig3.data_label}, {fig3.config['steps']} steps): the entanglement "
+      f"of {first} went {ent[first][0]:.3f} -> {ent[first][1]:.3f}, of the last block {last} "
+      f"{ent[last][0]:.3f} -> {ent[last][1]:.3f}; paper (Fig. 16): the lower blocks stay entangled, the last block "
       f"disentangles. Inside the last block (Fig. 3): "
       + ", ".join(f"{n} {ent[n][0]:.3f} -> {ent[n][1]:.3f}" for n in fig3.last_block)
       + "; paper: the inner layers' entanglement rises again after an initial drop, the output's falls.")

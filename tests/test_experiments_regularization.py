@@ -4,7 +4,6 @@ reused, divergence and substitutes are reported, and the plots draw what they sa
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict
 
 import matplotlib
@@ -141,7 +140,8 @@ def test_figure8_curves_and_overfitting(digits, tmp_path):
     assert f8.curves["baseline"]["test_ce"] == pytest.approx(np.mean(base, axis=0).tolist())
     o = f8.overfitting()["baseline"]
     c = f8.curves["baseline"]
-    assert o["min_test_ce"] == min(c["test_ce"]) and o["final_gap"] == pytest.approx(c["test_ce"][-1] - c["train_ce"][-1])
+    assert o["min_test_ce"] == min(c["test_ce"])
+    assert o["final_gap"] == pytest.approx(c["test_ce"][-1] - c["train_ce"][-1])
     fig = reg.plot_figure8(f8)
     assert [len(ax.lines) for ax in fig.axes] == [4, 4]
 

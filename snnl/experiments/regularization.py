@@ -304,7 +304,8 @@ def plot_figure8(f8: Figure8):
         a2.plot(f8.eval_step, c["train_ce"], color=col, ls=":", label=f"{v} train")
     data = f8.dataset + (f", substitute for {f8.substitute_for}" if f8.substitute_for else "")
     a1.set(xlabel="training step", ylabel="accuracy (%)", title=f"Fig. 8: accuracy ({data})")
-    a2.set(xlabel="training step", ylabel="cross-entropy", yscale="log", title=f"cross-entropy, {f8.runs} run(s) averaged")
+    a2.set(xlabel="training step", ylabel="cross-entropy", yscale="log",
+           title=f"cross-entropy, {f8.runs} run(s) averaged")
     a1.legend(fontsize=8)
     a2.legend(fontsize=8)
     fig.tight_layout()

@@ -185,6 +185,11 @@ class LayerEntanglement:
                    record["metrics"]["test_accuracy"], c, record)
 
     @property
+    def data_label(self) -> str:
+        """The dataset used, with what it stands in for: ``"fashion-mnist (substitute for cifar10)"``."""
+        return self.dataset + (f" (substitute for {self.substitute_for})" if self.substitute_for else "")
+
+    @property
     def blocks(self) -> list[str]:
         """The layers of Fig. 16 (each residual block's output and the pooled features) or, for
         the CNN1, its hidden layers."""
@@ -205,8 +210,7 @@ class LayerEntanglement:
 
     def summary(self) -> str:
         """One line per layer: start -> end of both measures."""
-        data = self.dataset + (f" (substitute for {self.substitute_for})" if self.substitute_for else "")
-        lines = [f"Fig. {'15' if self.figure == '15' else '3/16'}: {self.model} on {data}, "
+        lines = [f"Fig. {'15' if self.figure == '15' else '3/16'}: {self.model} on {self.data_label}, "
                  f"{self.config.get('steps', '?')} steps, {self.distance} distance, "
                  f"test accuracy {self.test_accuracy:.4f}"]
         batch = self.change("batch")
