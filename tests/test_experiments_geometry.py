@@ -149,6 +149,19 @@ def test_pgd_schedule_switches_after_warmup():
         adv = s(m, x, y)
         assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     assert s.step == 3
+    ramp = PGDSchedule(eps=0.2, alpha=0.05, steps=2, eps_ramp=4)
+    assert (ramp(m, x, y) - x).abs().max() <= 0.05 + 1e-6  # first call: eps / 4
+
+
+def test_second_seed_models_have_their_own_steps_and_folder(tiny, tmp_path):
+    cfg = replace(tiny, checkpoint_root=str(tmp_path), second_seed_steps=30, second_seed_experiment="other",
+                  second_seed_checkpoint="x_{dataset}_a{alpha:g}_s{seed}_{steps}")
+    first, second = geo.model_config(cfg, "digits", 10.0, 0), geo.model_config(cfg, "digits", 10.0, 1)
+    assert (first.steps, first.experiment, second.steps, second.experiment) == (80, "geometry", 30, "other")
+    assert geo.checkpoint_dir(cfg, second).name == "x_digits_a10_s1_30"
+    assert geo.checkpoint_dir(cfg, first).name == "geometry_digits_a10_s0"
+    paper = geo.config_for("paper")
+    assert geo.checkpoint_dir(paper, geo.model_config(paper, "fashion-mnist", 0.0, 0)).name == "t1_fmnist_a0_s0"
 
 
 def test_table2_pgd_model_is_more_robust_and_records(tiny, tmp_path):

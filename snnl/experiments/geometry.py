@@ -54,6 +54,8 @@ class GeometryConfig:
     alpha: float = 10.0  # SNNL weight of the entangled models (Eq. 3; Table 1 uses 10)
     train_steps: int = 150  # training steps of every model (paper profile: Table 1's 14,000)
     second_seed_steps: int | None = None  # steps of the second-seed models (None = train_steps)
+    second_seed_experiment: str | None = None  # their TrainConfig experiment name (None = model_experiment)
+    second_seed_checkpoint: str | None = None  # their folder: a pattern of dataset, short, alpha, seed, steps
     batch_size: int = 64  # training batch (Table 1: 256)
     lr: float = 2e-3  # Adam learning rate (Table 1: 1e-4)
     model_experiment: str = "geometry"  # experiment name of the models' TrainConfig ("table1" = reuse)
@@ -78,6 +80,7 @@ class GeometryConfig:
     pgd_alpha: float = 0.05  # PGD step (Madry: 0.01)
     pgd_steps: int = 4  # PGD steps (Madry: 40)
     adv_train_steps: int = 150  # adversarial training steps
+    adv_eps_ramp: int = 0  # steps over which eps (and the PGD step) grow linearly to pgd_eps (0: none)
     adv_warmup_steps: int = 0  # first steps trained on a cheaper PGD (fewer iterations)
     adv_warmup_pgd_steps: int = 10  # PGD iterations during the warm-up
     adv_warmup_alpha: float = 0.04  # PGD step during the warm-up
@@ -110,8 +113,10 @@ PROFILES = {
     "small": {},
     "paper": dict(dataset="mnist", size=None, ood_dataset="notmnist", hidden_dataset="fashion-mnist",
                   train_steps=14000, batch_size=256, lr=1e-4, model_experiment="table1",
-                  checkpoint_root="runs", n_points=1000, n_eval=2000, n_calibration=1000,
-                  pgd_eps=0.3, pgd_alpha=0.01, pgd_steps=40, adv_train_steps=3000, adv_warmup_steps=2000,
+                  checkpoint_root="runs", second_seed_steps=5000, second_seed_experiment="dknn_calibration_source",
+                  second_seed_checkpoint="cal_{dataset}_snnl_a{alpha:g}_s{seed}_{steps}", n_points=1000, n_eval=2000, n_calibration=1000,
+                  pgd_eps=0.3, pgd_alpha=0.01, pgd_steps=40, adv_train_steps=2500, adv_warmup_steps=2000,
+                  adv_eps_ramp=1000,
                   adv_batch_size=64, adv_lr=1e-3, table2_batches=10, robust_eval=1000),
 }
 
@@ -150,18 +155,25 @@ def load(cfg: GeometryConfig, name: str, like: Dataset | None = None) -> Dataset
 
 
 def model_config(cfg: GeometryConfig, dataset: str, alpha: float, seed: int) -> TrainConfig:
-    """The TrainConfig of a model (the paper profile: Table 1's, so its runs are reused)."""
-    steps = cfg.second_seed_steps if (seed != cfg.seeds[0] and cfg.second_seed_steps) else cfg.train_steps
+    """The TrainConfig of a model (the paper profile: Table 1's, so its runs are reused; the
+    second seed's steps and experiment name may differ: ``second_seed_*``)."""
+    second = seed != cfg.seeds[0]
+    steps = cfg.second_seed_steps if (second and cfg.second_seed_steps) else cfg.train_steps
+    experiment = cfg.second_seed_experiment if (second and cfg.second_seed_experiment) else cfg.model_experiment
     return TrainConfig(dataset=dataset, model="cnn", alpha=float(alpha), steps=steps, batch_size=cfg.batch_size,
                        lr=cfg.lr, n_train=cfg.n_train, size=cfg.size, seed=seed, device=cfg.device, profile=cfg.profile,
-                       experiment=cfg.model_experiment)
+                       experiment=experiment)
 
 
 def checkpoint_dir(cfg: GeometryConfig, tc: TrainConfig, tag: str | None = None) -> Path | None:
     """``<checkpoint_root>/t1_<data>_a<alpha>_s<seed>`` for Table 1 configs (the paper profile
-    reuses those runs), ``<tag or experiment>_<data>_a<alpha>_s<seed>`` otherwise."""
+    reuses those runs), ``second_seed_checkpoint`` filled in for the second seed's models when
+    set, ``<tag or experiment>_<data>_a<alpha>_s<seed>`` otherwise."""
     if cfg.checkpoint_root is None:
         return None
+    if tag is None and tc.seed != cfg.seeds[0] and cfg.second_seed_checkpoint:
+        return Path(cfg.checkpoint_root) / cfg.second_seed_checkpoint.format(
+            dataset=tc.dataset, short=SHORT.get(tc.dataset, tc.dataset), alpha=tc.alpha, seed=tc.seed, steps=tc.steps)
     tag = tag or ("t1" if tc.experiment == "table1" else tc.experiment)
     return Path(cfg.checkpoint_root) / f"{tag}_{SHORT.get(tc.dataset, tc.dataset)}_a{tc.alpha:g}_s{tc.seed}"
 
@@ -174,17 +186,18 @@ def checkpoint_step(folder) -> int | None:
     return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
 
 
-def await_checkpoint(folder, steps: int, wait: float, fresh: float = 900.0) -> None:
-    """Wait (up to ``wait`` s) while ``folder`` is missing or holds a recently written, unfinished
-    checkpoint (another process training it); a RuntimeError if it is still not finished then."""
+def await_checkpoint(folder, steps: int, wait: float, fresh: float = 3600.0) -> None:
+    """Wait (up to ``wait`` s) until ``folder`` holds a finished checkpoint (another process
+    training it); then a RuntimeError. With ``wait=0``, return at once when there is no
+    checkpoint or an unfinished one untouched for ``fresh`` s (train() then trains / resumes it)."""
     path, deadline = Path(folder) / "checkpoint.pt", time.time() + wait
     while True:
         step = checkpoint_step(folder)
-        if step is not None and (step >= steps or time.time() - path.stat().st_mtime > fresh):
-            return  # finished, or abandoned (train() resumes it)
+        if step is not None and step >= steps:
+            return
         if time.time() >= deadline:
-            if step is None and wait == 0:
-                return  # nobody is training it: train() trains it here
+            if wait == 0 and (step is None or time.time() - path.stat().st_mtime > fresh):
+                return
             raise RuntimeError(f"{path}: {'missing' if step is None else f'at step {step}/{steps}'} "
                                f"after waiting {wait:.0f} s; another run is still training it")
         time.sleep(min(60.0, max(1.0, deadline - time.time())))

@@ -41,18 +41,20 @@ LAYER_MAP = {"conv1": "Conv1 (after pool)", "conv2": "Conv2 (after pool)", "fc1"
 class PGDSchedule:
     """``transform(model, x, y)`` for :func:`snnl.train.train`: the batch replaced by PGD examples
     (Madry et al.: training sees adversarial examples only). The first ``warmup_steps`` calls use a
-    cheaper PGD (``warmup_pgd_steps`` steps of ``warmup_alpha``); ``step`` counts calls."""
+    cheaper PGD (``warmup_pgd_steps`` steps of ``warmup_alpha``); over the first ``eps_ramp`` calls
+    eps and the step size grow linearly from ``1/eps_ramp`` of their value to it. ``step`` counts calls."""
 
     def __init__(self, eps: float = 0.3, alpha: float = 0.01, steps: int = 40, warmup_steps: int = 0,
-                 warmup_pgd_steps: int = 10, warmup_alpha: float = 0.04, seed: int = 0):
-        self.eps, self.alpha, self.steps = eps, alpha, steps
+                 warmup_pgd_steps: int = 10, warmup_alpha: float = 0.04, eps_ramp: int = 0, seed: int = 0):
+        self.eps, self.alpha, self.steps, self.eps_ramp = eps, alpha, steps, eps_ramp
         self.warmup_steps, self.warmup_pgd_steps, self.warmup_alpha = warmup_steps, warmup_pgd_steps, warmup_alpha
         self.step = 0
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         warm = self.step < self.warmup_steps
-        attack = PGD(model, self.eps, self.warmup_alpha if warm else self.alpha,
+        scale = min(1.0, (self.step + 1) / self.eps_ramp) if self.eps_ramp else 1.0
+        attack = PGD(model, self.eps * scale, (self.warmup_alpha if warm else self.alpha) * scale,
                      self.warmup_pgd_steps if warm else self.steps, random_start=True, generator=self.generator)
         self.step += 1
         return attack(x, y)
@@ -63,9 +65,9 @@ def adversarial_model(cfg: GeometryConfig, data: Dataset, cache: dict | None = N
     tc = replace(model_config(cfg, data.name, 0.0, cfg.seeds[0]), steps=cfg.adv_train_steps,
                  batch_size=cfg.adv_batch_size, lr=cfg.adv_lr, experiment="table2-pgd")
     schedule = PGDSchedule(cfg.pgd_eps, cfg.pgd_alpha, cfg.pgd_steps, cfg.adv_warmup_steps,
-                           cfg.adv_warmup_pgd_steps, cfg.adv_warmup_alpha, seed=cfg.seed)
+                           cfg.adv_warmup_pgd_steps, cfg.adv_warmup_alpha, cfg.adv_eps_ramp, seed=cfg.seed)
     tag = (f"pgd{cfg.pgd_eps:g}-{cfg.pgd_steps}x{cfg.pgd_alpha:g}"
-           f"-w{cfg.adv_warmup_steps}x{cfg.adv_warmup_pgd_steps}x{cfg.adv_warmup_alpha:g}")
+           f"-w{cfg.adv_warmup_steps}x{cfg.adv_warmup_pgd_steps}x{cfg.adv_warmup_alpha:g}-r{cfg.adv_eps_ramp}")
     return trained_model(cfg, data, tc, cache=cache, models_out=models_out, transform=schedule, tag=tag)
 
 
@@ -103,6 +105,7 @@ def run_table2(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> 
         f"{cfg.pgd_steps} steps of {cfg.pgd_alpha:g}, random start"
         + (f" (the first {cfg.adv_warmup_steps} steps: {cfg.adv_warmup_pgd_steps} PGD steps of "
            f"{cfg.adv_warmup_alpha:g})" if cfg.adv_warmup_steps else "")
+        + (f"; eps and step ramped up linearly over the first {cfg.adv_eps_ramp} steps" if cfg.adv_eps_ramp else "")
         + ". Madry et al.: 100,000 steps, batch 50, lr 1e-4, 40 steps of 0.01.")
     data = load(cfg, cfg.dataset)
     models = {"baseline": trained_model(cfg, data, 0.0, None, cache, _models_out(out_dir)),

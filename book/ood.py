@@ -1,0 +1,173 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Adversarial gradients, out-of-distribution data and adversarial training (Appendices E, G, H; Figs. 10-12)
+#
+# Section 5 of the paper asks how entangled models (trained to minimise cross-entropy and
+# *maximise* the soft nearest neighbor loss, Eq. 3) treat inputs that do not come from the
+# training distribution. It makes four claims, each shown with a picture; next to every
+# picture this chapter puts a number a reader can check.
+#
+# 1. **Figs. 10, 11 (Section 5.2).** The gradients that a targeted FGSM attack follows form
+#    class clusters that are *aligned across two cross-entropy models* (a reason adversarial
+#    examples transfer); for two entangled models the clusters are no longer coherent.
+# 2. **Figs. 12, 21 (Section 5.3, Appendix G).** In the logits of an entangled model,
+#    out-of-distribution test data (notMNIST letters for an MNIST model) sit apart from the
+#    in-distribution data; a cross-entropy model maps them onto its classes.
+# 3. **Fig. 22 (Appendix H).** In the first hidden layer of an entangled Fashion-MNIST model,
+#    adversarial inputs are projected away from real ones, which is why the Deep k-NN gives
+#    them low credibility.
+# 4. **Table 2 (Appendix E).** A model adversarially trained with PGD (Madry et al.) has *more*
+#    entangled convolutional layers than a cross-entropy model: entanglement does not conflict
+#    with robustness.
+#
+# The small profile runs on the embedded 8x8 digits (upsampled to 28x28) with short training,
+# and uses pixel-shuffled digits as out-of-distribution data. The paper profile uses MNIST,
+# notMNIST and Fashion-MNIST and reuses the models of Table 1 (14,000 steps); its records are
+# shown at the end of each section when they exist. All code lives in
+# `snnl.experiments.geometry` and `snnl.experiments.robustness`.
+
+# %% tags=["parameters"]
+profile = "small"  # "small" (CPU, a few minutes) or "paper" (MNIST / notMNIST / Fashion-MNIST)
+seed = 0  # seed of data subsets, attacks and t-SNE
+device = "auto"  # "auto", "cpu", "cuda" or "cuda:N"
+results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
+paper_results = "results/paper/geometry"  # committed paper-profile records shown next to ours
+wait = 0.0  # paper profile: seconds to wait for Table 1 checkpoints still being trained
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from snnl import load_records
+from snnl.experiments.geometry import (config_for, markdown_table, plot_geometry, run_adversarial_gradients,
+                                       run_hidden_adversarial, run_ood)
+from snnl.experiments.robustness import run_table2, table2_rows
+
+cfg = config_for(profile, seed=seed, device=device, wait=wait)
+out_dir = Path(results_dir) / profile / "geometry"
+cache = {}  # models shared by the sections below
+table = lambda rows: Markdown(markdown_table(rows))
+
+
+def paper_record(experiment):  # the latest committed paper-profile record, or None
+    recs = load_records(paper_results, experiment, profile="paper")
+    return recs[-1] if recs else None
+
+
+cfg
+
+# %% [markdown]
+# ## Figs. 10, 11: the gradients of a targeted attack
+#
+# For test inputs of every class but the target (class 1, as in the paper), we take the
+# gradient that a targeted FGSM step follows, $-\nabla_x \mathrm{CE}(f(x), 1)$, on two models
+# trained from different seeds, and embed the signs of both models' gradients together with
+# t-SNE (the authors' code t-SNEs the sign). Colour = model. Numbers: the mean cosine between
+# the two models' gradients of the same input (raw and sign), and how well a kNN classifier
+# fitted on one model's points in the joint embedding predicts the *class of the input* of the
+# other model's points (`cross_model_knn_accuracy`: high when the two models' class clusters
+# line up). The third pair mixes a cross-entropy and an entangled model.
+
+# %%
+grads = run_adversarial_gradients(cfg, out_dir, cache)
+fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+plot_geometry("gradients", grads["pairs"], axes)
+plt.show()
+keys = ("cosine_raw", "cosine_sign", "cross_model_knn_accuracy", "knn_accuracy", "model_mixing")
+display(table([{"pair": k, **{q: r[q] for q in keys}} for k, r in grads["pairs"].items()]))
+
+# %%
+rec = paper_record("adversarial_gradients")
+if rec:
+    display(Markdown(f"**Paper profile** ({rec['dataset']}, {rec['config']['n_points']} inputs, device {rec['device']}):"))
+    display(table([{"pair": k, **{q: m[q] for q in keys}} for k, m in rec["metrics"].items()]))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    plot_geometry("gradients", rec["history"], axes)
+    plt.show()
+
+# %% [markdown]
+# ## Figs. 12, 21: out-of-distribution test inputs
+#
+# t-SNE of the logits of in-distribution test points and out-of-distribution points, for the
+# cross-entropy model and the entangled model. The number: the AUROC of telling
+# in-distribution inputs (positive) from out-of-distribution ones by Deep k-NN credibility
+# (all hidden layers and the logits, k = 75, calibrated on held-out test points), with the
+# AUROC of the softmax maximum as the usual reference (0.5 = no separation, 1 = perfect).
+
+# %%
+ood = run_ood(cfg, out_dir, cache)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+plot_geometry("ood", ood["models"], axes)
+plt.show()
+okeys = ("auroc_credibility", "auroc_softmax", "mean_credibility_in", "mean_credibility_out", "accuracy_in")
+display(table([{"model": k, **{q: r[q] for q in okeys}} for k, r in ood["models"].items()]))
+
+# %%
+rec = paper_record("ood")
+if rec:
+    display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
+    display(table([{"model": k, **{q: m[q] for q in okeys}} for k, m in rec["metrics"].items()]))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    plot_geometry("ood", rec["history"], axes)
+    plt.show()
+
+# %% [markdown]
+# ## Fig. 22: the first hidden layer on real and adversarial inputs
+#
+# t-SNE of the first hidden layer (`conv1`, after pooling) on real test points and their
+# adversarial versions (FGSM, $\epsilon$ = 0.1). The number: the accuracy of a 10-nearest-
+# neighbour classifier telling real from adversarial points in that layer (5-fold, a point and
+# its adversarial twin always in the same fold), and in the 2-D embedding.
+
+# %%
+hidden = run_hidden_adversarial(cfg, out_dir, cache)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+plot_geometry("hidden", hidden["models"], axes)
+plt.show()
+hkeys = ("knn_accuracy_layer", "knn_accuracy_tsne", "clean_accuracy", "adversarial_accuracy")
+display(table([{"model": k, **{q: r[q] for q in hkeys}} for k, r in hidden["models"].items()]))
+
+# %%
+rec = paper_record("hidden_adversarial")
+if rec:
+    display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
+    display(table([{"model": k, **{q: m[q] for q in hkeys}} for k, m in rec["metrics"].items()]))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    plot_geometry("hidden", rec["history"], axes)
+    plt.show()
+
+# %% [markdown]
+# ## Table 2: entanglement of an adversarially trained model
+#
+# The PGD model minimises cross-entropy on PGD examples only (Madry et al.: $\epsilon$ = 0.3,
+# 40 steps of 0.01, random start); the baseline is the same CNN trained on clean data. We
+# measure every layer on batches of 128 test points. The paper says its values were "measured
+# at temperature" and the value of $T$ is not legible in our copy, so we give both the
+# entanglement (the minimum over $T$, Eq. 2) and the loss at $T$ = 100 (the authors' initial
+# temperature). Layers: the paper's model has one hidden fully connected layer, ours two; its
+# "Fully Connected layer" is our `fc1`, and `fc2` has no counterpart. The scale of the
+# adversarial training is in the record's config (on a CPU it is far below Madry et al.'s).
+
+# %%
+t2 = run_table2(cfg, out_dir, cache)
+display(table(table2_rows(t2["rows"])))
+display(table([{"model": k, "clean accuracy": a["clean"], "PGD accuracy": a["pgd"]} for k, a in t2["accuracy"].items()]))
+print(t2["record"]["config"]["adversarial_training"])
+
+# %%
+rec = paper_record("table2")
+if rec:
+    display(Markdown(f"**Paper profile**, device {rec['device']}; adversarial training: "
+                     f"{rec['config']['adversarial_training']}"))
+    display(table(table2_rows(rec["metrics"]["rows"])))
+    display(table([{"model": k, "clean accuracy": a["clean"], "PGD accuracy": a["pgd"]}
+                   for k, a in rec["metrics"]["accuracy"].items()]))
