@@ -63,7 +63,7 @@ class Profile:
 PROFILES = {
     "small": Profile(),
     "paper": Profile(dataset="mnist", gan_steps=(("fc", 5000), ("dcgan", 3000)), snnl_steps=3000,
-                     learned_steps=3000, snnl_temperature=15.0, measure_every=250, measure_size=500,
+                     learned_steps=3000, snnl_temperature=8.0, measure_every=250, measure_size=500,
                      tsne_points=300, n_samples=2000, classifier_steps=1500, stages=4),
 }
 
@@ -204,18 +204,26 @@ def gan_entanglement(variant: str = "dcgan", profile: str = "small", seed: int =
 
 def snnl_gan(profile: str = "small", seed: int = 0, device: str = "auto", steps: int | None = None,
              variant: str = "dcgan", data: Dataset | None = None, classifier: TrainResult | None = None,
-             out_dir=None, checkpoint_dir=None, progress: bool = True) -> GANResult:
+             out_dir=None, checkpoint_dir=None, progress: bool = True, g_loss: str = "nonsaturating",
+             temperature: float | None = None) -> GANResult:
     """Fig. 6: the generator alone maximises the SNNL of real vs generated pixels. Grids of
     samples and of a 2-dimension noise sweep; with ``classifier`` (else one is trained) the
-    class histogram and ``class_coverage`` of the samples."""
+    class histogram and ``class_coverage`` of the samples.
+
+    ``g_loss="nonsaturating"`` (default) minimises ``-mean log P(other class)``; ``"maximize"``
+    is the paper's ``-l_sn``, which on MNIST collapses every sample onto the mean digit: 64
+    copies of the mean image, nearer to each real image than most real images are to each
+    other, outweigh its one nearest real neighbour at any usable temperature."""
     p = get_profile(profile)
-    cfg = _config("snnl", variant, profile, seed, device, steps or p.snnl_steps, lr=p.snnl_lr,
-                  temperature=p.snnl_temperature, learn_temperature=False, experiment="snnl_gan")
+    t = temperature or p.snnl_temperature
+    cfg = _config("snnl", variant, profile, seed, device, steps or p.snnl_steps, lr=p.snnl_lr, g_loss=g_loss,
+                  temperature=t, learn_temperature=False, experiment="snnl_gan")
     data = data if data is not None else load_dataset(p.dataset)
     run = Run("snnl_gan", profile, data.name, seed, asdict(cfg), device_name(resolve_device(device)))
     if classifier is None:
         classifier = coverage_classifier(profile, seed, device, data, progress=progress)
-    res = train_gan(cfg, data, checkpoint_dir=_ckpt(checkpoint_dir, f"snnl_{variant}_seed{seed}"), progress=progress)
+    ckpt = _ckpt(checkpoint_dir, f"snnl_{variant}_{g_loss}_T{t:g}_seed{seed}")
+    res = train_gan(cfg, data, checkpoint_dir=ckpt, progress=progress)
     final = res.snapshots[cfg.steps]
     grids = {"samples": encode_grid(final[:64]),
              "sweep": encode_grid(noise_sweep(res.generator, cfg.z_dim, seed=seed), nrow=8)}
@@ -319,6 +327,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="folder for the results records")
     ap.add_argument("--checkpoints", default=None, help="folder for checkpoints (a killed run resumes)")
     ap.add_argument("--only", nargs="*", default=None, choices=("fc", "dcgan", "snnl_gan", "snnl_gan_learned"))
+    ap.add_argument("--snnl-g-loss", default="nonsaturating", choices=("maximize", "nonsaturating"))
+    ap.add_argument("--snnl-temperature", type=float, default=None, help="pixel-space T (default: the profile's)")
     a = ap.parse_args(argv)
     p = get_profile(a.profile)
     data = load_dataset(p.dataset)
@@ -329,7 +339,7 @@ def main(argv=None) -> None:
               checkpoint_dir=a.checkpoints)
     for what in todo:
         if what == "snnl_gan":
-            res = snnl_gan(**kw)
+            res = snnl_gan(**kw, g_loss=a.snnl_g_loss, temperature=a.snnl_temperature)
         elif what == "snnl_gan_learned":
             res = snnl_gan_learned(**kw)
         else:
