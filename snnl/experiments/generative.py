@@ -259,7 +259,9 @@ EXPERIMENTS = ("gan_entanglement", "snnl_gan", "snnl_gan_learned")
 def label(record: dict) -> str:
     """``"GAN (dcgan)"``, ``"SNNL generator (dcgan)"``, ... for legends."""
     name = {"gan_entanglement": "GAN", "snnl_gan": "SNNL generator", "snnl_gan_learned": "learned-space SNNL-GAN"}
-    return f"{name.get(record['experiment'], record['experiment'])} ({record['config']['variant']})"
+    c = record["config"]
+    form = f", {c['g_loss']}" if record["experiment"] == "snnl_gan" and c.get("g_loss") == "maximize" else ""
+    return f"{name.get(record['experiment'], record['experiment'])} ({c['variant']}{form})"
 
 
 def plot_entanglement(records: list[dict], title: str = ""):
