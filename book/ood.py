@@ -156,6 +156,9 @@ if rec:
 # temperature). Layers: the paper's model has one hidden fully connected layer, ours two; its
 # "Fully Connected layer" is our `fc1`, and `fc2` has no counterpart. The scale of the
 # adversarial training is in the record's config (on a CPU it is far below Madry et al.'s).
+# Read the two kinds of column differently: at a fixed $T$ the loss also reflects the overall
+# scale of a layer's activations (the same class structure at smaller distances looks more
+# entangled), while the minimum over $T$ does not depend on scale; the minimising $T$ is shown too.
 
 # %%
 t2 = run_table2(cfg, out_dir, cache)

@@ -138,5 +138,6 @@ def table2_rows(rows: dict) -> list[dict]:
     return [{"layer (ours)": layer, "layer (paper)": r["paper_layer"] or "-",
              "paper baseline": r["paper_baseline"], "paper PGD": r["paper_pgd"],
              "baseline min_T": round(r["baseline_entanglement"], 3), "PGD min_T": round(r["pgd_entanglement"], 3),
-             "baseline at T": round(r["baseline_snnl_at_T"], 3), "PGD at T": round(r["pgd_snnl_at_T"], 3)}
+             "baseline at T": round(r["baseline_snnl_at_T"], 3), "PGD at T": round(r["pgd_snnl_at_T"], 3),
+             "baseline argmin T": round(r["baseline_temperature"], 1), "PGD argmin T": round(r["pgd_temperature"], 1)}
             for layer, r in rows.items()]
