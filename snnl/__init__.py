@@ -23,3 +23,5 @@ from snnl.losses import (
 from snnl.models import CNN, CNN1, MODELS, ResNetV2, build_model, logits_of
 from snnl.attacks import BIM, FGSM, PGD, Attack
 from snnl.dknn import DkNN, DkNNResult, extract_features
+from snnl.train import TrainConfig, TrainingDiverged, TrainResult, evaluate
+from snnl.gan import GANConfig, GANResult, build_gan, real_fake_entanglement, train_gan
