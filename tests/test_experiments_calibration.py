@@ -93,6 +93,7 @@ def test_records_written(run):
     assert names == ["dknn_calibration", "transferability"]
     rec = read_record(sweep["path"])
     assert rec["experiment"] == "dknn_calibration" and rec["profile"] == "small"
+    assert set(rec["metrics"]["test_accuracy"]) == set(rec["config"]["models"])
     assert set(rec["config"]["models"]) == {"baseline", "entangled", "baseline_source", "entangled_source"}
     assert rec["config"]["dknn_layers"] == ["conv1", "conv2", "fc1", "fc2", "logits"]
     assert rec["config"]["models"]["entangled_source"]["seed"] == 1
@@ -116,7 +117,7 @@ def test_plots_and_table(run):
 def test_triplet_sweep_reuses_the_baseline(run, tmp_path):
     _, models, _, _, _ = run
     config = tiny(regularizer="triplet", attacks=("fgsm",))
-    assert config.alpha == 1e-3 and config.name == "triplet"
+    assert config.alpha == 1e-4 and config.name == "triplet"
     trip = cal.train_models(config, known=models, progress=False)
     assert set(trip) == {"baseline", "triplet"} and trip["baseline"] is models["baseline"]
     assert trip["triplet"].config.regularizer == "triplet"
