@@ -14,6 +14,7 @@ from snnl.results import Run, load_records, read_record, resolve_device, seed_ev
 __version__ = "0.1.0"
 from snnl.losses import (
     Entanglement,
+    NonFiniteEmbeddings,
     SoftNearestNeighborLoss,
     entanglement,
     soft_nearest_neighbor_loss,

@@ -23,6 +23,11 @@ Implementation notes
   of a row's term with respect to its logits is ``P - Q``. ``chunk_size=N``
   evaluates rows in blocks of ``N`` and recomputes each block in the backward
   pass, so memory is O(N * b) instead of O(b^2), with exactly the same value.
+* Cost of a dense batch (the training case): two (b, b, D) products, the Gram
+  matrix forward and ``(W + W^T - diag) x`` backward (W: the gradient in the
+  logits), plus O(b^2) work with no Python loop over classes (class maxima by
+  ``scatter_reduce``, class sums by a one-hot product) and no pass over the
+  inputs beyond centring them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ import torch.nn.functional as F
 
 DISTANCES = ("euclidean", "cosine")
 STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
+
+
+class NonFiniteEmbeddings(ValueError):
+    """The embeddings given to a loss contain NaN or inf."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -68,93 +77,116 @@ def _prepare(embeddings, labels, temperature, distance):
     x = embeddings.reshape(b, -1)
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()  # fp16 / bf16 / integer inputs accumulate in float32
-    if not bool(torch.isfinite(x.detach()).all()):
-        raise ValueError("embeddings contain NaN or inf")
+    # NaN and inf reach the column means (and the normalised rows): a check at no extra pass
+    # over x; the full check only runs when they are not finite (a NaN, an inf or an overflow)
     if distance == "euclidean":
-        x = x - x.detach().mean(0, keepdim=True)  # translation-invariant; fewer cancellation errors
+        mean = x.detach().mean(0, keepdim=True)
+        if not bool(torch.isfinite(mean).all()) and not bool(torch.isfinite(x.detach()).all()):
+            raise NonFiniteEmbeddings("embeddings contain NaN or inf")
+        x = x - mean  # translation-invariant; fewer cancellation errors
     else:
-        x = F.normalize(x, dim=1, eps=1e-12)
+        x = F.normalize(x, dim=1, eps=1e-12)  # rows in [-1, 1]: their sum cannot overflow
+        if not bool(torch.isfinite(x.detach().sum())):
+            raise NonFiniteEmbeddings("embeddings contain NaN or inf")
     _, y = torch.unique(labels, return_inverse=True)  # classes 0..C-1
     return x, y
 
 
 # ----------------------------------------------------------------------------------------------
 # the core: per-row terms for a block of query rows against all points
-def _row_stats(xq, x, t, offset, euclid, seg):
-    """Per-class statistics for query rows ``xq`` (rows ``offset..`` of ``x``).
+def _row_stats(xq, x, t, offset, euclid, y, n_classes, dense, keep_logits=False):
+    """Per-class statistics for query rows ``xq`` (rows ``offset..`` of ``x``; ``x`` itself
+    when ``dense``).
 
-    The points of ``x`` are sorted by class; ``seg`` holds (class, start, stop)
-    ranges. The matrix is built transposed, (points, queries), so that each class
-    is a contiguous block of rows. Logits are ``-d / T`` up to a per-query constant
-    (which cancels in Eq. 1): ``(2 <x_i, x_j> - |x_j|^2) / T`` (Euclidean) or
-    ``<x_i, x_j> / T`` (cosine).
-    Returns ``e[j, i] = exp(logit_ij - m[class_j, i])`` (0 where j = i), the
-    per-class maxima ``m`` (C, queries) and per-class log-sum-exp ``lse``
-    (C, queries; -inf where a class has no neighbour).
+    The matrix is built transposed, (points, queries). Logits are ``-d / T`` up to a
+    per-query constant (which cancels in Eq. 1): ``(2 <x_i, x_j> - |x_j|^2) / T``
+    (Euclidean) or ``<x_i, x_j> / T`` (cosine). Each class ``c`` of points is shifted by
+    its own maximum ``m[c, i]`` before the exponential, so that no class underflows as a
+    whole. Shifted logits below ``log(tiny)`` are raised to it (``exp`` is several times
+    slower on inputs that underflow; the change is below the precision of any class sum,
+    which holds an ``exp(0) = 1``), and the diagonal is set to exactly 0 afterwards.
+    Returns ``e[j, i] = exp(logit_ij - m[y_j, i])``, ``m`` (C, queries), the per-class sums
+    ``s`` (C, queries; 0 where a class has no neighbour) and, if ``keep_logits``, the
+    shifted logits.
     """
-    inv_t = 1.0 / t
-    if euclid:  # one product: [2x/T, -|x|^2/T] . [xq, 1]
-        e = torch.mm(torch.cat([x * (2.0 * inv_t), (x * x).sum(1, keepdim=True) * -inv_t], 1),
-                     torch.cat([xq, xq.new_ones(xq.shape[0], 1)], 1).T)
+    inv_t = 1.0 / float(t)
+    if dense:  # the Gram matrix, whose diagonal holds the squared norms
+        e = torch.mm(x, x.T)
+        if euclid:
+            sq = e.diagonal().clone()
+            e.mul_(2.0 * inv_t).sub_(sq[:, None] * inv_t)
+        else:
+            e.mul_(inv_t)
+    elif euclid:
+        e = torch.addmm((x * x).sum(1, keepdim=True), x, xq.T, beta=-inv_t, alpha=2.0 * inv_t)
     else:
-        e = torch.mm(x * inv_t, xq.T)
-    e.diagonal(-offset).fill_(-math.inf)
-    m = torch.stack([e[a:b].amax(0) for _, a, b in seg])
-    m = torch.where(torch.isfinite(m), m, torch.zeros((), device=x.device, dtype=x.dtype))
-    for c, a, b in seg:
-        e[a:b].sub_(m[c])
+        e = torch.mm(x, xq.T).mul_(inv_t)
+    diag = e.diagonal(-offset)
+    diag.fill_(-math.inf)
+    m = e.new_full((n_classes, e.shape[1]), -math.inf).scatter_reduce_(0, y[:, None].expand_as(e), e, "amax")
+    m = torch.where(torch.isfinite(m), m, torch.zeros((), device=e.device, dtype=e.dtype))
+    e.sub_(m.index_select(0, y)).clamp_(min=math.log(torch.finfo(e.dtype).tiny))
+    logits = e.clone() if keep_logits else None
     e.exp_()
-    s = torch.stack([e[a:b].sum(0) for _, a, b in seg])
-    return e, m, m + torch.log(s)
+    diag.fill_(0.0)
+    s = _class_sums(e, y, n_classes)
+    return e, m, s, logits
+
+
+def _class_sums(a, y, n_classes):
+    """(C, queries): sums of the rows of ``a`` (points, queries) of each class, as one product."""
+    return F.one_hot(y, n_classes).T.to(a.dtype) @ a
 
 
 class _SNNLRows(torch.autograd.Function):
     """Per-row terms ``lse_all - lse_same`` (0 for rows without a partner), their
     validity, optionally their derivative with respect to T (for the temperature
     step, no extra pass), and the hand-written gradient ``P - Q`` with respect to
-    the logits. ``xq`` is ``x`` itself in the dense case (offset 0, no recompute)."""
+    the logits. Dense: ``xq`` is ``x`` (offset 0, the matrix kept for the backward);
+    chunked: a block of rows, recomputed in the backward."""
 
     @staticmethod
-    def forward(ctx, xq, x, t, yq, offset, euclid, seg, recompute, want_dt):
-        e, m, lse = _row_stats(xq, x, t, offset, euclid, seg)
+    def forward(ctx, xq, x, t, y, yq, offset, euclid, n_classes, dense, want_dt):
+        e, m, s, logits = _row_stats(xq, x, t, offset, euclid, y, n_classes, dense, keep_logits=want_dt)
+        lse = m + torch.log(s)
         lse_all = torch.logsumexp(lse, 0)
         lse_same = lse.gather(0, yq[None, :]).squeeze(0)
         valid = torch.isfinite(lse_same)
         terms = torch.where(valid, lse_all - lse_same, torch.zeros_like(lse_all))
         dt = terms.new_zeros(0)
-        if want_dt:  # d term_i / dT = -(1/T) sum_j (P_ij - Q_ij) logit_ij, logit = log e + m
+        if want_dt:  # d term_i / dT = -(1/T) sum_j (P_ij - Q_ij) logit_ij, logit = shifted + m
             coef = _coef(m, lse, lse_all, yq, valid.to(m.dtype))
-            ent = torch.stack([torch.special.xlogy(e[a:b], e[a:b]).sum(0) for _, a, b in seg])
-            mass = torch.exp(lse - m).nan_to_num(0.0)  # per-class sums of e
-            dt = -(coef * (ent + m * mass)).sum(0) / t
-        ctx.meta = (offset, euclid, seg, recompute)
+            ent = _class_sums(logits.mul_(e), y, n_classes)
+            dt = -(coef * (ent + m * s)).sum(0) / t
+        ctx.meta = (offset, euclid, n_classes, dense)
         ctx.mark_non_differentiable(valid, dt)
-        ctx.save_for_backward(xq, x, t, yq, m, lse, lse_all, valid)
-        ctx.e = None if recompute else e  # consumed (overwritten) by the first backward
+        ctx.save_for_backward(xq, None if dense else x, t, y, yq, m, lse, lse_all, valid)
+        ctx.e = e if dense else None  # consumed (overwritten) by the first backward
         return terms, valid, dt
 
     @staticmethod
     def backward(ctx, grad_terms, _grad_valid, _grad_dt):
-        xq, x, t, yq, m, lse, lse_all, valid = ctx.saved_tensors
-        offset, euclid, seg, recompute = ctx.meta
+        xq, x, t, y, yq, m, lse, lse_all, valid = ctx.saved_tensors
+        offset, euclid, n_classes, dense = ctx.meta
+        x = xq if dense else x
         e, ctx.e = ctx.e, None
         if e is None:  # chunked, or a second backward through a retained graph: rebuild the block
-            e, m, lse = _row_stats(xq, x, t, offset, euclid, seg)
+            e, m, _, _ = _row_stats(xq, x, t, offset, euclid, y, n_classes, dense)
         coef = _coef(m, lse, lse_all, yq, torch.where(valid, grad_terms, torch.zeros_like(grad_terms)))
-        gl = e  # d loss / d logits, transposed (points, queries), written over e; columns sum to 0
-        for c, a, b in seg:
-            gl[a:b].mul_(coef[c])
+        gl = e.mul_(coef.index_select(0, y))  # d loss / d logits, (points, queries); columns sum to 0
         s = 2.0 if euclid else 1.0
         need_xq, need_x, need_t = ctx.needs_input_grad[:3]
         grad_xq = grad_x = grad_t = None
-        rows = gl.sum(1) if euclid and (need_x or need_t) else None  # sum_i gl_ji
-        if not recompute and offset == 0 and xq.shape == x.shape:  # dense: xq is x, both roles
-            gx = gl.T @ x
-            if need_x:
-                gx.addmm_(gl, x)  # (gl^T + gl) x
-            dot = (gx * x).sum() * (0.5 if need_x else 1.0) if need_t else None  # sum_ij gl_ji <x_j, x_i>
-            if need_x:
-                grad_xq = gx.mul_(s / t).sub_(x * (rows[:, None] * (2.0 / t))) if euclid else gx.mul_(s / t)
+        rows = gl.sum(1) if euclid else None  # sum_i gl_ji
+        sq = (x * x).sum(1) if euclid and need_t else None
+        if dense:  # both roles in one product: (gl + gl^T - [euclid] diag(rows)) x
+            gs = gl + gl.T
+            if euclid:
+                gs.diagonal().sub_(rows)
+            gx = gs @ x
+            # sum_ij gl_ji <x_j, x_i> = (sum(gs * Gram) + [euclid] rows . |x|^2) / 2
+            dot = 0.5 * ((gx * x).sum() + ((rows * sq).sum() if euclid else 0.0)) if need_t else None
+            grad_xq = gx.mul_(s / t) if need_xq else None
         else:
             gx = gl.T @ x if (need_xq or need_t) else None
             dot = (gx * xq).sum() if need_t else None
@@ -165,9 +197,9 @@ class _SNNLRows(torch.autograd.Function):
                 if euclid:
                     grad_x.sub_(x * (rows[:, None] * (2.0 / t)))
         if need_t:  # logits = (s <x_j, xq_i> - [euclid] |x_j|^2) / T + const_i;  d/dT = -logit / T
-            total = s * dot - ((rows * (x * x).sum(1)).sum() if euclid else 0.0)
+            total = s * dot - ((rows * sq).sum() if euclid else 0.0)
             grad_t = -total / (t * t)
-        return grad_xq, grad_x, grad_t, None, None, None, None, None, None
+        return grad_xq, grad_x, grad_t, None, None, None, None, None, None, None
 
 
 def _coef(m, lse, lse_all, yq, g):
@@ -177,18 +209,14 @@ def _coef(m, lse, lse_all, yq, g):
 
 
 def _terms(x, y, t, euclid, chunk_size, want_dt=False):
-    """Per-row terms, validity and d term / dT; rows sorted by class (the loss is a mean)."""
-    y, order = torch.sort(y, stable=True)
-    x = x[order]
-    counts = torch.bincount(y).tolist()
-    stops = [sum(counts[: c + 1]) for c in range(len(counts))]
-    seg = [(c, stops[c] - counts[c], stops[c]) for c in range(len(counts))]
+    """Per-row terms, validity and d term / dT (labels ``y`` are 0..C-1)."""
+    n_classes = int(y.max()) + 1
     if chunk_size is None or chunk_size >= x.shape[0]:
-        return _SNNLRows.apply(x, x, t, y, 0, euclid, seg, False, want_dt)
+        return _SNNLRows.apply(x, x, t, y, y, 0, euclid, n_classes, True, want_dt)
     if not (isinstance(chunk_size, int) and chunk_size > 0):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    parts = [_SNNLRows.apply(x[a:a + chunk_size], x, t, y[a:a + chunk_size], a, euclid, seg, True, want_dt)
-             for a in range(0, x.shape[0], chunk_size)]
+    parts = [_SNNLRows.apply(x[a:a + chunk_size], x, t, y, y[a:a + chunk_size], a, euclid, n_classes, False,
+                             want_dt) for a in range(0, x.shape[0], chunk_size)]
     return tuple(torch.cat([p[k] for p in parts]) for k in range(3))
 
 

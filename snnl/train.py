@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from snnl.data import Dataset, load_dataset
-from snnl.losses import DISTANCES, SoftNearestNeighborLoss, triplet_loss
+from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss, triplet_loss
 from snnl.models import MODELS, build_model
 from snnl.results import Run, device_name, resolve_device, seed_everything
 
@@ -216,13 +216,14 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
         reg, bad = {}, None
         if config.alpha != 0 or step % config.log_every == 0:
             for n in layers:
-                if not bool(torch.isfinite(hidden[n].detach()).all()):  # the losses refuse NaN inputs
+                try:
+                    if config.regularizer == "snnl":
+                        reg[n] = snnl[n](hidden[n], yb)
+                    else:
+                        reg[n] = triplet_loss(hidden[n], yb, generator=gen)
+                except NonFiniteEmbeddings:  # the losses check their inputs
                     bad = n
                     break
-                if config.regularizer == "snnl":
-                    reg[n] = snnl[n](hidden[n], yb)
-                else:
-                    reg[n] = triplet_loss(hidden[n], yb, generator=gen)
         loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 and bad is None else ce
         if bad is not None or not torch.isfinite(loss):
             bar.close()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from snnl.losses import (
     Entanglement,
+    NonFiniteEmbeddings,
     SoftNearestNeighborLoss,
     entanglement,
     soft_nearest_neighbor_loss,
@@ -401,12 +402,13 @@ def test_clear_errors(call, match):
         call(x, y)
 
 
+@pytest.mark.parametrize("distance", DISTANCES)
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_non_finite_embeddings_are_rejected(bad):
+def test_non_finite_embeddings_are_rejected(bad, distance):
     x, y = make_batch(0, b=8)
     x[3, 1] = bad
-    with pytest.raises(ValueError, match="NaN or inf"):
-        soft_nearest_neighbor_loss(x, y)
+    with pytest.raises(NonFiniteEmbeddings, match="NaN or inf"):
+        soft_nearest_neighbor_loss(x, y, distance=distance)
 
 
 def test_non_tensor_embeddings_are_rejected():
