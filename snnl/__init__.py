@@ -26,3 +26,4 @@ from snnl.attacks import BIM, FGSM, PGD, Attack
 from snnl.dknn import DkNN, DkNNResult, extract_features
 from snnl.train import TrainConfig, TrainingDiverged, TrainResult, evaluate
 from snnl.gan import GANConfig, GANResult, build_gan, real_fake_entanglement, train_gan
+from snnl.banner import Banner
