@@ -1,16 +1,19 @@
 """Entangled representations under attack and out of distribution (paper Section 5, Apps. G, H).
 
-* Figs. 10, 11 (Section 5.2): t-SNE of the gradients a targeted FGSM attack follows (their sign,
-  as in the authors' code) on two models. Two cross-entropy models give class clusters aligned
-  across the models; two entangled models do not. Numbers added here: the mean cosine between
-  the two models' gradients of the same input, and kNN accuracies in the joint embedding.
-* Figs. 12, 21 (Section 5.3, App. G): t-SNE of the logits of in-distribution and
-  out-of-distribution test data; the entangled model puts the OOD data apart. Number added: the
-  AUROC of Deep k-NN credibility (and of the softmax maximum) for telling in- from OOD inputs.
-* Fig. 22 (App. H): t-SNE of the first hidden layer on real and adversarial test data. Number
-  added: a kNN classifier's accuracy at telling real from adversarial points in that layer.
-* Table 2 (App. E) lives in :mod:`snnl.experiments.robustness`; ``python -m
-  snnl.experiments.geometry`` runs all four and writes one results record each.
+One module per experiment:
+
+* Figs. 10, 11 (Section 5.2): the gradients a targeted FGSM attack follows, on two models
+  (:mod:`snnl.experiments.adversarial_gradients`);
+* Figs. 12, 21 (Section 5.3, App. G): out-of-distribution inputs set apart
+  (:mod:`snnl.experiments.ood`);
+* Fig. 22 (App. H): adversarial points in the first hidden layer
+  (:mod:`snnl.experiments.hidden_adversarial`);
+* Table 2 (App. E): entanglement of a PGD-trained model (:mod:`snnl.experiments.robustness`).
+
+This module holds what they share: the configuration (:class:`GeometryConfig`, profiles), the
+data, the trained models (reusing finished checkpoints), t-SNE and kNN measurements, the
+figures, and the command line ``python -m snnl.experiments.geometry``, which runs all four. The
+experiments' functions can be imported from here too.
 
 Every ``run_*`` function returns plain data (numpy arrays and floats) and, given ``out_dir``,
 writes a record with :class:`snnl.results.Run` (embeddings rounded into the record's history).
@@ -19,23 +22,19 @@ writes a record with :class:`snnl.results.Run` (embeddings rounded into the reco
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from sklearn.manifold import TSNE
-from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
+from sklearn.neighbors import NearestNeighbors
 
-from snnl.attacks import BIM, FGSM
 from snnl.data import DATASETS, Dataset, load_dataset
-from snnl.dknn import DkNN, extract_features
-from snnl.models import logits_of
+from snnl.experiments.checkpoints import await_checkpoint, checkpoint_step
 from snnl.results import Run, device_name, resolve_device, seed_everything
 from snnl.train import TrainConfig, train
 
@@ -178,31 +177,6 @@ def checkpoint_dir(cfg: GeometryConfig, tc: TrainConfig, tag: str | None = None)
     return Path(cfg.checkpoint_root) / f"{tag}_{SHORT.get(tc.dataset, tc.dataset)}_a{tc.alpha:g}_s{tc.seed}"
 
 
-def checkpoint_step(folder) -> int | None:
-    """The step saved in ``folder/checkpoint.pt`` (None when there is none)."""
-    path = Path(folder) / "checkpoint.pt"
-    if not path.exists():
-        return None
-    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
-
-
-def await_checkpoint(folder, steps: int, wait: float, fresh: float = 3600.0) -> None:
-    """Wait (up to ``wait`` s) until ``folder`` holds a finished checkpoint (another process
-    training it); then a RuntimeError. With ``wait=0``, return at once when there is no
-    checkpoint or an unfinished one untouched for ``fresh`` s (train() then trains / resumes it)."""
-    path, deadline = Path(folder) / "checkpoint.pt", time.time() + wait
-    while True:
-        step = checkpoint_step(folder)
-        if step is not None and step >= steps:
-            return
-        if time.time() >= deadline:
-            if wait == 0 and (step is None or time.time() - path.stat().st_mtime > fresh):
-                return
-            raise RuntimeError(f"{path}: {'missing' if step is None else f'at step {step}/{steps}'} "
-                               f"after waiting {wait:.0f} s; another run is still training it")
-        time.sleep(min(60.0, max(1.0, deadline - time.time())))
-
-
 def trained_model(cfg: GeometryConfig, data: Dataset, tc: TrainConfig | float, seed: int | None = None,
                   cache: dict | None = None, models_out=None, transform=None, tag: str | None = None) -> nn.Module:
     """A trained CNN for ``tc`` (a TrainConfig, or an alpha: Eq. 3 with it, 0 = cross-entropy, via
@@ -248,177 +222,23 @@ def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = 10, groups: np.ndar
     return float((pred == labels).mean())
 
 
-def adversarial_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The gradient a targeted FGSM step follows, ``-grad_x CE(f(x), target)`` (N, ...), in eval
-    mode; ``sign()`` of it is FGSM's step before clipping to [0, 1]."""
-    was = model.training
-    model.eval()
-    try:
-        x = x.detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(logits_of(model(x)), target, reduction="sum")
-        (g,) = torch.autograd.grad(loss, x)
-    finally:
-        model.train(was)
-    return -g
-
-
-def gradient_alignment(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       target: torch.Tensor, k: int = 10, seed: int = 0, perplexity: float = 30.0) -> dict:
-    """Figs. 10, 11 for one pair: t-SNE of both models' sign gradients stacked, and numbers.
-
-    ``y``: the class each point is grouped by (the input's label for a fixed target, the target
-    for random targets). Returns embedding (2N, 2), model (2N,) 0/1, label (2N,); cosine_sign and
-    cosine_raw (mean over inputs of the cosine between the two models' gradients); knn_accuracy
-    (leave-one-out, label, joint embedding); cross_model_knn_accuracy (kNN fitted on one model's
-    points predicts the other's labels, both ways averaged: high when class clusters are aligned
-    across models); model_mixing (fraction of a point's k neighbours from the other model, 0.5 = mixed).
-    """
-    ga, gb = (adversarial_gradients(m, x, target).flatten(1) for m in (model_a, model_b))
-    cos_raw = F.cosine_similarity(ga, gb, dim=1, eps=1e-30).mean().item()
-    sa, sb = ga.sign(), gb.sign()
-    cos_sign = F.cosine_similarity(sa, sb, dim=1, eps=1e-30).mean().item()
-    emb = tsne(torch.cat([sa, sb]).numpy(), seed, perplexity)
-    n, lab = len(x), np.concatenate([y.numpy(), y.numpy()])
-    who = np.repeat([0, 1], n)
-    cross = [KNeighborsClassifier(k).fit(emb[who == i], lab[who == i]).score(emb[who != i], lab[who != i])
-             for i in (0, 1)]
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb, return_distance=False)[:, 1:]
-    mixing = float((who[idx] != who[:, None]).mean())
-    return {"embedding": emb, "model": who, "label": lab, "cosine_sign": cos_sign, "cosine_raw": cos_raw,
-            "knn_accuracy": knn_accuracy(emb, lab, k), "cross_model_knn_accuracy": float(np.mean(cross)),
-            "model_mixing": mixing}
-
-
-def ood_scores(model: nn.Module, data: Dataset, x_in: torch.Tensor, x_out: torch.Tensor,
-               x_cal: torch.Tensor, y_cal: torch.Tensor, k: int = 75, n_fit: int = 10000, seed: int = 0) -> dict:
-    """DkNN credibility and softmax maximum of in- and out-of-distribution inputs, and their AUROCs
-    (positive class: in-distribution). The DkNN indexes every layer of ``n_fit`` training points
-    and is calibrated on (x_cal, y_cal), held out from training and evaluation."""
-    g = torch.Generator().manual_seed(seed)
-    fit = torch.randperm(len(data.x_train), generator=g)[:n_fit]
-    dknn = DkNN(k=min(k, len(fit))).fit(extract_features(model, data.x_train[fit]), data.y_train[fit])
-    dknn.calibrate(extract_features(model, x_cal), y_cal)
-    feats = [extract_features(model, x) for x in (x_in, x_out)]
-    cred = [dknn.predict(f).credibility for f in feats]
-    soft = [F.softmax(torch.from_numpy(f[-1]), 1).max(1).values.numpy() for f in feats]
-    is_in = np.r_[np.ones(len(x_in)), np.zeros(len(x_out))]
-    return {"credibility_in": cred[0], "credibility_out": cred[1], "softmax_in": soft[0], "softmax_out": soft[1],
-            "logits_in": feats[0][-1], "logits_out": feats[1][-1],
-            "auroc_credibility": float(roc_auc_score(is_in, np.r_[cred[0], cred[1]])),
-            "auroc_softmax": float(roc_auc_score(is_in, np.r_[soft[0], soft[1]]))}
-
-
-def real_vs_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, layer: str = "conv1",
-                        k: int = 10, seed: int = 0, perplexity: float = 30.0) -> dict:
-    """Fig. 22 for one model: ``layer``'s activations on real and adversarial inputs, their t-SNE,
-    and kNN accuracies at telling them apart, in the layer and in the t-SNE embedding (leave-one-out,
-    a point's adversarial twin never among its neighbours)."""
-    adv = attack(x, y)
-    real_f, adv_f = (extract_features(model, z, layers=[layer, "logits"]) for z in (x, adv))
-    feats = np.concatenate([real_f[0], adv_f[0]])
-    is_adv = np.repeat([0, 1], len(x))
-    groups = np.r_[np.arange(len(x)), np.arange(len(x))]
-    emb = tsne(feats, seed, perplexity)
-    acc = [float((f[1].argmax(1) == y.numpy()).mean()) for f in (real_f, adv_f)]
-    return {"embedding": emb, "is_adversarial": is_adv, "knn_accuracy_layer": knn_accuracy(feats, is_adv, k, groups),
-            "knn_accuracy_tsne": knn_accuracy(emb, is_adv, k, groups), "clean_accuracy": acc[0], "adversarial_accuracy": acc[1]}
-
-
-# ---- the experiments: plain data out, one results record each ------------------------------
+# ---- results records: one per experiment --------------------------------------------------
 def _run(cfg: GeometryConfig, experiment: str, dataset: str) -> Run:
     seed_everything(cfg.seed)
     return Run(experiment, cfg.profile, dataset, cfg.seed, asdict(cfg), device_name(resolve_device(cfg.device)))
 
 
-def _split(result: dict, arrays: tuple[str, ...]) -> tuple[dict, dict]:
-    """(numbers, rounded arrays) of one measurement, for a record's metrics and history."""
-    scal = {k: v for k, v in result.items() if isinstance(v, float)}
-    hist = {k: np.round(result[k], 2) if result[k].dtype.kind == "f" else result[k] for k in arrays}
-    return scal, hist
+def _finish(run: Run, results: dict, arrays: tuple[str, ...], out_dir) -> dict:
+    """Write ``run``'s record: per model / pair of ``results``, its numbers (the float values) as
+    metrics and its ``arrays`` (floats rounded to 2 decimals) as history. Returns the record."""
+    metrics = {name: {k: v for k, v in r.items() if isinstance(v, float)} for name, r in results.items()}
+    history = {name: {k: np.round(r[k], 2) if r[k].dtype.kind == "f" else r[k] for k in arrays}
+               for name, r in results.items()}
+    return run.finish(metrics, out_dir, history=history)
 
 
 def _models_out(out_dir):
     return None if out_dir is None else Path(out_dir) / "models"
-
-
-def run_adversarial_gradients(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dict:
-    """Figs. 10, 11: gradient alignment of two baseline models, two entangled models and one of
-    each (seeds ``cfg.seeds``). Returns ``{"pairs": {name: gradient_alignment(...)}, "record"}``."""
-    run = _run(cfg, "adversarial_gradients", cfg.dataset)
-    data = load(cfg, cfg.dataset)
-    m = {(a, s): trained_model(cfg, data, a, s, cache, _models_out(out_dir)) for a in (0.0, cfg.alpha) for s in cfg.seeds}
-    g = torch.Generator().manual_seed(cfg.seed)
-    x, y = data.x_test, data.y_test
-    if cfg.target == "random":
-        idx = torch.randperm(len(x), generator=g)[:cfg.n_points]
-        target = (y[idx] + torch.randint(1, data.num_classes, (len(idx),), generator=g)) % data.num_classes
-        label = target
-    else:
-        keep = torch.nonzero(y != int(cfg.target)).squeeze(1)
-        idx = keep[torch.randperm(len(keep), generator=g)[:cfg.n_points]]
-        target, label = torch.full((len(idx),), int(cfg.target)), y[idx]
-    s0, s1 = cfg.seeds
-    pairs = {"baseline": (m[0.0, s0], m[0.0, s1]), "entangled": (m[cfg.alpha, s0], m[cfg.alpha, s1]),
-             "mixed": (m[0.0, s0], m[cfg.alpha, s0])}
-    res = {k: gradient_alignment(a, b, x[idx], label, target, cfg.knn_k, cfg.seed, cfg.perplexity)
-           for k, (a, b) in pairs.items()}
-    split = {k: _split(r, ("embedding", "model", "label")) for k, r in res.items()}
-    rec = run.finish({k: s[0] for k, s in split.items()}, out_dir, history={k: s[1] for k, s in split.items()})
-    return {"pairs": res, "record": rec}
-
-
-def run_ood(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dict:
-    """Figs. 12, 21: baseline and entangled models (seed ``cfg.seeds[0]``) on in-distribution and
-    OOD test data. Returns ``{"models": {"baseline"|"entangled": {... ood_scores ..., embedding,
-    is_ood, label}}, "record"}``; ``label`` is the in-distribution class, -1 for OOD points."""
-    run = _run(cfg, "ood", f"{cfg.dataset}+{cfg.ood_dataset}")
-    data = load(cfg, cfg.dataset)
-    ood = load(cfg, cfg.ood_dataset, like=data)
-    n_in = cfg.n_calibration + cfg.n_eval
-    if n_in > len(data.x_test):
-        raise ValueError(f"n_calibration + n_eval = {n_in} > {len(data.x_test)} {data.name} test points")
-    g = torch.Generator().manual_seed(cfg.seed)
-    perm, perm_out = torch.randperm(len(data.x_test), generator=g), torch.randperm(len(ood.x_test), generator=g)
-    cal, ev = perm[:cfg.n_calibration], perm[cfg.n_calibration:n_in]
-    x_out = ood.x_test[perm_out[:cfg.n_eval]]
-    out = {}
-    for name, a in (("baseline", 0.0), ("entangled", cfg.alpha)):
-        model = trained_model(cfg, data, a, None, cache, _models_out(out_dir))
-        r = ood_scores(model, data, data.x_test[ev], x_out, data.x_test[cal], data.y_test[cal],
-                       cfg.dknn_k, cfg.dknn_train, cfg.seed)
-        n = min(cfg.n_points, cfg.n_eval, len(x_out))
-        r["embedding"] = tsne(np.concatenate([r["logits_in"][:n], r["logits_out"][:n]]), cfg.seed, cfg.perplexity)
-        r["is_ood"] = np.repeat([0, 1], n)
-        r["label"] = np.r_[data.y_test[ev][:n].numpy(), -np.ones(n, dtype=np.int64)]
-        r["accuracy_in"] = float((r["logits_in"].argmax(1) == data.y_test[ev].numpy()).mean())
-        for key in ("credibility", "softmax"):
-            r[f"mean_{key}_in"], r[f"mean_{key}_out"] = float(r[f"{key}_in"].mean()), float(r[f"{key}_out"].mean())
-        out[name] = r
-    split = {k: _split(r, ("embedding", "is_ood", "label")) for k, r in out.items()}
-    rec = run.finish({k: s[0] for k, s in split.items()}, out_dir, history={k: s[1] for k, s in split.items()})
-    return {"models": out, "record": rec}
-
-
-def run_hidden_adversarial(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dict:
-    """Fig. 22: first hidden layer on real vs adversarial test data (``cfg.hidden_attack``),
-    baseline and entangled models. Returns ``{"models": {name: real_vs_adversarial(...)}, "record"}``."""
-    run = _run(cfg, "hidden_adversarial", cfg.hidden_dataset)
-    data = load(cfg, cfg.hidden_dataset)
-    idx = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_points]
-    x, y = data.x_test[idx], data.y_test[idx]
-    out = {}
-    for name, a in (("baseline", 0.0), ("entangled", cfg.alpha)):
-        model = trained_model(cfg, data, a, None, cache, _models_out(out_dir))
-        if cfg.hidden_attack == "fgsm":
-            attack = FGSM(model, cfg.hidden_eps)
-        elif cfg.hidden_attack == "bim":
-            attack = BIM(model, cfg.hidden_eps, cfg.bim_alpha, cfg.bim_steps)
-        else:
-            raise ValueError(f"unknown attack {cfg.hidden_attack!r}; choose fgsm or bim")
-        out[name] = real_vs_adversarial(model, x, y, attack, cfg.hidden_layer, cfg.knn_k, cfg.seed, cfg.perplexity)
-    split = {k: _split(r, ("embedding", "is_adversarial")) for k, r in out.items()}
-    rec = run.finish({k: s[0] for k, s in split.items()}, out_dir, history={k: s[1] for k, s in split.items()})
-    return {"models": out, "record": rec}
 
 
 # ---- figures ---------------------------------------------------------------------------------
@@ -459,6 +279,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 def run_all(cfg: GeometryConfig, out_dir=None, parts=("gradients", "ood", "hidden", "table2")) -> dict:
     """Every experiment of this section (models shared through one cache)."""
+    from snnl.experiments.adversarial_gradients import run_adversarial_gradients
+    from snnl.experiments.hidden_adversarial import run_hidden_adversarial
+    from snnl.experiments.ood import run_ood
     from snnl.experiments.robustness import run_table2
 
     runners = {"gradients": run_adversarial_gradients, "ood": run_ood, "hidden": run_hidden_adversarial,
@@ -492,6 +315,27 @@ def main(argv=None) -> int:
     for part, res in run_all(cfg, args.out, args.parts).items():
         print(part, res["record"]["metrics"], flush=True)
     return 0
+
+
+# The experiments' own modules import the configuration and models above, so they are imported
+# when one of their names is first asked of this module (PEP 562), not before.
+_EXPERIMENTS = {
+    "snnl.experiments.adversarial_gradients": ("adversarial_gradients", "gradient_alignment",
+                                               "run_adversarial_gradients"),
+    "snnl.experiments.ood": ("ood_scores", "run_ood"),
+    "snnl.experiments.hidden_adversarial": ("real_vs_adversarial", "run_hidden_adversarial"),
+}
+_HOME = {name: module for module, names in _EXPERIMENTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""Finished model checkpoints, shared between experiments (paper Section 5, Apps. E-H).
+
+The paper-profile experiments of Section 5 reuse models trained elsewhere (Table 1's runs, the
+calibration experiment's transfer sources), possibly still being trained by another process.
+:func:`checkpoint_step` reads how far a checkpoint folder (``checkpoint.pt``, as
+:func:`snnl.train.train` writes it) got; :func:`await_checkpoint` waits for it to finish.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+
+def checkpoint_step(folder) -> int | None:
+    """The step saved in ``folder/checkpoint.pt`` (None when there is none)."""
+    path = Path(folder) / "checkpoint.pt"
+    if not path.exists():
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+
+
+def checkpoint_finished(folder, steps: int) -> bool:
+    """Whether ``folder`` holds a checkpoint of at least ``steps`` steps."""
+    step = checkpoint_step(folder)
+    return step is not None and step >= steps
+
+
+def await_checkpoint(folder, steps: int, wait: float, fresh: float = 3600.0) -> None:
+    """Wait (up to ``wait`` s) until ``folder`` holds a finished checkpoint (another process
+    training it); then a RuntimeError. With ``wait=0``, return at once when there is no
+    checkpoint or an unfinished one untouched for ``fresh`` s (train() then trains / resumes it)."""
+    path, deadline = Path(folder) / "checkpoint.pt", time.time() + wait
+    while True:
+        step = checkpoint_step(folder)
+        if step is not None and step >= steps:
+            return
+        if time.time() >= deadline:
+            if wait == 0 and (step is None or time.time() - path.stat().st_mtime > fresh):
+                return
+            raise RuntimeError(f"{path}: {'missing' if step is None else f'at step {step}/{steps}'} "
+                               f"after waiting {wait:.0f} s; another run is still training it")
+        time.sleep(min(60.0, max(1.0, deadline - time.time())))

@@ -1,0 +1,69 @@
+"""Figs. 12, 21 (paper Section 5.3, App. G): out-of-distribution inputs in entangled models.
+
+t-SNE of the logits of in-distribution and out-of-distribution test data (a second dataset, or
+pixel-shuffled / noise images, :data:`snnl.experiments.geometry.SYNTHETIC_OOD`); the entangled
+model puts the OOD data apart. Number added: the AUROC of Deep k-NN credibility (and of the
+softmax maximum) for telling in- from out-of-distribution inputs. Configuration, models and the
+t-SNE helper: :mod:`snnl.experiments.geometry`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from snnl.data import Dataset
+from snnl.dknn import DkNN, extract_features
+from snnl.experiments.geometry import GeometryConfig, _finish, _models_out, _run, load, trained_model, tsne
+
+
+def ood_scores(model: nn.Module, data: Dataset, x_in: torch.Tensor, x_out: torch.Tensor,
+               x_cal: torch.Tensor, y_cal: torch.Tensor, k: int = 75, n_fit: int = 10000, seed: int = 0) -> dict:
+    """DkNN credibility and softmax maximum of in- and out-of-distribution inputs, and their AUROCs
+    (positive class: in-distribution). The DkNN indexes every layer of ``n_fit`` training points
+    and is calibrated on (x_cal, y_cal), held out from training and evaluation."""
+    g = torch.Generator().manual_seed(seed)
+    fit = torch.randperm(len(data.x_train), generator=g)[:n_fit]
+    dknn = DkNN(k=min(k, len(fit))).fit(extract_features(model, data.x_train[fit]), data.y_train[fit])
+    dknn.calibrate(extract_features(model, x_cal), y_cal)
+    feats = [extract_features(model, x) for x in (x_in, x_out)]
+    cred = [dknn.predict(f).credibility for f in feats]
+    soft = [F.softmax(torch.from_numpy(f[-1]), 1).max(1).values.numpy() for f in feats]
+    is_in = np.r_[np.ones(len(x_in)), np.zeros(len(x_out))]
+    return {"credibility_in": cred[0], "credibility_out": cred[1], "softmax_in": soft[0], "softmax_out": soft[1],
+            "logits_in": feats[0][-1], "logits_out": feats[1][-1],
+            "auroc_credibility": float(roc_auc_score(is_in, np.r_[cred[0], cred[1]])),
+            "auroc_softmax": float(roc_auc_score(is_in, np.r_[soft[0], soft[1]]))}
+
+
+def run_ood(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dict:
+    """Figs. 12, 21: baseline and entangled models (seed ``cfg.seeds[0]``) on in-distribution and
+    OOD test data. Returns ``{"models": {"baseline"|"entangled": {... ood_scores ..., embedding,
+    is_ood, label}}, "record"}``; ``label`` is the in-distribution class, -1 for OOD points."""
+    run = _run(cfg, "ood", f"{cfg.dataset}+{cfg.ood_dataset}")
+    data = load(cfg, cfg.dataset)
+    ood = load(cfg, cfg.ood_dataset, like=data)
+    n_in = cfg.n_calibration + cfg.n_eval
+    if n_in > len(data.x_test):
+        raise ValueError(f"n_calibration + n_eval = {n_in} > {len(data.x_test)} {data.name} test points")
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm, perm_out = torch.randperm(len(data.x_test), generator=g), torch.randperm(len(ood.x_test), generator=g)
+    cal, ev = perm[:cfg.n_calibration], perm[cfg.n_calibration:n_in]
+    x_out = ood.x_test[perm_out[:cfg.n_eval]]
+    out = {}
+    for name, a in (("baseline", 0.0), ("entangled", cfg.alpha)):
+        model = trained_model(cfg, data, a, None, cache, _models_out(out_dir))
+        r = ood_scores(model, data, data.x_test[ev], x_out, data.x_test[cal], data.y_test[cal],
+                       cfg.dknn_k, cfg.dknn_train, cfg.seed)
+        n = min(cfg.n_points, cfg.n_eval, len(x_out))
+        r["embedding"] = tsne(np.concatenate([r["logits_in"][:n], r["logits_out"][:n]]), cfg.seed, cfg.perplexity)
+        r["is_ood"] = np.repeat([0, 1], n)
+        r["label"] = np.r_[data.y_test[ev][:n].numpy(), -np.ones(n, dtype=np.int64)]
+        r["accuracy_in"] = float((r["logits_in"].argmax(1) == data.y_test[ev].numpy()).mean())
+        for key in ("credibility", "softmax"):
+            r[f"mean_{key}_in"], r[f"mean_{key}_out"] = float(r[f"{key}_in"].mean()), float(r[f"{key}_out"].mean())
+        out[name] = r
+    return {"models": out, "record": _finish(run, out, ("embedding", "is_ood", "label"), out_dir)}
