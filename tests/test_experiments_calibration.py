@@ -1,6 +1,7 @@
 """Tests for snnl.experiments.calibration (Section 5, Figs. 9, 14, 18-20), at tiny sizes."""
 
 import math
+import time
 from dataclasses import asdict
 
 import matplotlib
@@ -28,7 +29,9 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
     config, cache = tiny(), {}
     models = cal.train_models(config, roles=cal.roles_needed(config, transfer=True), progress=False)
+    t0 = time.perf_counter()
     sweep = cal.credibility_sweep(config, models, out_dir=out, cache=cache, progress=False)
+    sweep["measured_seconds"] = time.perf_counter() - t0
     transfer = cal.transfer_matrix(config, models, out_dir=out, cache=cache, progress=False)
     return config, models, sweep, transfer, out
 
@@ -99,6 +102,8 @@ def test_records_written(run):
     assert rec["config"]["models"]["entangled_source"]["seed"] == 1
     assert any("BIM: 3 steps" in n for n in rec["config"]["notes"])
     assert read_record(transfer["path"])["metrics"]["eps"] == list(EPS)
+    # the wall time covers the sweep (the record is started with it, not when it is written)
+    assert 0.5 * sweep["measured_seconds"] <= rec["wall_seconds"] <= sweep["measured_seconds"] + 0.01
 
 
 def test_plots_and_table(run):

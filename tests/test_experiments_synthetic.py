@@ -4,6 +4,7 @@ experiment's qualitative claim holds numerically, and the measurements are right
 from __future__ import annotations
 
 import math
+import time
 
 import matplotlib
 import numpy as np
@@ -48,7 +49,9 @@ def test_mode_split_ari():
 # ----------------------------------------------------------------------------------------------
 # Fig. 1: minimising isolates the classes
 def test_figure1_minimising_separates_random_labels(tmp_path):
+    t0 = time.perf_counter()
     r = synthetic.figure1(n=60, classes=3, steps=150, seed=1, out_dir=tmp_path)
+    seconds = time.perf_counter() - t0
     a, b = r["metrics"]["initial"], r["metrics"]["final"]
     assert r["initial"].shape == r["final"].shape == (60, 2) and r["labels"].shape == (60,)
     assert b["loss"] < 0.2 * a["loss"]  # the loss falls ...
@@ -59,6 +62,7 @@ def test_figure1_minimising_separates_random_labels(tmp_path):
     rec = read_record(path)
     assert rec["experiment"] == "figure1" and rec["metrics"]["final"]["purity"] == b["purity"]
     assert len(rec["history"]["loss"]) == 150
+    assert 0.5 * seconds <= rec["wall_seconds"] <= seconds  # the record's clock covers the descent
 
 
 def test_figure1_is_deterministic():

@@ -109,9 +109,11 @@ def _snnl(temperature: float) -> Callable:
     return lambda x, y: soft_nearest_neighbor_loss(x, y, temperature)
 
 
-def _record(name, profile, seed, config, metrics, history, out_dir, dataset="synthetic"):
+def _record(run: Run, config, metrics, history, out_dir):
+    """Finish ``run`` (created when the experiment started, so that its wall time covers it)."""
     if out_dir is not None:
-        Run(name, profile=profile, dataset=dataset, seed=seed, config=config).finish(metrics, out_dir, history)
+        run.config = config
+        run.finish(metrics, out_dir, history)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,13 +123,14 @@ def figure1(n: int = 200, classes: int = 4, temperature: float = 0.5, steps: int
             seed: int = 0, out_dir=None, profile: str = "small", progress: bool = False) -> dict:
     """Fig. 1: Gaussian points with random labels; minimise l_sn at ``temperature`` by gradient
     descent on the coordinates. Returns initial/final points, labels, loss history, metrics."""
+    run = Run("figure1", profile, "synthetic", seed)
     config = dict(n=n, classes=classes, temperature=temperature, steps=steps, lr=lr)
     rng = np.random.default_rng(seed)
     x0 = rng.standard_normal((n, 2)).astype(np.float32)
     y = rng.integers(0, classes, n)
     x1, hist = descend(x0, y, _snnl(temperature), steps, lr, progress=progress, desc="Fig. 1")
     metrics = {"initial": _summary(x0, y, temperature), "final": _summary(x1, y, temperature)}
-    _record("figure1", profile, seed, config, metrics, {"loss": hist}, out_dir)
+    _record(run, config, metrics, {"loss": hist}, out_dir)
     return {"initial": x0, "final": x1, "labels": y, "loss": np.array(hist), "metrics": metrics, "config": config}
 
 
@@ -141,6 +144,7 @@ def figure13(per_mode: int = 25, classes: int = 4, spread: float = 4.0, sigma: f
     are far apart. Minimise l_sn. Metrics, before and after: per-class 2-means split vs the
     modes (adjusted Rand index, 1 = both modes kept apart) and the mean distance between a
     class's two mode centroids relative to the RMS radius of all points."""
+    run = Run("figure13", profile, "synthetic", seed)
     config = dict(per_mode=per_mode, classes=classes, spread=spread, sigma=sigma,
                   temperature=temperature, steps=steps, lr=lr)
     rng = np.random.default_rng(seed)
@@ -162,7 +166,7 @@ def figure13(per_mode: int = 25, classes: int = 4, spread: float = 4.0, sigma: f
     for key, x in (("initial", x0), ("final", x1)):
         metrics[key] = {**_summary(x, y, temperature), "mode_ari": mode_split_ari(x, y, modes, seed),
                         "mode_gap": modes_apart(x)}
-    _record("figure13", profile, seed, config, metrics, {"loss": hist}, out_dir)
+    _record(run, config, metrics, {"loss": hist}, out_dir)
     return {"initial": x0, "final": x1, "labels": y, "modes": modes, "loss": np.array(hist),
             "metrics": metrics, "config": config}
 
@@ -176,6 +180,7 @@ def figure2(n: int = 200, classes: int = 4, temperature: float = 0.5, margin: fl
     and negative per anchor and step, ``margin``). Returns ``points[(loss, "min"|"max")]`` and
     metrics per run, among them ``radial_cv`` (the paper: maximised triplet -> a circle, i.e. a
     low value; maximised SNNL -> points spread out)."""
+    run = Run("figure2", profile, "synthetic", seed)
     config = dict(n=n, classes=classes, temperature=temperature, margin=margin, steps=steps,
                   lr=lr, triplet_lr=triplet_lr)
     rng = np.random.default_rng(seed)
@@ -194,7 +199,7 @@ def figure2(n: int = 200, classes: int = 4, temperature: float = 0.5, margin: fl
             points[(loss, direction)], histories[f"{loss}_{direction}"] = x1, hist
             metrics[f"{loss}_{direction}"] = {**_summary(x1, y, temperature), "objective_start": hist[0],
                                               "objective_end": hist[-1]}
-    _record("figure2", profile, seed, config, metrics, histories, out_dir)
+    _record(run, config, metrics, histories, out_dir)
     return {"initial": x0, "labels": y, "points": points, "history": histories, "metrics": metrics,
             "config": config}
 
@@ -208,6 +213,7 @@ def temperature_curve(points=None, labels=None, distance: str = "euclidean", t_m
     ``points``/``labels`` default to Fig. 1's start (Gaussian, random labels). The grid spans
     ``t_min..t_max`` (default: 1e-3 to 1e3 times ``median_distance``, the median pairwise
     distance d of the first 2,048 points: squared Euclidean or cosine)."""
+    run = Run("temperature_curve", profile, name, seed)
     if points is None:
         rng = np.random.default_rng(seed)
         points, labels = rng.standard_normal((n, 2)), rng.integers(0, classes, n)
@@ -227,8 +233,7 @@ def temperature_curve(points=None, labels=None, distance: str = "euclidean", t_m
     metrics = {"entanglement": ent.value, "temperature": ent.temperature, "at_boundary": ent.at_boundary,
                "median_distance": med,
                "loss_at_t_min": float(losses[0]), "loss_at_t_max": float(losses[-1])}
-    _record("temperature_curve", profile, seed, dict(distance=distance, t_min=t_min, t_max=t_max, num=num,
-                                                    points=len(x), data=name), metrics,
-            {"temperature": temps, "loss": losses}, out_dir, dataset=name)
+    _record(run, dict(distance=distance, t_min=t_min, t_max=t_max, num=num, points=len(x), data=name), metrics,
+            {"temperature": temps, "loss": losses}, out_dir)
     return {"temperature": temps, "loss": losses, "entanglement": ent.value, "argmin": ent.temperature,
             "at_boundary": ent.at_boundary, "median_distance": med, "metrics": metrics}
