@@ -190,3 +190,27 @@ def test_the_committed_records_are_all_understood():
     assert [i["item"] for i in items if i["status"] == rp.ERROR] == []
     assert all(i["status"] in rp.STATUSES for i in items)
     assert all(i["regenerate"] for i in items), "every item says how its record is made"
+
+
+def test_update_readme_rewrites_only_its_block(tmp_path):
+    table1(tmp_path, "mnist", 0.0, [0.988])
+    items = rp.reproduction_report(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{rp.README_START}\n\nafter\n")
+    assert rp.update_readme(readme, items)  # first time: only the start marker
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n\n") and text.endswith(f"{rp.README_END}\n\nafter\n")
+    assert rp.headline(items) in text and "98.80" in text  # the mnist baseline row, run
+    assert "svhn" not in text  # items not run are left out
+    assert not rp.update_readme(readme, items)  # idempotent
+    readme.write_text("no marker\n")
+    with pytest.raises(ValueError, match="report-headline"):
+        rp.update_readme(readme, items)
+
+
+def test_the_readme_shows_the_committed_records():
+    """README.md's summary is the report of the committed records (regenerate it with
+    ``python -m snnl.experiments.report --readme README.md``)."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index(rp.README_START):text.index(rp.README_END) + len(rp.README_END)]
+    assert block == rp.readme_block(rp.reproduction_report(REPO / "results"))

@@ -12,7 +12,8 @@ device, commit(s), and a status:
 * ``"could not be evaluated"`` -- a record is there but not in a format this report reads.
 
 :func:`format_report` renders the items as a Markdown table, :func:`headline` counts them.
-Command line: ``python -m snnl.experiments.report [--results results] [--table]``.
+:func:`update_readme` writes the headline and the items run into the README.
+Command line: ``python -m snnl.experiments.report [--results results] [--table] [--readme README.md]``.
 """
 
 from __future__ import annotations
@@ -512,15 +513,47 @@ def format_report(items: list[dict], columns=COLUMNS) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell(i.get(c)) for c in columns) + " |" for i in items])
 
 
+README_START, README_END = "<!-- report-headline -->", "<!-- /report-headline -->"
+
+
+def readme_block(items: list[dict]) -> str:
+    """The README's summary of the report: the headline and every item run at the paper profile
+    (paper vs ours), between :data:`README_START` and :data:`README_END`."""
+    ran = [i for i in items if i["status"] != NOT_RUN]
+    pending = len(items) - len(ran)
+    return "\n".join([README_START, "", f"**{headline(items)}**", "",
+                      format_report(ran, ("item", "paper", "ours", "runs", "status")), "",
+                      f"The {pending} items not run at the paper profile yet, and the device, commit and spread of "
+                      "every run, are on the book's *Reproduction report* page "
+                      "(`python -m snnl.experiments.report --table`).", "", README_END])
+
+
+def update_readme(path, items: list[dict]) -> bool:
+    """Rewrite the block of :func:`readme_block` in the file ``path``; True if it changed."""
+    path = Path(path)
+    text = path.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0:
+        raise ValueError(f"{path} has no {README_START} line to put the report under")
+    stop = end + len(README_END) if end > start else start + len(README_START)
+    new = text[:start] + readme_block(items) + text[stop:]
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m snnl.experiments.report", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="folder of the committed records")
     p.add_argument("--table", action="store_true", help="print the whole table, not only the headline")
+    p.add_argument("--readme", metavar="PATH", help="also rewrite the summary block of this README")
     a = p.parse_args(argv)
     items = reproduction_report(a.results)
     print(headline(items))
     if a.table:
         print(format_report(items))
+    if a.readme:
+        print(f"{a.readme}: " + ("updated" if update_readme(a.readme, items) else "already up to date"))
     return 0
 
 
