@@ -61,11 +61,13 @@ out = f"{results_dir}/{profile}/calibration"
 found = {e: snnl.load_records(records_dir, e, profile="paper", dataset=config.dataset)
          for e in ("dknn_calibration", "transferability", "dknn_calibration_triplet")} if profile == "paper" else {}
 cache, run = {}, dict(out_dir=out, progress=False)
-models = {} if found and all(found.values()) else cal.train_models(
+reuse = bool(found) and all(found.values())  # the paper profile shows the committed records when all exist
+banner = snnl.Banner(profile, [config.dataset], None if reuse else device)
+models = {} if reuse else cal.train_models(
     config, cal.roles_needed(config, transfer=True), checkpoint_root="runs" if profile == "paper" else None,
     progress=False)
-print(f"profile {profile!r}, {config.dataset}; device {snnl.resolve_device(device)}; "
-      + ", ".join(f"{r}: test accuracy {m.metrics['test_accuracy']:.3f}" for r, m in models.items()))
+print("showing the committed paper-profile records" if reuse else
+      ", ".join(f"{r}: test accuracy {m.metrics['test_accuracy']:.3f}" for r, m in models.items()))
 
 # %% [markdown]
 # ## Figs. 9, 18, 19: credibility against accuracy
@@ -165,3 +167,6 @@ else:
     print(f"No paper-profile calibration records under {records_dir!r} yet.")
 if recs["transferability"]:
     display(Markdown(cal.transfer_table(recs["transferability"])))
+
+# %% tags=["remove-input"]
+banner.finish()  # the wall time, in the banner at the top

@@ -50,7 +50,7 @@ from snnl.experiments import representations as rep
 
 snnl.seed_everything(seed)
 common = dict(profile=profile, seed=seed, device=device, progress=False, reuse=profile == "paper")
-print(f"profile {profile!r}; device {snnl.resolve_device(device)}")
+banner = snnl.Banner(profile, [dataset or ("digits" if profile == "small" else "mnist")], device)
 
 # %% [markdown]
 # ## Figure 15: a small network on MNIST, cross-entropy only
@@ -115,3 +115,6 @@ print(f"Measured ({profile} profile, {fig3.data_label}, {fig3.config['steps']} s
 # CIFAR-10 training of the paper profile. The records of this run are in `results_dir`;
 # paper-profile records, when present under `results/paper/`, are reused instead of training
 # again.
+
+# %% tags=["remove-input"]
+banner.finish([fig15, fig3])  # the data actually used and the wall time, in the banner at the top

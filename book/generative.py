@@ -50,8 +50,9 @@ snnl.seed_everything(seed)
 p = gen.get_profile(profile)
 paper = {e: snnl.load_records(paper_results, e, profile="paper") for e in gen.EXPERIMENTS}
 reuse = profile == "paper" and all(paper.values())  # the paper profile shows the committed runs
-print(f"profile {profile!r} ({p.dataset}); device {snnl.resolve_device(device)}; "
-      f"{'showing the committed paper-profile records' if reuse else 'training now'}")
+banner = snnl.Banner(profile, [p.dataset], None if reuse else device)
+if reuse:
+    print("showing the committed paper-profile records")
 if not reuse:
     data = snnl.load_dataset(p.dataset)
     clf = gen.coverage_classifier(profile, seed, device, data, progress=False)
@@ -197,3 +198,6 @@ if recs and not reuse:
 # sample only a little. The learned-space SNNL-GAN (App. I) learns MNIST digits, with an
 # entanglement that rises throughout training. The small profile, on the 8x8 digits
 # scaled up and a few hundred steps, only shows the start of these curves.
+
+# %% tags=["remove-input"]
+banner.finish([*gans, snnl_rec, learned])  # the data actually used and the wall time, in the banner at the top

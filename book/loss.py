@@ -41,6 +41,7 @@ snnl.seed_everything(seed)
 steps = 300 if profile == "small" else 1000  # gradient steps on the coordinates
 n_images = 500 if profile == "small" else 2000  # images for the temperature curve
 common = dict(seed=seed, out_dir=results_dir, profile=profile)
+banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
 
 # %% [markdown]
 # ## Figure 1: minimising the loss isolates the classes
@@ -141,3 +142,6 @@ for name, c in zip(names, curves):
 # the smallest temperature, where the loss tends to 0 because every nearest neighbour
 # shares the label. Real images sit in between: the minimum lies at a finite temperature,
 # well below the typical squared distance, where mostly the nearest neighbours count.
+
+# %% tags=["remove-input"]
+banner.finish()  # the wall time, in the banner at the top

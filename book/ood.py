@@ -47,12 +47,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from snnl import load_records
+from snnl import Banner, load_records
 from snnl.experiments.geometry import (config_for, markdown_table, plot_geometry, run_adversarial_gradients,
                                        run_hidden_adversarial, run_ood)
 from snnl.experiments.robustness import run_table2, table2_rows
 
 cfg = config_for(profile, seed=seed, device=device, wait=wait)
+banner = Banner(profile, [], device)
 out_dir = Path(results_dir) / profile / "geometry"
 cache = {}  # models shared by the sections below
 table = lambda rows: Markdown(markdown_table(rows))
@@ -174,3 +175,6 @@ if rec:
     display(table(table2_rows(rec["metrics"]["rows"])))
     display(table([{"model": k, "clean accuracy": a["clean"], "PGD accuracy": a["pgd"]}
                    for k, a in rec["metrics"]["accuracy"].items()]))
+
+# %% tags=["remove-input"]
+banner.finish([r["record"] for r in (grads, ood, hidden, t2)])  # the data actually used and the wall time

@@ -53,7 +53,7 @@ snnl.seed_everything(seed)
 runs = runs or (4 if profile == "paper" else 2)
 common = dict(device=device, progress=False, reuse=profile == "paper")
 out = f"{results_dir}/{profile}"
-print(f"profile {profile!r}; device {snnl.resolve_device(device)}")
+banner = snnl.Banner(profile, [], device)
 
 # %% [markdown]
 # ## Table 1: test accuracy, entangled vs baseline
@@ -159,3 +159,6 @@ print("Paper: the entangled model's test CE turns up about 5,000 steps later, an
 # quickest way to keep them there is to shrink the activations, which the cross-entropy has
 # to undo. In a few hundred steps that costs accuracy; whether it pays off later, as the
 # paper reports, is what the paper-profile records in the first table measure.
+
+# %% tags=["remove-input"]
+banner.finish([*ours, fig7, fig8])  # the data actually used and the wall time, in the banner at the top

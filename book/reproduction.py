@@ -44,9 +44,11 @@ from collections import Counter
 from IPython.display import Markdown, display
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+import snnl
 from snnl.experiments import report as rp
 
 records = rp.paper_records(records_dir)
+banner = snnl.Banner("records", [r for rs in records.values() for r in rs], None)  # the records' data
 items = rp.reproduction_report(records_dir)
 latest = max((r["started_at"] for rs in records.values() for r in rs), default=None)
 n_records = sum(len(rs) for rs in records.values())
@@ -105,3 +107,6 @@ display(Markdown(rp.format_report(
 # calibration and out-of-distribution experiments reuse the Table 1 models from there. A
 # record holds its configuration, the device, the torch version, the git commit and the wall
 # time of the run (see the README's *Results records*).
+
+# %% tags=["remove-input"]
+banner.finish()  # the wall time, in the banner at the top

@@ -102,6 +102,15 @@ def test_page_renders_offline(page, doms):
     if n_math:
         assert dom.count("<mjx-container") >= n_math, f"{page}: MathJax typeset {dom.count('<mjx-container')} of {n_math}"
         assert '<g data-mml-node="merror"' not in dom and 'mathcolor="red"' not in dom, f"{page}: TeX error"
+    # a chapter (a notebook) opens with its run banner, finished: profile, data, device, wall time
+    if (EXECUTED / f"{page}.ipynb").exists():
+        banner = re.search(r'<div class="admonition note snnl-banner">(.*?)</div>', body, re.S)
+        assert banner, f"{page}: no run banner"
+        text = re.sub(r"<[^>]+>", " ", banner.group(1))
+        assert all(k in text for k in ("Profile", "Data", "Device", "Wall time")), f"{page}: banner {text!r}"
+        assert "running" not in text, f"{page}: the banner was never finished (no wall time): {text!r}"
+        h2 = body.find("<h2")
+        assert h2 < 0 or body.index("snnl-banner") < h2, f"{page}: the banner is not above the first section"
     # no error output of an executed cell
     found = [m for m in ERROR_MARKS if m in body]
     assert not found, f"{page}: error output on the page ({found})"
