@@ -34,7 +34,7 @@ def test_workflow_is_valid(name):
 def test_cpu_workflow_runs_tests_and_book_and_reports_failures():
     job = next(iter(_load("cpu.yml")["jobs"].values()))
     runs = _runs(job)
-    assert "make test" in runs and "make -j2 book" in runs and "pipefail" in runs
+    assert "make test" in runs and "make -j2 book" in runs and "make site-check" in runs and "pipefail" in runs
     setup = [s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python@")]
     assert setup and setup[0]["with"]["cache"] == "pip"
     failure = [s for s in job["steps"] if s.get("if") == "failure()"]
