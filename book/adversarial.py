@@ -36,7 +36,7 @@
 # `snnl.experiments.calibration`; the command line
 # `python -m snnl.experiments.calibration --profile paper ...` writes the same records.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (CPU, about a minute) or "paper" (the paper's training, real data)
 seed = 0  # victims use seed, transfer sources seed + 1; also the test/calibration split
 device = "auto"  # "auto", "cpu", "cuda" or "cuda:N"

@@ -32,7 +32,7 @@
 # and CIFAR-10; at the paper profile CIFAR-10, where it cannot be downloaded, is replaced by
 # Fashion-MNIST padded to 32x32 with 3 channels. Every plot and printout names the data used.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (CPU, about a minute) or "paper" (MNIST / CIFAR-10 at the paper's settings, GPU)
 seed = 0  # random seed
 device = "auto"  # "auto", "cpu", "cuda" or "cuda:N"

@@ -32,7 +32,7 @@
 # Fig. 6's digits; we count them: a CNN trained on the real digits classifies the samples
 # and `class_coverage` is the number of classes with at least 1% of them.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (embedded digits, CPU, about a minute) or "paper" (MNIST, thousands of steps)
 seed = 0  # random seed
 device = "auto"  # "auto", "cpu", "cuda" or "cuda:N"

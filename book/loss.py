@@ -23,7 +23,7 @@
 # gradient descent on the coordinates of 2-D points, as in the paper; it runs on the CPU in
 # seconds at every profile.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (CPU, seconds) or "paper" (more steps, MNIST pixels for Eq. 2)
 seed = 0  # random seed
 device = "auto"  # unused here: these 2-D problems always run on the CPU

@@ -33,7 +33,7 @@
 # shown at the end of each section when they exist. All code lives in
 # `snnl.experiments.geometry` and `snnl.experiments.robustness`.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (CPU, a few minutes) or "paper" (MNIST / notMNIST / Fashion-MNIST)
 seed = 0  # seed of data subsets, attacks and t-SNE
 device = "auto"  # "auto", "cpu", "cuda" or "cuda:N"

@@ -31,7 +31,7 @@
 # profile everything runs on the embedded digits in about a minute on a CPU; the paper
 # profile uses the paper's settings and real data (a GPU is advised).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (CPU, about a minute) or "paper" (the paper's settings, real data, GPU)
 seed = 0  # first seed; runs use seed, seed + 1, ...
 device = "auto"  # "auto", "cpu", "cuda" or "cuda:N"

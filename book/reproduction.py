@@ -30,7 +30,7 @@
 # the direction of each difference is compared. The code behind this page is
 # `snnl.experiments.report` (`python -m snnl.experiments.report --table` prints the same table).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "small"  # the book's profile; this page always reports the committed paper-profile records
 seed = 0  # unused: this page trains nothing
 device = "auto"  # unused: this page trains nothing
@@ -38,12 +38,10 @@ records_dir = "results"  # the committed paper-profile records (what this page r
 results_dir = "_build/results"  # records of this build (unused here)
 
 # %%
-import warnings
 from collections import Counter
 
 from IPython.display import Markdown, display
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 import snnl
 from snnl.experiments import report as rp
 

@@ -8,7 +8,13 @@ Soft Nearest Neighbor Loss*, ICML 2019 (arXiv:1902.01889).
 >>> loss = soft_nearest_neighbor_loss(x, y, temperature=10.0)
 """
 
-from snnl.data import DATASETS, Dataset, DatasetError, load_dataset
+import warnings
+
+# tqdm.auto in a notebook without ipywidgets falls back to the text bar, with a warning (and the
+# path of tqdm's file) on every page that imports it: noise for readers of the book
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from snnl.data import DATASETS, Dataset, DatasetError, load_dataset  # noqa: E402
 from snnl.results import Run, load_records, read_record, resolve_device, seed_everything, write_record
 
 __version__ = "0.1.0"

@@ -111,7 +111,9 @@ def test_page_renders_offline(page, doms):
         assert "running" not in text, f"{page}: the banner was never finished (no wall time): {text!r}"
         h2 = body.find("<h2")
         assert h2 < 0 or body.index("snnl-banner") < h2, f"{page}: the banner is not above the first section"
-    # no error output of an executed cell
+    # no error output of an executed cell, no path of the machine that built the site
+    leaked = [m for m in (str(REPO), "site-packages") if m in re.sub(r"<[^>]+>", "", body)]
+    assert not leaked, f"{page}: machine paths in the page's text: {leaked}"
     found = [m for m in ERROR_MARKS if m in body]
     assert not found, f"{page}: error output on the page ({found})"
 
