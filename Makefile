@@ -1,10 +1,11 @@
-# make install | test | book | site-check | reproduce | bench | clean
+# make install | test | book | site-check | screenshot | reproduce | bench | clean
 #
 #   make test                   install if needed, run the test suite
 #   make book                   execute every chapter at the small profile, render _build/html/
 #   make -j2 book               the same, two notebooks at a time
 #   make site-check             after `make book`: every page in headless Chromium from file://
 #                               (installs Debian's chromium package when missing)
+#   make screenshot             after `make book`: docs/screenshot.png (the README's picture)
 #   make reproduce              the paper profile: _build/paper/_build/html/ + records in results/
 #   make book PROFILE=paper SEED=1 DEVICE=cuda   any profile / seed / device
 #
@@ -51,6 +52,10 @@ MATHJAX_VERSION := 3.2.2
 MATHJAX := _build/npm/node_modules/mathjax/es5
 MATHJAX_FILES := tex-svg.js a11y adaptors input output sre ui
 
+# under `make -jN` the notebooks run side by side: one math thread each (torch's default is one per
+# core, and N processes of N threads on N cores spend their time waiting for each other); a value of
+# OMP_NUM_THREADS in the environment wins
+THREADS = $(if $(filter -j%,$(MAKEFLAGS)),OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1})
 PM_ARGS := -p profile $(PROFILE) -p results_dir $(RESULTS) $(if $(SEED),-p seed $(SEED)) \
 	$(if $(DEVICE),-p device $(DEVICE)) $(PARAMS)
 # pages of the book, in _toc.yml order: "root: name" and "- file: name" entries
@@ -71,7 +76,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install test book site-check reproduce bench clean FORCE
+.PHONY: install test book site-check screenshot reproduce bench clean FORCE
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -96,6 +101,18 @@ site-check: $(INSTALLED)
 	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	SNNL_SITE_CHECK=1 $(PY) -m pytest tests/test_site.py tests/test_book.py $(PYTEST_ARGS)
 
+# docs/screenshot.png, the README's picture of the book: a chapter of the built site (after
+# `make book`) in headless Chromium, offline, from file://
+SCREENSHOT_PAGE ?= regularization
+BROWSER_FLAGS := --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+	--disable-sync --no-first-run --hide-scrollbars --virtual-time-budget=15000
+screenshot:
+	@test -f $(HTML)/$(SCREENSHOT_PAGE).html || { echo "no $(HTML)/$(SCREENSHOT_PAGE).html: run make book first" >&2; exit 1; }
+	@mkdir -p docs; profile=$$(mktemp -d); trap 'rm -rf "$$profile"' EXIT; \
+	  $$(command -v chromium || command -v chromium-browser) $(BROWSER_FLAGS) --user-data-dir="$$profile" \
+	  --window-size=1280,1900 --screenshot=$(CURDIR)/docs/screenshot.png "file://$(abspath $(HTML))/$(SCREENSHOT_PAGE).html" 2>/dev/null
+	@test -s docs/screenshot.png && echo "docs/screenshot.png: $(HTML)/$(SCREENSHOT_PAGE).html"
+
 book: $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
 		$(MARKDOWN:%=$(STAGE)/%.md) $(NOTEBOOKS:%=$(STAGE)/%.ipynb)
 	$(if $(wildcard book/_static),mkdir -p $(STAGE)/_static && cp -r book/_static/. $(STAGE)/_static/)
@@ -116,7 +133,7 @@ _build/ipynb/%.ipynb: book/%.py $(INSTALLED)
 $(STAGE)/%.ipynb: _build/ipynb/%.ipynb $(STAGE)/.params $(PKG_SRC) $(INSTALLED)
 	@mkdir -p $(@D) $(FAILED)
 	@echo "papermill book/$*.py -> $@ [$(strip $(PM_ARGS))]"
-	@$(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar $(PM_ARGS) \
+	@$(THREADS) $(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar $(PM_ARGS) \
 	  || { echo "notebook book/$*.py failed" >&2; ! mv -f $@ $(FAILED)/$*.ipynb 2>/dev/null \
 	       || echo "executed up to the error: $(FAILED)/$*.ipynb" >&2; exit 1; }
 	@rm -f $(FAILED)/$*.ipynb
