@@ -12,7 +12,7 @@ from snnl.data import DatasetError, load_dataset
 from snnl.experiments import representations as rep
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
 from snnl.models import build_model
-from snnl.results import load_records
+from snnl.results import load_records, read_record
 
 matplotlib.use("Agg")
 
@@ -127,3 +127,13 @@ def test_a_missing_cifar10_is_replaced_and_labelled(monkeypatch, tmp_path):
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         rep.layer_entanglement_over_training(**kw)
+
+
+def test_cli_writes_a_record_and_refuses_an_unknown_figure(tmp_path, capsys):
+    assert rep.main(["--figure", "15", "--steps", "20", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("fig15_digits_*.json")
+    rec = read_record(path)
+    assert rec["config"]["steps"] == 20 and rec["profile"] == "small" and str(path) in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        rep.main(["--figure", "7", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err

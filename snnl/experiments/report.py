@@ -54,7 +54,8 @@ REGENERATE = {
     "snnl_gan": "python -m snnl.experiments.generative --profile paper --only snnl_gan --out results/paper/gan",
     "snnl_gan_learned": "python -m snnl.experiments.generative --profile paper --only snnl_gan_learned "
                         "--out results/paper/gan",
-    "fig15": BOOK.format("discriminative.py"), "fig3_16": BOOK.format("discriminative.py"),
+    "fig15": "python -m snnl.experiments.representations --figure 15 --profile paper --out results/paper/fig15",
+    "fig3_16": "python -m snnl.experiments.representations --figure 3 --profile paper --out results/paper/fig3_16",
     "fig7": BOOK.format("regularization.py"), "fig8": BOOK.format("regularization.py"),
     **{e: BOOK.format("loss.py") for e in ("figure1", "figure13", "figure2", "temperature_curve")},
 }

@@ -348,3 +348,30 @@ def plot_figure3_16(r: LayerEntanglement):
     plot_over_training(r, r.blocks, ax=axes[1], title=f"Fig. 16: per residual block ({_label(r)})")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+def main(argv=None) -> int:
+    """``python -m snnl.experiments.representations --figure 15 --profile paper --out results/paper/fig15``"""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m snnl.experiments.representations",
+                                description="Entanglement of every layer over cross-entropy training (Figs. 15, 3, 16).")
+    p.add_argument("--figure", choices=("15", "3", "16"), default="15", help="15: CNN1; 3 or 16: the ResNet (both)")
+    p.add_argument("--profile", choices=("small", "paper"), default="small")
+    p.add_argument("--dataset", help="instead of the profile's (a missing CIFAR-10 is substituted, and named)")
+    p.add_argument("--steps", type=int, help="instead of the profile's training steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="folder for the results record")
+    a = p.parse_args(argv)
+    r = layer_entanglement_over_training(a.figure, a.profile, dataset=a.dataset, seed=a.seed, device=a.device,
+                                         out_dir=a.out, **({"steps": a.steps} if a.steps else {}))
+    print(r.summary())
+    print(f"record: {r.record['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
