@@ -1,4 +1,5 @@
-"""The soft nearest neighbor loss, entanglement and the triplet loss (paper Section 2, App. B).
+"""The soft nearest neighbor loss and entanglement (paper Section 2; the triplet loss of App. B,
+Eq. 4, is in :mod:`snnl.triplet` and re-exported here).
 
 Eq. 1, for a batch of b points x_i with labels y_i at temperature T::
 
@@ -399,30 +400,4 @@ class SoftNearestNeighborLoss(nn.Module):
                 f"learn_temperature={self.learn_temperature}")
 
 
-# ----------------------------------------------------------------------------------------------
-# Eq. 4: triplet loss (Appendix B)
-def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Triplet loss (Eq. 4), ``mean_a max(0, |f(a)-f(p)|^2 - |f(a)-f(n)|^2 + m)``.
-
-    As in the paper, one positive and one negative are *sampled at random* for
-    every anchor (uniformly among the other same-class points and the other-class
-    points of the batch). Anchors without a positive or a negative are skipped;
-    with none left the loss is 0.
-    """
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    x, y = _prepare(embeddings, labels, 1.0, "euclidean")
-    b = x.shape[0]
-    same = y[:, None] == y[None, :]
-    eye = torch.eye(b, dtype=torch.bool, device=x.device)
-    pos_mask, neg_mask = same & ~eye, ~same
-    noise = torch.rand((2, b, b), generator=generator, device="cpu").to(x.device)
-    # a random member of each mask per row: argmax of uniform noise restricted to the mask
-    p = torch.where(pos_mask, noise[0], -1.0).argmax(1)
-    n = torch.where(neg_mask, noise[1], -1.0).argmax(1)
-    ok = pos_mask.any(1) & neg_mask.any(1)
-    d_ap = (x - x[p]).pow(2).sum(1)
-    d_an = (x - x[n]).pow(2).sum(1)
-    per = F.relu(d_ap - d_an + margin)
-    return torch.where(ok, per, torch.zeros_like(per)).sum() / ok.sum().clamp(min=1)
+from snnl.triplet import triplet_loss  # noqa: E402,F401 (it uses _prepare above)
