@@ -29,6 +29,15 @@ def _stands(r):
     return (r.get("config") or {}).get("substitute_for") or r["dataset"]
 
 
+PAPER_STEPS = 14000  # Table 1's training, which the paper's calibration models share
+
+
+def _scale(rec) -> str:
+    """`` (victims N steps, below the paper's 14,000)`` for a calibration run trained for less."""
+    steps = (rec.get("config") or {}).get("steps")
+    return f" (victims {steps} steps, paper {PAPER_STEPS:,})" if steps and steps < PAPER_STEPS else ""
+
+
 def _calibration(recs):
     items = []
     for ds, fig in (("svhn", "Fig. 9"), ("mnist", "Fig. 18"), ("fashion-mnist", "Fig. 19")):
@@ -45,7 +54,8 @@ def _calibration(recs):
             e, b = rows.get(("entangled", attack)), rows.get(("baseline", attack))
             if e is None or b is None:
                 continue
-            ours = (f"r {_num(e['pearson'])} vs {_num(b['pearson'])}; gap {_num(e['gap'])} vs {_num(b['gap'])}")
+            ours = (f"r {_num(e['pearson'])} vs {_num(b['pearson'])}; gap {_num(e['gap'])} vs {_num(b['gap'])}"
+                    + _scale(rec))
             items.append(_item(fig, f"{fig}: DkNN calibration ({ds}), {attack}", claim, "dknn_calibration", [rec],
                                ours=ours, status=_verdict(_better(e["pearson"], b["pearson"])), criterion=crit,
                                note=note + "; gap = mean |credibility − accuracy|, shown, not judged"))
@@ -56,7 +66,8 @@ def _triplet(recs):
     def judge(rec):
         rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
         t, b = rows[("triplet", "fgsm")], rows[("baseline", "fgsm")]
-        return (f"FGSM r {_num(t['pearson'])} vs {_num(b['pearson'])}; gap {_num(t['gap'])} vs {_num(b['gap'])}",
+        return (f"FGSM r {_num(t['pearson'])} vs {_num(b['pearson'])}; gap {_num(t['gap'])} vs {_num(b['gap'])}"
+                + _scale(rec),
                 not _better(t["pearson"], b["pearson"]), f"triplet alpha {rec['config'].get('alpha')}")
     return _per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", "no improvement (FGSM)",
                         "dknn_calibration_triplet", recs, ["mnist"], _stands, judge,
@@ -70,7 +81,8 @@ def _transfer(recs):
             sum(a for a, o in zip(p["model_accuracy"], on) if o) / max(1, sum(on))
         acc = {(p["source"], p["victim"]): mean(p) for p in rec["metrics"]["pairs"]}
         a, b = acc[("entangled", "baseline")], acc[("baseline_source", "baseline")]
-        return (f"CE victim accuracy {a:.3f} on examples from the entangled model vs {b:.3f} from a second CE model",
+        return (f"CE victim accuracy {a:.3f} on examples from the entangled model vs {b:.3f} from a second CE model"
+                + _scale(rec),
                 a > b, "mean over eps > 0, BIM")
     return _per_dataset("Fig. 20", "Fig. 20: transfer from an entangled model", "transfers poorly to a CE model",
                         "transferability", recs, ["svhn", "mnist", "fashion-mnist"], _stands, judge,
