@@ -180,6 +180,7 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
         sched.load_state_dict(state["sched"]); snnl.load_state_dict(state["snnl"])
         gen.set_state(state["gen"]); torch.set_rng_state(state["torch_rng"])
         step, perm, pos, history = state["step"], state["perm"], state["pos"], state["history"]
+    resumed_from = step  # > 0: the record's wall time and commit are of this process, from that step on
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
 
@@ -257,5 +258,6 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
     metrics = {"test_accuracy": history["test_accuracy"][-1], "test_ce": history["test_ce"][-1],
                "train_accuracy": history["train_accuracy"][-1], "train_ce": history["train_ce"][-1],
                "final_temperature": {n: snnl[n].temperature for n in layers}}
-    record = run.finish(metrics, out_dir, history=history)
+    record = run.finish(metrics, out_dir, history={**history, "resumed_from_step": resumed_from} if resumed_from
+                        else history)
     return TrainResult(model, config, metrics, history, record)

@@ -75,6 +75,8 @@ def test_killed_run_resumes_to_the_same_result(digits, tmp_path):
     assert resumed_from[0] == 10 and resumed_from[-1] == 20, "resumed at the checkpoint, not from scratch"
     assert resumed.metrics == straight.metrics
     assert resumed.history == straight.history
+    assert resumed.record["history"]["resumed_from_step"] == 10  # the record says where its process began
+    assert "resumed_from_step" not in straight.record["history"]
     assert same_state(resumed.model, straight.model)
     # a finished checkpoint resumes to the same result without training again
     again = train(c, digits, checkpoint_dir=tmp_path, progress=False)
