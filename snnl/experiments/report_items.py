@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from snnl.banner import data_label
+
 
 MATCHES, NO_MATCH = "matches", "does not match"
 HOLDS, FAILS = "qualitative claim holds", "qualitative claim does not hold"
@@ -48,16 +50,11 @@ def _commit(c) -> str:
     return c if c == "unknown" else c[:7] + ("-dirty" if c.endswith("-dirty") else "")
 
 
-def _data(r: dict) -> str:
-    sub = (r.get("config") or {}).get("substitute_for")
-    return r["dataset"] + (f" (substitute for {sub})" if sub else "")
-
-
 def _item(section, item, paper, experiment, recs=(), **kw) -> dict:
     """One row; provenance (runs, data, device, commits) from ``recs``; ``kw`` sets the rest."""
     recs = list(recs)
     row = {"section": section, "item": item, "paper": paper, "ours": "–", "runs": len(recs), "spread": "–",
-           "dataset": ", ".join(dict.fromkeys(_data(r) for r in recs)) or "–",
+           "dataset": ", ".join(dict.fromkeys(data_label(r) for r in recs)) or "–",
            "device": ", ".join(sorted({str(r.get("device")) for r in recs})) or "–",
            "commit": ", ".join(sorted({_commit(r.get("git_commit")) for r in recs})) or "–",
            "status": NOT_RUN, "criterion": "", "note": "", "experiment": experiment,
