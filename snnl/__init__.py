@@ -27,6 +27,7 @@ from snnl.losses import (
     soft_nearest_neighbor_loss_reference,
     triplet_loss,
 )
+from snnl.layerwise import layerwise_snnl, soft_nearest_neighbor_losses
 from snnl.models import CNN, CNN1, MODELS, ResNetV2, build_model, logits_of
 from snnl.attacks import BIM, FGSM, PGD, Attack
 from snnl.dknn import DkNN, DkNNResult, extract_features

@@ -6,7 +6,8 @@
 entanglement of the hidden layers (the paper's regulariser), ``alpha < 0``
 minimises it. Each regularised layer has its own temperature, fixed or learned
 (``T = T0 / t``, one step on ``t`` per training step: the authors' scheme, see
-:class:`snnl.losses.SoftNearestNeighborLoss`).
+:class:`snnl.losses.SoftNearestNeighborLoss`); all layers' losses are computed in one
+pass by :func:`snnl.layerwise.layerwise_snnl`.
 
 :func:`train` is the one training function used by the command line, the
 notebooks and the tests. It records per-layer SNNL of the training batches and
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from snnl.data import Dataset, load_dataset
+from snnl.layerwise import layerwise_snnl
 from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss, triplet_loss
 from snnl.models import MODELS, build_model
 from snnl.results import Run, device_name, resolve_device, seed_everything
@@ -216,15 +218,16 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
         ce = F.cross_entropy(logits, yb)
         reg, bad = {}, None
         if config.alpha != 0 or step % config.log_every == 0:
-            for n in layers:
-                try:
-                    if config.regularizer == "snnl":
-                        reg[n] = snnl[n](hidden[n], yb)
-                    else:
+            try:  # the losses check their inputs
+                if config.regularizer == "snnl":  # all layers in one pass
+                    reg = layerwise_snnl(snnl, hidden, yb)
+                else:
+                    for n in layers:
+                        bad = n
                         reg[n] = triplet_loss(hidden[n], yb, generator=gen)
-                except NonFiniteEmbeddings:  # the losses check their inputs
-                    bad = n
-                    break
+                    bad = None
+            except NonFiniteEmbeddings as err:
+                bad = ", ".join(map(str, getattr(err, "layers", ()))) or bad or "?"
         loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 and bad is None else ce
         if bad is not None or not torch.isfinite(loss):
             bar.close()

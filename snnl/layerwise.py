@@ -1,0 +1,274 @@
+"""The soft nearest neighbor loss of several representations of one batch, in one pass.
+
+Eq. 3 regularises every hidden layer of a network: one loss per layer, all on the same
+batch and labels. :func:`soft_nearest_neighbor_losses` computes them together: each
+layer's Gram matrix is its own product (layers differ in width), and everything after
+it, the (b, b) work of Eq. 1 and its hand-written gradient, runs once on the layers
+stacked as an (L, b, b) tensor. Same value and gradient as
+:func:`snnl.losses.soft_nearest_neighbor_loss` layer by layer, to float rounding, for a
+fraction of the operator calls (on a CPU, the per-layer loss of a 256-point batch spends
+more time in them than in arithmetic outside the two products), and:
+
+* each query's logits are shifted by their maximum, a single log-sum-exp per query;
+  only when that would let a query's own class underflow (huge distances, a tiny T)
+  does it fall back to the per-class shifts of :mod:`snnl.losses`;
+* the Gram matrix of wide layers is computed as three half-size products (it is
+  symmetric: a quarter fewer operations);
+* Euclidean inputs are centred on their first row rather than their mean, and checked
+  for NaN and inf through the Gram matrix's diagonal: no pass over a layer's inputs
+  beyond the centring and the two products.
+
+Only dense batches (no ``chunk_size``): the training case.
+
+:func:`layerwise_snnl` applies a set of :class:`snnl.losses.SoftNearestNeighborLoss`
+modules (one per layer, with their learned temperatures) through it, as
+:func:`snnl.train.train` does.
+
+>>> import torch
+>>> xs = [torch.randn(32, 8), torch.randn(32, 4)]; y = torch.arange(32) % 4
+>>> soft_nearest_neighbor_losses(xs, y, [1.0, 2.0]).shape
+torch.Size([2])
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from snnl.losses import (
+    DISTANCES,
+    NonFiniteEmbeddings,
+    SoftNearestNeighborLoss,
+    _check_embeddings,
+    _prepare_embeddings,
+    _prepare_labels,
+)
+
+
+def _gram(x, out):
+    """``out = x x^T``; for wide rows as three half-size products (a quarter fewer
+    operations: the Gram matrix is symmetric), exactly symmetric either way."""
+    b, d = x.shape
+    h = b // 2
+    if d < 1024 or h < 64:
+        return torch.mm(x, x.T, out=out)
+    a, c = x[:h], x[h:]
+    torch.mm(a, a.T, out=out[:h, :h])
+    torch.mm(a, c.T, out=out[:h, h:])
+    torch.mm(c, c.T, out=out[h:, h:])
+    out[h:, :h] = out[:h, h:].T
+    return out
+
+
+def _stats(xs, t, y, onehot_t, valid, euclid, per_class=False, keep_logits=False):
+    """Stacked per-class statistics, as :func:`snnl.losses._row_stats` for each layer.
+
+    Returns ``e`` (L, points, queries) with ``e[l, j, i] = exp(logit - m[l, ., i])`` (0 on
+    the diagonal), the shifts ``m`` and the per-class sums ``s`` (L, C, queries). The
+    shift is each query's maximum logit, ``m`` (L, 1, queries), unless a query's own class
+    then sums to less than ``sqrt(tiny)`` (its neighbours are all far further than its
+    nearest point: huge distances or a tiny T), in which case, or with ``per_class``, it is
+    each class's own maximum, ``m`` (L, C, queries), as in :mod:`snnl.losses`: no class
+    underflows as a whole. (With the query's maximum, the terms that underflow weigh less
+    than ``b sqrt(tiny)`` relative to the own class's sum: below any float's precision.)
+    ``keep_logits`` also returns the shifted logits (floored at ``log(tiny)``), else None.
+    """
+    n_layers, b = len(xs), xs[0].shape[0]
+    logits = xs[0].new_empty(n_layers, b, b)
+    for k, x in enumerate(xs):
+        _gram(x, logits[k])
+    inv_t = (1.0 / t)[:, None, None]
+    diag = logits.diagonal(dim1=1, dim2=2)
+    if not bool(torch.isfinite(diag).all()) and not all(bool(torch.isfinite(x).all()) for x in xs):
+        raise NonFiniteEmbeddings("embeddings contain NaN or inf")  # (an overflow alone goes on)
+    if euclid:  # (2 <x_i, x_j> - |x_j|^2) / T, the logit -d / T up to a per-query constant
+        sq = diag.clone()
+        logits.mul_(2.0 * inv_t).sub_(sq[:, :, None] * inv_t)
+    else:
+        logits.mul_(inv_t)
+    diag.fill_(-math.inf)
+    log_tiny = math.log(torch.finfo(logits.dtype).tiny)
+    if not per_class:
+        m = logits.amax(1, keepdim=True)
+        shifted = torch.sub(logits, m).clamp_(min=log_tiny)
+        e = shifted.exp() if keep_logits else shifted.exp_()
+        e.diagonal(dim1=1, dim2=2).fill_(0.0)
+        s = onehot_t @ e
+        own = s.gather(1, y[None, None, :].expand(n_layers, 1, -1))
+        if not bool(((own < math.sqrt(torch.finfo(e.dtype).tiny)) & valid).any()):
+            return e, m, s, shifted if keep_logits else None
+    m = logits.new_full((n_layers, onehot_t.shape[0], b), -math.inf)
+    m.scatter_reduce_(1, y[None, :, None].expand_as(logits), logits, "amax")
+    m.masked_fill_(m == -math.inf, 0.0)  # a class with no neighbour of this query
+    shifted = logits.sub_(m.index_select(1, y)).clamp_(min=log_tiny)
+    e = shifted.exp() if keep_logits else shifted.exp_()
+    e.diagonal(dim1=1, dim2=2).fill_(0.0)
+    return e, m, onehot_t @ e, shifted if keep_logits else None
+
+
+def _coef(m, lse, lse_all, y, g):
+    """(L, C, queries): P's per-class factor minus Q's at the own class, times the weights g."""
+    idx = y[None, None, :].expand(m.shape[0], 1, -1)
+    m = m.expand_as(lse)  # (L, 1, queries) when every class shares the query's shift
+    same = torch.exp(m.gather(1, idx) - lse.gather(1, idx).nan_to_num(neginf=0.0))
+    return torch.exp(m - lse_all[:, None, :]).scatter_add_(1, idx, -same).mul_(g[:, None, :])
+
+
+class _Layerwise(torch.autograd.Function):
+    """Losses (L,) of dense batches, their derivatives in T (L,) when asked, and the
+    gradient ``P - Q`` in the logits mapped back to every layer's inputs.
+
+    Euclidean inputs are centred here, on their first row (the loss is translation
+    invariant, so the gradient passes through unchanged; centring keeps the Gram
+    matrix's cancellation errors at the scale of the distances).
+    """
+
+    @staticmethod
+    def forward(ctx, t, y, onehot, onehot_t, valid, euclid, want_dt, *xs):
+        if euclid:
+            xs = tuple(x - x[:1] for x in xs)
+        e, m, s, shifted = _stats(xs, t, y, onehot_t, valid, euclid, keep_logits=want_dt)
+        lse = m + torch.log(s)
+        lse_all = torch.logsumexp(lse, 1)
+        lse_same = lse.gather(1, y[None, None, :].expand(len(xs), 1, -1)).squeeze(1)
+        n = valid.sum().clamp(min=1).to(e.dtype)
+        w = valid.to(e.dtype) / n  # the weight of each row in the mean
+        losses = ((lse_all - lse_same).nan_to_num(posinf=0.0) * w).sum(1)
+        dt = losses.new_zeros(0)
+        if want_dt:  # d loss / dT = -(1/T) sum_ij (P - Q)_ji logit_ji, logit = shifted + m
+            coef = _coef(m, lse, lse_all, y, w.expand(len(xs), -1))
+            ent = onehot_t @ shifted.mul_(e)
+            dt = -(coef * (ent + m * s)).sum((1, 2)) / t
+        ctx.euclid = euclid
+        ctx.e = e  # consumed (overwritten) by the first backward
+        ctx.mark_non_differentiable(dt)
+        ctx.save_for_backward(t, y, onehot, onehot_t, w, m, lse, lse_all, *xs)
+        return losses, dt
+
+    @staticmethod
+    def backward(ctx, grad_losses, _grad_dt):
+        t, y, onehot, onehot_t, w, m, lse, lse_all, *xs = ctx.saved_tensors
+        euclid = ctx.euclid
+        e, ctx.e = ctx.e, None
+        if e is None:  # a second backward through a retained graph: rebuild the matrices
+            e, m, _, _ = _stats(xs, t, y, onehot_t, w > 0, euclid)
+        s = 2.0 if euclid else 1.0
+        # d loss / d logits, (L, points, queries), times d logit / d <x_i, x_j> = s / T
+        coef = _coef(m, lse, lse_all, y, grad_losses[:, None] * w).mul_((s / t)[:, None, None])
+        gl = e.mul_(onehot @ coef)
+        rows = gl.sum(2)
+        gs = gl + gl.transpose(1, 2)  # both roles of each point in one product
+        if euclid:
+            gs.diagonal(dim1=1, dim2=2).sub_(rows)
+        need_t = ctx.needs_input_grad[0]
+        grads, total = [], []
+        for k, x in enumerate(xs):
+            gx = gs[k] @ x
+            if need_t:  # as snnl.losses._SNNLRows.backward, per layer, with gl scaled by s / T
+                sq = (rows[k] * (x * x).sum(1)).sum() if euclid else 0.0
+                total.append(s * 0.5 * ((gx * x).sum() + sq) - sq)
+            grads.append(gx if ctx.needs_input_grad[7 + k] else None)
+        grad_t = -torch.stack(total) / (s * t) if need_t else None
+        return (grad_t, None, None, None, None, None, None, *grads)
+
+
+def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    if isinstance(embeddings, torch.Tensor) or not isinstance(embeddings, Sequence) or not embeddings:
+        raise TypeError("embeddings must be a non-empty list of tensors, one per representation")
+    names = list(names or range(len(embeddings)))
+    for x in embeddings:
+        _check_embeddings(x, distance)
+    b = embeddings[0].shape[0]
+    if any(x.shape[0] != b for x in embeddings):
+        raise ValueError(f"all representations must hold the same batch, got sizes {[x.shape[0] for x in embeddings]}")
+    y = _prepare_labels(labels, b, embeddings[0].device)
+    xs = [x.reshape(b, -1) for x in embeddings]
+    dtype = functools.reduce(torch.promote_types, (x.dtype for x in xs))
+    dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    xs = [x.to(dtype) for x in xs]
+    if distance == "cosine":
+        try:
+            xs = [_prepare_embeddings(x, distance) for x in xs]
+        except NonFiniteEmbeddings:
+            _raise_non_finite(xs, names)
+    t = torch.as_tensor(temperatures, dtype=dtype, device=xs[0].device).reshape(-1)
+    if t.numel() != len(xs):
+        raise ValueError(f"got {t.numel()} temperatures for {len(xs)} representations")
+    if not bool((torch.isfinite(t.detach()) & (t.detach() > 0)).all()):
+        raise ValueError(f"temperatures must be finite and > 0, got {t.detach().tolist()}")
+    onehot = torch.nn.functional.one_hot(y).to(dtype)
+    valid = onehot.sum(0).index_select(0, y) > 1  # a same-class partner in the batch
+    try:
+        return _Layerwise.apply(t, y, onehot, onehot.T.contiguous(), valid, distance == "euclidean", want_dt, *xs)
+    except NonFiniteEmbeddings:
+        _raise_non_finite(xs, names)
+
+
+def _raise_non_finite(xs, names):
+    """NonFiniteEmbeddings naming the representations with NaN or inf (its ``layers``)."""
+    bad = [name for name, x in zip(names, xs) if not bool(torch.isfinite(x.detach()).all())]
+    err = NonFiniteEmbeddings(f"embeddings contain NaN or inf (representation {', '.join(map(str, bad))})" if bad
+                              else "embeddings overflow when centred")
+    err.layers = bad
+    raise err from None
+
+
+def soft_nearest_neighbor_losses(embeddings: Sequence[torch.Tensor], labels: torch.Tensor,
+                                 temperatures: Sequence[float] | torch.Tensor,
+                                 distance: str = "euclidean") -> torch.Tensor:
+    """The soft nearest neighbor loss (Eq. 1) of each of several representations of one batch.
+
+    Args:
+        embeddings: L tensors (B, ...), e.g. a network's hidden layers on one batch; each is
+            flattened per row, and their widths may differ.
+        labels: (B,) integer labels, shared by all.
+        temperatures: L temperatures T > 0 (floats, or an (L,) tensor, differentiable).
+        distance: ``"euclidean"`` (squared) or ``"cosine"``, for all.
+
+    Returns an (L,) tensor whose entry ``l`` equals
+    ``soft_nearest_neighbor_loss(embeddings[l], labels, temperatures[l], distance)``,
+    with the same gradient, computed in one pass (see the module's docstring).
+    """
+    return _losses(embeddings, labels, temperatures, distance, want_dt=False)[0]
+
+
+def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mapping[str, torch.Tensor],
+                   labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{name: losses[name](hidden[name], labels)}``, computed together where possible.
+
+    Modules that share a distance and are not chunked go through
+    :func:`soft_nearest_neighbor_losses` in one call, and those learning their temperature
+    (in training mode) take the same step on it as their own ``forward`` would; any other
+    module is called on its own. The result, the gradients and the temperatures after
+    the call are those of calling each module in turn. A representation with NaN or
+    inf raises :class:`snnl.losses.NonFiniteEmbeddings` naming its layer.
+    """
+    missing = [n for n in losses if n not in hidden]
+    if missing:
+        raise KeyError(f"no representation for layer(s) {missing}; got {list(hidden)}")
+    out: dict[str, torch.Tensor] = {}
+    groups: dict[str, list[str]] = {}
+    for n, mod in losses.items():
+        if mod.chunk_size is None:
+            groups.setdefault(mod.distance, []).append(n)
+        else:
+            out[n] = mod(hidden[n], labels)
+    for distance, names in groups.items():
+        mods = [losses[n] for n in names]
+        learn = [m.learn_temperature and m.training for m in mods]
+        values, dt = _losses([hidden[n] for n in names], labels, [m.temperature for m in mods], distance,
+                             want_dt=any(learn), names=names)
+        if any(learn):
+            with torch.no_grad():  # T = T0 / t: one step on t, as SoftNearestNeighborLoss.forward
+                for k, m in enumerate(mods):
+                    if learn[k]:
+                        t = m.inverse_scale
+                        new = t - m.lr * dt[k].to(t) * (-m.initial_temperature / t**2)
+                        t.copy_(torch.where(torch.isfinite(new) & (new > 0), new, t))
+        out.update(zip(names, values.unbind()))
+    return {n: out[n] for n in losses}
