@@ -14,9 +14,10 @@ more time in them than in arithmetic outside the two products), and:
   does it fall back to the per-class shifts of :mod:`snnl.losses`;
 * the Gram matrix of wide layers is computed as three half-size products (it is
   symmetric: a quarter fewer operations);
-* Euclidean inputs are centred on their first row rather than their mean, and checked
-  for NaN and inf through the Gram matrix's diagonal: no pass over a layer's inputs
-  beyond the centring and the two products.
+* Euclidean inputs are centred only when they lie far from the origin relative to their
+  spread (:data:`CENTRE_ABOVE`; the loss is translation invariant), and checked for NaN
+  and inf through the Gram matrix's diagonal: in the usual case no pass over a layer's
+  inputs beyond the two products.
 
 Only dense batches (no ``chunk_size``): the training case.
 
@@ -48,6 +49,14 @@ from snnl.losses import (
 )
 
 
+CENTRE_ABOVE = 16.0
+"""Euclidean logits come from the Gram matrix, ``(2 <x_i, x_j> - |x_j|^2) / T``, whose
+rounding errors scale with the squared norms, not the distances. A layer whose largest
+squared norm exceeds this many times its mean squared distance to the mean is centred
+(and its Gram matrix recomputed) first; below it the errors stay below about
+``CENTRE_ABOVE * eps`` of the distances' scale, and no pass over the inputs is made."""
+
+
 def _gram(x, out):
     """``out = x x^T``; for wide rows as three half-size products (a quarter fewer
     operations: the Gram matrix is symmetric), exactly symmetric either way."""
@@ -75,13 +84,22 @@ def _stats(xs, t, y, onehot_t, valid, euclid, per_class=False, keep_logits=False
     underflows as a whole. (With the query's maximum, the terms that underflow weigh less
     than ``b sqrt(tiny)`` relative to the own class's sum: below any float's precision.)
     ``keep_logits`` also returns the shifted logits (floored at ``log(tiny)``), else None.
+
+    Euclidean layers far from the origin relative to their spread are centred first
+    (see :data:`CENTRE_ABOVE`); the inputs actually used are returned first.
     """
     n_layers, b = len(xs), xs[0].shape[0]
+    xs = list(xs)
     logits = xs[0].new_empty(n_layers, b, b)
     for k, x in enumerate(xs):
         _gram(x, logits[k])
-    inv_t = (1.0 / t)[:, None, None]
     diag = logits.diagonal(dim1=1, dim2=2)
+    if euclid:  # max |x_i|^2 against mean |x_i - mean|^2, from the Gram matrix (NaN: centred)
+        far = ~(diag.amax(1) <= CENTRE_ABOVE * (diag.mean(1) - logits.mean((1, 2))))
+        for k in far.nonzero().flatten().tolist():
+            xs[k] = xs[k] - xs[k].mean(0, keepdim=True)
+            _gram(xs[k], logits[k])
+    inv_t = (1.0 / t)[:, None, None]
     if not bool(torch.isfinite(diag).all()) and not all(bool(torch.isfinite(x).all()) for x in xs):
         raise NonFiniteEmbeddings("embeddings contain NaN or inf")  # (an overflow alone goes on)
     if euclid:  # (2 <x_i, x_j> - |x_j|^2) / T, the logit -d / T up to a per-query constant
@@ -99,14 +117,14 @@ def _stats(xs, t, y, onehot_t, valid, euclid, per_class=False, keep_logits=False
         s = onehot_t @ e
         own = s.gather(1, y[None, None, :].expand(n_layers, 1, -1))
         if not bool(((own < math.sqrt(torch.finfo(e.dtype).tiny)) & valid).any()):
-            return e, m, s, shifted if keep_logits else None
+            return xs, e, m, s, shifted if keep_logits else None
     m = logits.new_full((n_layers, onehot_t.shape[0], b), -math.inf)
     m.scatter_reduce_(1, y[None, :, None].expand_as(logits), logits, "amax")
     m.masked_fill_(m == -math.inf, 0.0)  # a class with no neighbour of this query
     shifted = logits.sub_(m.index_select(1, y)).clamp_(min=log_tiny)
     e = shifted.exp() if keep_logits else shifted.exp_()
     e.diagonal(dim1=1, dim2=2).fill_(0.0)
-    return e, m, onehot_t @ e, shifted if keep_logits else None
+    return xs, e, m, onehot_t @ e, shifted if keep_logits else None
 
 
 def _coef(m, lse, lse_all, y, g):
@@ -121,16 +139,13 @@ class _Layerwise(torch.autograd.Function):
     """Losses (L,) of dense batches, their derivatives in T (L,) when asked, and the
     gradient ``P - Q`` in the logits mapped back to every layer's inputs.
 
-    Euclidean inputs are centred here, on their first row (the loss is translation
-    invariant, so the gradient passes through unchanged; centring keeps the Gram
-    matrix's cancellation errors at the scale of the distances).
+    The loss is translation invariant: Euclidean inputs centred in :func:`_stats` get the
+    gradient of the raw ones.
     """
 
     @staticmethod
     def forward(ctx, t, y, onehot, onehot_t, valid, euclid, want_dt, *xs):
-        if euclid:
-            xs = tuple(x - x[:1] for x in xs)
-        e, m, s, shifted = _stats(xs, t, y, onehot_t, valid, euclid, keep_logits=want_dt)
+        xs, e, m, s, shifted = _stats(xs, t, y, onehot_t, valid, euclid, keep_logits=want_dt)
         lse = m + torch.log(s)
         lse_all = torch.logsumexp(lse, 1)
         lse_same = lse.gather(1, y[None, None, :].expand(len(xs), 1, -1)).squeeze(1)
@@ -154,7 +169,7 @@ class _Layerwise(torch.autograd.Function):
         euclid = ctx.euclid
         e, ctx.e = ctx.e, None
         if e is None:  # a second backward through a retained graph: rebuild the matrices
-            e, m, _, _ = _stats(xs, t, y, onehot_t, w > 0, euclid)
+            _, e, m, _, _ = _stats(xs, t, y, onehot_t, w > 0, euclid)
         s = 2.0 if euclid else 1.0
         # d loss / d logits, (L, points, queries), times d logit / d <x_i, x_j> = s / T
         coef = _coef(m, lse, lse_all, y, grad_losses[:, None] * w).mul_((s / t)[:, None, None])

@@ -72,11 +72,11 @@ def test_huge_distances_use_the_per_class_shifts_and_stay_exact():
         assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     onehot_t = nn.functional.one_hot(y).T.float()
     valid = torch.ones(48, dtype=torch.bool)
-    xc = [x.detach() - x.detach()[:1] for x in xs]
+    xc = [x.detach() for x in xs]
     t = torch.ones(2)
-    _, m, _, _ = _stats(xc, t, y, onehot_t, valid, True)
+    _, _, m, _, _ = _stats(xc, t, y, onehot_t, valid, True)
     assert m.shape == (2, 4, 48)  # the fallback ran: one shift per class
-    _, m, _, _ = _stats([x / 1e3 for x in xc], t, y, onehot_t, valid, True)
+    _, _, m, _, _ = _stats([x / 1e3 for x in xc], t, y, onehot_t, valid, True)
     assert m.shape == (2, 1, 48)  # ordinary distances: one shift per query
 
 
@@ -86,18 +86,22 @@ def test_both_shifts_give_the_same_statistics():
     onehot_t = nn.functional.one_hot(y).T.double()
     valid = torch.ones(30, dtype=torch.bool)
     t = torch.tensor([0.5, 4.0], dtype=torch.float64)
-    _, m1, s1, _ = _stats(xs, t, y, onehot_t, valid, True)
-    _, m2, s2, _ = _stats(xs, t, y, onehot_t, valid, True, per_class=True)
+    _, _, m1, s1, _ = _stats(xs, t, y, onehot_t, valid, True)
+    _, _, m2, s2, _ = _stats(xs, t, y, onehot_t, valid, True, per_class=True)
     torch.testing.assert_close(torch.log(s1) + m1, torch.log(s2) + m2)  # per-class log-sum-exp
 
 
-def test_centring_keeps_float32_exact_far_from_the_origin():
+@pytest.mark.parametrize("offset", [0.0, 3.0, 1e4])
+def test_float32_stays_exact_far_from_the_origin(offset):
     x64 = layers(5, b=40, widths=(8,))[0].detach()
     y = torch.arange(40) % 4
-    truth = naive_snnl(x64, y, 2.0)
-    far = (x64 + 1e4).float()  # the Gram matrix of the raw points would lose every digit
-    got = soft_nearest_neighbor_losses([far], y, [2.0])
-    assert float(got[0]) == pytest.approx(truth, rel=1e-2)
+    x = (x64 + offset).float()  # at 1e4 the Gram matrix of the raw points loses every digit
+    truth = naive_snnl(x, y, 2.0)  # of the float32 points, in float64
+    xs, *_ = _stats([x], torch.tensor([2.0]), y, nn.functional.one_hot(y).T.float(), torch.ones(40, dtype=torch.bool),
+                    True)
+    assert (xs[0] is x) == (offset < 3.0)  # centred only when far from the origin
+    got = soft_nearest_neighbor_losses([x], y, [2.0])
+    assert float(got[0]) == pytest.approx(truth, rel=1e-5)
 
 
 def test_points_without_partner_are_left_out_and_all_singletons_give_zero():
