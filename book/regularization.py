@@ -47,6 +47,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 import snnl
+from snnl.banner import data_label
 from snnl.experiments import regularization as reg
 
 snnl.seed_everything(seed)
@@ -126,8 +127,7 @@ reg.plot_figure7(fig7)
 plt.show()
 pairs = [(a, acc) for a, acc in zip(fig7["alpha"], fig7["test_accuracy"]) if acc is not None]
 best = max(pairs, key=lambda p: p[1])
-print(f"Measured ({profile} profile, {fig7['dataset']}"
-      + (f", standing in for {fig7['substitute_for']}" if fig7["substitute_for"] else "") + "): "
+print(f"Measured ({profile} profile, {data_label(fig7)}): "
       + ", ".join(f"alpha={a:g}: {100 * acc:.1f}%" for a, acc in pairs)
       + f"; best at alpha={best[0]:g}"
       + (f"; diverged: {[a for a, d in zip(fig7['alpha'], fig7['diverged']) if d]}" if any(fig7["diverged"]) else "")
@@ -146,7 +146,7 @@ fig8 = reg.figure8(profile, runs=2 if profile == "paper" else 1, alphas=(0.0, al
                    dataset=fig8_dataset or None, out_dir=f"{out}/fig8", **common)
 reg.plot_figure8(fig8)
 plt.show()
-data = fig8.dataset + (f" (substitute for {fig8.substitute_for})" if fig8.substitute_for else "")
+data = data_label(fig8)
 for v, m in fig8.overfitting().items():
     print(f"Measured ({profile} profile, {data}), {v}: lowest test CE {m['min_test_ce']:.3f} at step "
           f"{m['min_test_ce_step']}, final test - train CE gap {m['final_gap']:.3f}, final test accuracy "

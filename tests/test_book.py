@@ -16,6 +16,11 @@ import yaml
 
 from conftest import REPO
 
+# headless Chromium, offline: here, in tests/test_site.py and (the same flags) `make screenshot`
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=15000")
+
 HTML = REPO / "_build" / "html"
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
 
@@ -97,12 +102,10 @@ def test_built_site_loads_nothing_from_the_network():
 
 def test_intro_math_typesets_offline_from_file_url(tmp_path):
     page = built_page("intro")
-    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    browser = next((b for b in BROWSERS if shutil.which(b)), None)
     if browser is None:
         pytest.skip("no headless Chromium installed (apt-get install chromium)")
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
-           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+    cmd = [browser, *FLAGS, f"--user-data-dir={tmp_path}", "--dump-dom", page.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
     n_math = len(re.findall(r'class="math notranslate nohighlight"', page.read_text()))
     assert n_math >= 4  # the four numbered equations, at least
@@ -121,3 +124,9 @@ def test_reproduction_page_comes_last_and_reads_the_committed_records():
     assert re.search(r'^records_dir = "results"', params.source, re.M)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and c is not params)
     assert "reproduction_report(records_dir)" in code and "results_dir" not in code
+
+
+def test_make_screenshot_opens_the_browser_with_the_same_flags():
+    text = (REPO / "Makefile").read_text()
+    flags = re.search(r"^BROWSER_FLAGS := (.*?)\n(?=\S)", text, re.S | re.M).group(1).replace("\\\n", " ").split()
+    assert set(FLAGS) <= set(flags), f"the Makefile's BROWSER_FLAGS lack {set(FLAGS) - set(flags)}"

@@ -20,15 +20,12 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from conftest import REPO
-from test_book import toc_pages
+from test_book import BROWSERS, FLAGS, toc_pages
 
 HTML = REPO / "_build" / "html"
 EXECUTED = REPO / "_build" / "small"  # the executed notebooks the site was rendered from
 PAGES = toc_pages()
 REQUIRED = os.environ.get("SNNL_SITE_CHECK") == "1"
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=15000")
 ERROR_MARKS = ("Traceback (most recent call last)", "highlight-ipythontb", "output traceback",
                "papermill-error-cell", "An Exception was encountered")
 

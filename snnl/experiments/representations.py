@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from snnl.banner import data_label
 from snnl.data import Dataset, DatasetError, load_dataset
 from snnl.losses import entanglement
 from snnl.results import Run, load_records
@@ -187,7 +188,7 @@ class LayerEntanglement:
     @property
     def data_label(self) -> str:
         """The dataset used, with what it stands in for: ``"fashion-mnist (substitute for cifar10)"``."""
-        return self.dataset + (f" (substitute for {self.substitute_for})" if self.substitute_for else "")
+        return data_label(self)
 
     @property
     def blocks(self) -> list[str]:
@@ -298,10 +299,6 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
 
 # ----------------------------------------------------------------------------------------------
 # plots
-def _label(r: LayerEntanglement) -> str:
-    return r.dataset + (f", substitute for {r.substitute_for}" if r.substitute_for else "")
-
-
 def plot_over_training(r: LayerEntanglement, layers=None, which: str = "entanglement", ax=None, title=None):
     """One line per layer: entanglement on the fixed batch (``which="entanglement"``) or the
     training-batch SNNL at the learned temperature (``which="batch"``) against the step."""
@@ -323,7 +320,7 @@ def plot_over_training(r: LayerEntanglement, layers=None, which: str = "entangle
     for n, c in zip(layers, colors):
         ax.plot(x, curves[n], marker="o" if which == "entanglement" else None, ms=3, color=c, label=n)
     ax.set(xlabel="training step", ylabel=ylabel,
-           title=title or f"{r.model} on {_label(r)} ({r.distance})")
+           title=title or f"{r.model} on {r.data_label} ({r.distance})")
     ax.legend(fontsize=8)
     return ax
 
@@ -333,7 +330,7 @@ def plot_figure15(r: LayerEntanglement):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    plot_over_training(r, which="batch", ax=axes[0], title=f"Fig. 15: training batches ({_label(r)})")
+    plot_over_training(r, which="batch", ax=axes[0], title=f"Fig. 15: training batches ({r.data_label})")
     plot_over_training(r, ax=axes[1], title="entanglement of a fixed test batch")
     fig.tight_layout()
     return fig
@@ -344,8 +341,8 @@ def plot_figure3_16(r: LayerEntanglement):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    plot_over_training(r, r.last_block, ax=axes[0], title=f"Fig. 3: inside the last block ({_label(r)})")
-    plot_over_training(r, r.blocks, ax=axes[1], title=f"Fig. 16: per residual block ({_label(r)})")
+    plot_over_training(r, r.last_block, ax=axes[0], title=f"Fig. 3: inside the last block ({r.data_label})")
+    plot_over_training(r, r.blocks, ax=axes[1], title=f"Fig. 16: per residual block ({r.data_label})")
     fig.tight_layout()
     return fig
 
