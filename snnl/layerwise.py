@@ -88,6 +88,30 @@ def _stats(xs, t, y, onehot_t, valid, euclid, per_class=False, keep_logits=False
     Euclidean layers far from the origin relative to their spread are centred first
     (see :data:`CENTRE_ABOVE`); the inputs actually used are returned first.
     """
+    logits, xs = _logits(xs, t, euclid)
+    n_layers, log_tiny = len(xs), math.log(torch.finfo(logits.dtype).tiny)
+    if not per_class:  # in place: the logits are rebuilt in the rare case that needs them again
+        m = logits.amax(1, keepdim=True)
+        shifted = logits.sub_(m).clamp_(min=log_tiny)
+        e = shifted.exp() if keep_logits else shifted.exp_()
+        e.diagonal(dim1=1, dim2=2).fill_(0.0)
+        s = onehot_t @ e
+        own = s.gather(1, y[None, None, :].expand(n_layers, 1, -1))
+        if not bool(((own < math.sqrt(torch.finfo(e.dtype).tiny)) & valid).any()):
+            return xs, e, m, s, shifted if keep_logits else None
+        logits, xs = _logits(xs, t, euclid)
+    m = logits.new_full((n_layers, onehot_t.shape[0], logits.shape[2]), -math.inf)
+    m.scatter_reduce_(1, y[None, :, None].expand_as(logits), logits, "amax")
+    m.masked_fill_(m == -math.inf, 0.0)  # a class with no neighbour of this query
+    shifted = logits.sub_(m.index_select(1, y)).clamp_(min=log_tiny)
+    e = shifted.exp() if keep_logits else shifted.exp_()
+    e.diagonal(dim1=1, dim2=2).fill_(0.0)
+    return xs, e, m, onehot_t @ e, shifted if keep_logits else None
+
+
+def _logits(xs, t, euclid):
+    """(L, points, queries) logits ``-d / T`` up to a per-query constant, ``-inf`` on the
+    diagonal, and the inputs they were computed from (centred where far from the origin)."""
     n_layers, b = len(xs), xs[0].shape[0]
     xs = list(xs)
     logits = xs[0].new_empty(n_layers, b, b)
@@ -99,32 +123,16 @@ def _stats(xs, t, y, onehot_t, valid, euclid, per_class=False, keep_logits=False
         for k in far.nonzero().flatten().tolist():
             xs[k] = xs[k] - xs[k].mean(0, keepdim=True)
             _gram(xs[k], logits[k])
-    inv_t = (1.0 / t)[:, None, None]
     if not bool(torch.isfinite(diag).all()) and not all(bool(torch.isfinite(x).all()) for x in xs):
         raise NonFiniteEmbeddings("embeddings contain NaN or inf")  # (an overflow alone goes on)
-    if euclid:  # (2 <x_i, x_j> - |x_j|^2) / T, the logit -d / T up to a per-query constant
+    inv_t = (1.0 / t)[:, None, None]
+    if euclid:  # (2 <x_i, x_j> - |x_j|^2) / T
         sq = diag.clone()
         logits.mul_(2.0 * inv_t).sub_(sq[:, :, None] * inv_t)
     else:
         logits.mul_(inv_t)
     diag.fill_(-math.inf)
-    log_tiny = math.log(torch.finfo(logits.dtype).tiny)
-    if not per_class:
-        m = logits.amax(1, keepdim=True)
-        shifted = torch.sub(logits, m).clamp_(min=log_tiny)
-        e = shifted.exp() if keep_logits else shifted.exp_()
-        e.diagonal(dim1=1, dim2=2).fill_(0.0)
-        s = onehot_t @ e
-        own = s.gather(1, y[None, None, :].expand(n_layers, 1, -1))
-        if not bool(((own < math.sqrt(torch.finfo(e.dtype).tiny)) & valid).any()):
-            return xs, e, m, s, shifted if keep_logits else None
-    m = logits.new_full((n_layers, onehot_t.shape[0], b), -math.inf)
-    m.scatter_reduce_(1, y[None, :, None].expand_as(logits), logits, "amax")
-    m.masked_fill_(m == -math.inf, 0.0)  # a class with no neighbour of this query
-    shifted = logits.sub_(m.index_select(1, y)).clamp_(min=log_tiny)
-    e = shifted.exp() if keep_logits else shifted.exp_()
-    e.diagonal(dim1=1, dim2=2).fill_(0.0)
-    return xs, e, m, onehot_t @ e, shifted if keep_logits else None
+    return logits, xs
 
 
 def _coef(m, lse, lse_all, y, g):
