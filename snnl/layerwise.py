@@ -49,6 +49,9 @@ from snnl.losses import (
 )
 
 
+GRAM_SPLIT = 1024
+"""Layers at least this wide get their Gram matrix as three half-size products (:func:`_gram`)."""
+
 CENTRE_ABOVE = 16.0
 """Euclidean logits come from the Gram matrix, ``(2 <x_i, x_j> - |x_j|^2) / T``, whose
 rounding errors scale with the squared norms, not the distances. A layer whose largest
@@ -62,7 +65,7 @@ def _gram(x, out):
     operations: the Gram matrix is symmetric), exactly symmetric either way."""
     b, d = x.shape
     h = b // 2
-    if d < 1024 or h < 64:
+    if d < GRAM_SPLIT or h < 64:
         return torch.mm(x, x.T, out=out)
     a, c = x[:h], x[h:]
     torch.mm(a, a.T, out=out[:h, :h])
