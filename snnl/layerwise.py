@@ -15,9 +15,9 @@ more time in them than in arithmetic outside the two products), and:
 * the Gram matrix of wide layers is computed as three half-size products (it is
   symmetric: a quarter fewer operations);
 * Euclidean inputs are centred only when they lie far from the origin relative to their
-  spread (:data:`CENTRE_ABOVE`; the loss is translation invariant), and checked for NaN
-  and inf through the Gram matrix's diagonal: in the usual case no pass over a layer's
-  inputs beyond the two products.
+  spread (:data:`CENTRE_ABOVE`; the loss is translation invariant), on their first point
+  (no pass to find the mean), and checked for NaN and inf through the Gram matrix's
+  diagonal: no pass over a layer's inputs beyond the two products and that centring.
 
 Only dense batches (no ``chunk_size``): the training case.
 
@@ -54,10 +54,20 @@ GRAM_SPLIT = 1024
 
 CENTRE_ABOVE = 16.0
 """Euclidean logits come from the Gram matrix, ``(2 <x_i, x_j> - |x_j|^2) / T``, whose
-rounding errors scale with the squared norms, not the distances. A layer whose largest
-squared norm exceeds this many times its mean squared distance to the mean is centred
-(and its Gram matrix recomputed) first; below it the errors stay below about
-``CENTRE_ABOVE * eps`` of the distances' scale, and no pass over the inputs is made."""
+rounding errors scale with the squared norms, not the distances (the loss is translation
+invariant). A layer whose squared norms exceed this many times its mean squared distance
+to the mean, by a probe of its first two points, is centred on its first point (one pass
+over it) before its Gram matrix is computed; the Gram matrix then checks all points, and a
+layer still above four times this is centred on its mean and its Gram matrix recomputed.
+The errors stay below about ``4 * CENTRE_ABOVE * eps`` of the distances' scale."""
+
+
+def _far_from_origin(x):
+    """Two points' probe of :data:`CENTRE_ABOVE`: ``|x_0|^2`` against half the squared
+    distance between ``x_0`` and ``x_1`` (the mean squared distance to the mean, in
+    expectation); O(D) work."""
+    a, d = x[0], x[0] - x[1]
+    return bool(a @ a > CENTRE_ABOVE * 0.5 * (d @ d))
 
 
 def _gram(x, out):
@@ -119,10 +129,12 @@ def _logits(xs, t, euclid):
     xs = list(xs)
     logits = xs[0].new_empty(n_layers, b, b)
     for k, x in enumerate(xs):
+        if euclid and _far_from_origin(x):
+            xs[k] = x = x - x[:1]  # centred on its first point: the distances are unchanged
         _gram(x, logits[k])
     diag = logits.diagonal(dim1=1, dim2=2)
-    if euclid:  # max |x_i|^2 against mean |x_i - mean|^2, from the Gram matrix (NaN: centred)
-        far = ~(diag.amax(1) <= CENTRE_ABOVE * (diag.mean(1) - logits.mean((1, 2))))
+    if euclid:  # the check: max |x_i|^2 against mean |x_i - mean|^2, from the Gram matrix
+        far = ~(diag.amax(1) <= 4 * CENTRE_ABOVE * (diag.mean(1) - logits.mean((1, 2))))  # NaN: far
         for k in far.nonzero().flatten().tolist():
             xs[k] = xs[k] - xs[k].mean(0, keepdim=True)
             _gram(xs[k], logits[k])

@@ -91,17 +91,31 @@ def test_both_shifts_give_the_same_statistics():
     torch.testing.assert_close(torch.log(s1) + m1, torch.log(s2) + m2)  # per-class log-sum-exp
 
 
-@pytest.mark.parametrize("offset", [0.0, 3.0, 1e4])
-def test_float32_stays_exact_far_from_the_origin(offset):
+@pytest.mark.parametrize("offset, centred", [(0.0, False), (3.0, False), (1e4, True)])
+def test_float32_stays_exact_far_from_the_origin(offset, centred):
     x64 = layers(5, b=40, widths=(8,))[0].detach()
     y = torch.arange(40) % 4
     x = (x64 + offset).float()  # at 1e4 the Gram matrix of the raw points loses every digit
     truth = naive_snnl(x, y, 2.0)  # of the float32 points, in float64
     xs, *_ = _stats([x], torch.tensor([2.0]), y, nn.functional.one_hot(y).T.float(), torch.ones(40, dtype=torch.bool),
                     True)
-    assert (xs[0] is x) == (offset < 3.0)  # centred only when far from the origin
+    assert (xs[0] is not x) == centred
+    if centred:  # on its first point, by the two-point probe: no second Gram matrix
+        assert torch.equal(xs[0][0], torch.zeros(8))
     got = soft_nearest_neighbor_losses([x], y, [2.0])
     assert float(got[0]) == pytest.approx(truth, rel=1e-5)
+
+
+def test_the_gram_matrix_check_catches_what_the_two_point_probe_misses():
+    g = torch.Generator().manual_seed(6)
+    x = (torch.randn(400, 8, generator=g, dtype=torch.float64) + 1e4).float()
+    x[:2] = 0.0  # the probe sees its two points at the origin: "near"; all the others are far
+    y = torch.arange(400) % 4
+    xs, *_ = _stats([x], torch.tensor([2.0]), y, nn.functional.one_hot(y).T.float(), torch.ones(400, dtype=torch.bool),
+                    True)
+    assert xs[0] is not x and xs[0].mean(0).abs().max() < 1e-2  # centred on the mean after all
+    # centred on the mean, the others lie ~50 per coordinate from it: float32 keeps ~4 digits
+    assert float(soft_nearest_neighbor_losses([x], y, [2.0])[0]) == pytest.approx(naive_snnl(x, y, 2.0), rel=1e-3)
 
 
 def test_points_without_partner_are_left_out_and_all_singletons_give_zero():
