@@ -66,8 +66,8 @@ def _far_from_origin(x):
     """Two points' probe of :data:`CENTRE_ABOVE`: ``|x_0|^2`` against half the squared
     distance between ``x_0`` and ``x_1`` (the mean squared distance to the mean, in
     expectation); O(D) work."""
-    a, d = x[0], x[0] - x[1]
-    return bool(a @ a > CENTRE_ABOVE * 0.5 * (d @ d))
+    g = (x[:2] @ x[:2].T).tolist()
+    return g[0][0] > CENTRE_ABOVE * 0.5 * (g[0][0] + g[1][1] - 2.0 * g[0][1])
 
 
 def _gram(x, out):
