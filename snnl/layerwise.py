@@ -167,7 +167,7 @@ class _Layerwise(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, t, y, onehot, onehot_t, valid, euclid, want_dt, *xs):
+    def forward(ctx, t, y, onehot_t, valid, euclid, want_dt, *xs):
         xs, e, m, s, shifted = _stats(xs, t, y, onehot_t, valid, euclid, keep_logits=want_dt)
         lse = m + torch.log(s)
         lse_all = torch.logsumexp(lse, 1)
@@ -183,12 +183,12 @@ class _Layerwise(torch.autograd.Function):
         ctx.euclid = euclid
         ctx.e = e  # consumed (overwritten) by the first backward
         ctx.mark_non_differentiable(dt)
-        ctx.save_for_backward(t, y, onehot, onehot_t, w, m, lse, lse_all, *xs)
+        ctx.save_for_backward(t, y, onehot_t, w, m, lse, lse_all, *xs)
         return losses, dt
 
     @staticmethod
     def backward(ctx, grad_losses, _grad_dt):
-        t, y, onehot, onehot_t, w, m, lse, lse_all, *xs = ctx.saved_tensors
+        t, y, onehot_t, w, m, lse, lse_all, *xs = ctx.saved_tensors
         euclid = ctx.euclid
         e, ctx.e = ctx.e, None
         if e is None:  # a second backward through a retained graph: rebuild the matrices
@@ -196,7 +196,7 @@ class _Layerwise(torch.autograd.Function):
         s = 2.0 if euclid else 1.0
         # d loss / d logits, (L, points, queries), times d logit / d <x_i, x_j> = s / T
         coef = _coef(m, lse, lse_all, y, grad_losses[:, None] * w).mul_((s / t)[:, None, None])
-        gl = e.mul_(onehot @ coef)
+        gl = e.mul_(coef.index_select(1, y))
         rows = gl.sum(2)
         gs = gl + gl.transpose(1, 2)  # both roles of each point in one product
         if euclid:
@@ -208,9 +208,9 @@ class _Layerwise(torch.autograd.Function):
             if need_t:  # as snnl.losses._SNNLRows.backward, per layer, with gl scaled by s / T
                 sq = (rows[k] * (x * x).sum(1)).sum() if euclid else 0.0
                 total.append(s * 0.5 * ((gx * x).sum() + sq) - sq)
-            grads.append(gx if ctx.needs_input_grad[7 + k] else None)
+            grads.append(gx if ctx.needs_input_grad[6 + k] else None)
         grad_t = -torch.stack(total) / (s * t) if need_t else None
-        return (grad_t, None, None, None, None, None, None, *grads)
+        return (grad_t, None, None, None, None, None, *grads)
 
 
 def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
@@ -239,10 +239,10 @@ def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
         raise ValueError(f"got {t.numel()} temperatures for {len(xs)} representations")
     if not bool((torch.isfinite(t.detach()) & (t.detach() > 0)).all()):
         raise ValueError(f"temperatures must be finite and > 0, got {t.detach().tolist()}")
-    onehot = torch.nn.functional.one_hot(y).to(dtype)
-    valid = onehot.sum(0).index_select(0, y) > 1  # a same-class partner in the batch
+    onehot_t = torch.nn.functional.one_hot(y).T.to(dtype)  # (C, b)
+    valid = onehot_t.sum(1).index_select(0, y) > 1  # a same-class partner in the batch
     try:
-        return _Layerwise.apply(t, y, onehot, onehot.T.contiguous(), valid, distance == "euclidean", want_dt, *xs)
+        return _Layerwise.apply(t, y, onehot_t, valid, distance == "euclidean", want_dt, *xs)
     except NonFiniteEmbeddings:
         _raise_non_finite(xs, names)
 
