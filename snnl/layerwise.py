@@ -39,14 +39,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from snnl.losses import (
-    DISTANCES,
-    NonFiniteEmbeddings,
-    SoftNearestNeighborLoss,
-    _check_embeddings,
-    _prepare_embeddings,
-    _prepare_labels,
-)
+from snnl.inputs import NonFiniteEmbeddings, check_distance, check_embeddings, prepare_embeddings, prepare_labels
+from snnl.losses import SoftNearestNeighborLoss
 
 
 GRAM_SPLIT = 1024
@@ -214,24 +208,23 @@ class _Layerwise(torch.autograd.Function):
 
 
 def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
-    if distance not in DISTANCES:
-        raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    check_distance(distance)
     if isinstance(embeddings, torch.Tensor) or not isinstance(embeddings, Sequence) or not embeddings:
         raise TypeError("embeddings must be a non-empty list of tensors, one per representation")
     names = list(names or range(len(embeddings)))
     for x in embeddings:
-        _check_embeddings(x, distance)
+        check_embeddings(x, distance)
     b = embeddings[0].shape[0]
     if any(x.shape[0] != b for x in embeddings):
         raise ValueError(f"all representations must hold the same batch, got sizes {[x.shape[0] for x in embeddings]}")
-    y = _prepare_labels(labels, b, embeddings[0].device)
+    y = prepare_labels(labels, b, embeddings[0].device)
     xs = [x.reshape(b, -1) for x in embeddings]
     dtype = functools.reduce(torch.promote_types, (x.dtype for x in xs))
     dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     xs = [x.to(dtype) for x in xs]
     if distance == "cosine":
         try:
-            xs = [_prepare_embeddings(x, distance) for x in xs]
+            xs = [prepare_embeddings(x, distance) for x in xs]
         except NonFiniteEmbeddings:
             _raise_non_finite(xs, names)
     t = torch.as_tensor(temperatures, dtype=dtype, device=xs[0].device).reshape(-1)
@@ -295,7 +288,10 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
         if mod.chunk_size is None:
             groups.setdefault(mod.distance, []).append(n)
         else:
-            out[n] = mod(hidden[n], labels)
+            try:
+                out[n] = mod(hidden[n], labels)
+            except NonFiniteEmbeddings:
+                _raise_non_finite([hidden[n]], [n])
     for distance, names in groups.items():
         mods = [losses[n] for n in names]
         learn = [m.learn_temperature and m.training for m in mods]

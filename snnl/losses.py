@@ -40,75 +40,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DISTANCES = ("euclidean", "cosine")
+from snnl.inputs import DISTANCES, NonFiniteEmbeddings, check_distance, prepare  # noqa: F401 (re-exported)
+from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
+
 STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
-
-
-class NonFiniteEmbeddings(ValueError):
-    """The embeddings given to a loss contain NaN or inf."""
-
-
-# ----------------------------------------------------------------------------------------------
-# input checks and preparation
-def _prepare(embeddings, labels, temperature, distance):
-    _check_embeddings(embeddings, distance)
-    y = _prepare_labels(labels, embeddings.shape[0], embeddings.device)
-    _check_temperature(temperature)
-    return _prepare_embeddings(embeddings, distance), y
-
-
-def _check_embeddings(embeddings, distance):
-    if not isinstance(embeddings, torch.Tensor):
-        raise TypeError(f"embeddings must be a tensor, got {type(embeddings).__name__}")
-    if distance not in DISTANCES:
-        raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
-    if embeddings.dim() == 0:
-        raise ValueError("embeddings must have a batch dimension, got a scalar")
-
-
-def _prepare_labels(labels, b, device):
-    """Labels as classes 0..C-1 (a long vector of length ``b``), checked."""
-    labels = torch.as_tensor(labels, device=device)
-    if labels.dim() != 1 or labels.shape[0] != b:
-        raise ValueError(f"labels must be a vector of length {b} (the batch size), got shape {tuple(labels.shape)}")
-    if b < 2:
-        raise ValueError(f"the soft nearest neighbor loss needs at least 2 points, got {b}")
-    if labels.is_floating_point():
-        if not torch.equal(labels, labels.round()):
-            raise ValueError("labels must be integers")
-        labels = labels.long()
-    _, y = torch.unique(labels, return_inverse=True)  # classes 0..C-1
-    return y
-
-
-def _check_temperature(temperature):
-    if isinstance(temperature, torch.Tensor):
-        if temperature.numel() != 1:
-            raise ValueError(f"temperature must be a scalar, got shape {tuple(temperature.shape)}")
-        if not bool(torch.isfinite(temperature.detach()).all() & (temperature.detach() > 0).all()):
-            raise ValueError(f"temperature must be finite and > 0, got {temperature.detach().item()}")
-    elif not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
-
-
-def _prepare_embeddings(embeddings, distance):
-    """(b, D) rows in float32/float64: centred (Euclidean) or normalised (cosine); raises
-    :class:`NonFiniteEmbeddings` on NaN or inf."""
-    b = embeddings.shape[0]
-    x = embeddings.reshape(b, -1)
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()  # fp16 / bf16 / integer inputs accumulate in float32
-    # NaN and inf reach the column means (and the normalised rows): a check at no extra pass
-    # over x; the full check only runs when they are not finite (a NaN, an inf or an overflow)
-    if distance == "euclidean":
-        mean = x.detach().mean(0, keepdim=True)
-        if not bool(torch.isfinite(mean).all()) and not bool(torch.isfinite(x.detach()).all()):
-            raise NonFiniteEmbeddings("embeddings contain NaN or inf")
-        return x - mean  # translation-invariant; fewer cancellation errors
-    x = F.normalize(x, dim=1, eps=1e-12)  # rows in [-1, 1]: their sum cannot overflow
-    if not bool(torch.isfinite(x.detach().sum())):
-        raise NonFiniteEmbeddings("embeddings contain NaN or inf")
-    return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,7 +176,7 @@ def _terms(x, y, t, euclid, chunk_size, want_dt=False):
 
 def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None):
     """The loss (differentiable in the embeddings) and its derivative in T (a float tensor)."""
-    x, y = _prepare(embeddings, labels, temperature, distance)
+    x, y = prepare(embeddings, labels, temperature, distance)
     t = torch.as_tensor(float(temperature), dtype=x.dtype, device=x.device)
     terms, valid, dt = _terms(x, y, t, distance == "euclidean", chunk_size, want_dt=True)
     n = valid.sum().clamp(min=1)
@@ -267,7 +202,7 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
     >>> float(soft_nearest_neighbor_loss(x, y, temperature=1.0)) < 1e-6
     True
     """
-    x, y = _prepare(embeddings, labels, temperature, distance)
+    x, y = prepare(embeddings, labels, temperature, distance)
     if isinstance(temperature, torch.Tensor):
         t = temperature.reshape(()).to(device=x.device, dtype=x.dtype)
     else:  # a Python float keeps its precision in float64
@@ -286,8 +221,7 @@ def soft_nearest_neighbor_loss_reference(embeddings: torch.Tensor, labels: torch
     underflows to ``-log(eps)`` when distances are large, and counts points
     without a partner as ``-log(eps)``.
     """
-    if distance not in DISTANCES:
-        raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+    check_distance(distance)
     x = embeddings.reshape(embeddings.shape[0], -1)
     x = x if x.dtype in (torch.float32, torch.float64) else x.float()
     if distance == "cosine":
@@ -329,7 +263,7 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     As T -> 0 the loss tends to 0 if every point's nearest neighbour shares its
     label; such minima lie at the range's edge (``at_boundary=True``).
     """
-    x, y = _prepare(embeddings, labels, 1.0, distance)
+    x, y = prepare(embeddings, labels, 1.0, distance)
     euclid = distance == "euclidean"
     if t_range is None:
         sub = x[: min(len(x), 2048)]
@@ -391,8 +325,7 @@ class SoftNearestNeighborLoss(nn.Module):
         super().__init__()
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
-        if distance not in DISTANCES:
-            raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+        check_distance(distance)
         self.initial_temperature = float(temperature)
         self.distance, self.learn_temperature, self.lr, self.chunk_size = distance, learn_temperature, lr, chunk_size
         self.register_buffer("inverse_scale", torch.ones((), dtype=torch.float64))  # t in T = T0 / t
@@ -416,6 +349,3 @@ class SoftNearestNeighborLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature:.4g}, distance={self.distance!r}, "
                 f"learn_temperature={self.learn_temperature}")
-
-
-from snnl.triplet import triplet_loss  # noqa: E402,F401 (it uses _prepare above)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from snnl.losses import _prepare
+from snnl.inputs import prepare
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
@@ -20,7 +20,7 @@ def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float =
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    x, y = _prepare(embeddings, labels, 1.0, "euclidean")
+    x, y = prepare(embeddings, labels, 1.0, "euclidean")
     b = x.shape[0]
     same = y[:, None] == y[None, :]
     eye = torch.eye(b, dtype=torch.bool, device=x.device)

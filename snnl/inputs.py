@@ -1,0 +1,82 @@
+"""Checking and preparing the inputs of the losses (:mod:`snnl.losses`, :mod:`snnl.layerwise`,
+:mod:`snnl.triplet`): one set of errors for all of them."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+DISTANCES = ("euclidean", "cosine")
+
+
+class NonFiniteEmbeddings(ValueError):
+    """The embeddings given to a loss contain NaN or inf."""
+
+
+def prepare(embeddings, labels, temperature, distance):
+    """Checked ``(x, y)``: the rows of ``embeddings`` as :func:`prepare_embeddings` makes them,
+    and the labels as classes 0..C-1."""
+    check_embeddings(embeddings, distance)
+    y = prepare_labels(labels, embeddings.shape[0], embeddings.device)
+    check_temperature(temperature)
+    return prepare_embeddings(embeddings, distance), y
+
+
+def check_distance(distance):
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
+
+
+def check_embeddings(embeddings, distance):
+    if not isinstance(embeddings, torch.Tensor):
+        raise TypeError(f"embeddings must be a tensor, got {type(embeddings).__name__}")
+    check_distance(distance)
+    if embeddings.dim() == 0:
+        raise ValueError("embeddings must have a batch dimension, got a scalar")
+
+
+def prepare_labels(labels, b, device):
+    """Labels as classes 0..C-1 (a long vector of length ``b``), checked."""
+    labels = torch.as_tensor(labels, device=device)
+    if labels.dim() != 1 or labels.shape[0] != b:
+        raise ValueError(f"labels must be a vector of length {b} (the batch size), got shape {tuple(labels.shape)}")
+    if b < 2:
+        raise ValueError(f"the soft nearest neighbor loss needs at least 2 points, got {b}")
+    if labels.is_floating_point():
+        if not torch.equal(labels, labels.round()):
+            raise ValueError("labels must be integers")
+        labels = labels.long()
+    _, y = torch.unique(labels, return_inverse=True)  # classes 0..C-1
+    return y
+
+
+def check_temperature(temperature):
+    if isinstance(temperature, torch.Tensor):
+        if temperature.numel() != 1:
+            raise ValueError(f"temperature must be a scalar, got shape {tuple(temperature.shape)}")
+        if not bool(torch.isfinite(temperature.detach()).all() & (temperature.detach() > 0).all()):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature.detach().item()}")
+    elif not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+
+
+def prepare_embeddings(embeddings, distance):
+    """(b, D) rows in float32/float64: centred (Euclidean) or normalised (cosine); raises
+    :class:`NonFiniteEmbeddings` on NaN or inf."""
+    b = embeddings.shape[0]
+    x = embeddings.reshape(b, -1)
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()  # fp16 / bf16 / integer inputs accumulate in float32
+    # NaN and inf reach the column means (and the normalised rows): a check at no extra pass
+    # over x; the full check only runs when they are not finite (a NaN, an inf or an overflow)
+    if distance == "euclidean":
+        mean = x.detach().mean(0, keepdim=True)
+        if not bool(torch.isfinite(mean).all()) and not bool(torch.isfinite(x.detach()).all()):
+            raise NonFiniteEmbeddings("embeddings contain NaN or inf")
+        return x - mean  # translation-invariant; fewer cancellation errors
+    x = F.normalize(x, dim=1, eps=1e-12)  # rows in [-1, 1]: their sum cannot overflow
+    if not bool(torch.isfinite(x.detach().sum())):
+        raise NonFiniteEmbeddings("embeddings contain NaN or inf")
+    return x
