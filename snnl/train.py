@@ -218,16 +218,18 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
         ce = F.cross_entropy(logits, yb)
         reg, bad = {}, None
         if config.alpha != 0 or step % config.log_every == 0:
-            try:  # the losses check their inputs
-                if config.regularizer == "snnl":  # all layers in one pass
+            if config.regularizer == "snnl":  # all layers in one pass; the losses check their inputs
+                try:
                     reg = layerwise_snnl(snnl, hidden, yb)
-                else:
-                    for n in layers:
-                        bad = n
+                except NonFiniteEmbeddings as err:
+                    bad = ", ".join(map(str, err.layers))
+            else:
+                for n in layers:
+                    try:
                         reg[n] = triplet_loss(hidden[n], yb, generator=gen)
-                    bad = None
-            except NonFiniteEmbeddings as err:
-                bad = ", ".join(map(str, getattr(err, "layers", ()))) or bad or "?"
+                    except NonFiniteEmbeddings:
+                        bad = n
+                        break
         loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 and bad is None else ce
         if bad is not None or not torch.isfinite(loss):
             bar.close()

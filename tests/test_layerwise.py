@@ -214,3 +214,12 @@ def test_temperature_derivative_equals_the_single_layer_one(scale, distance):
     _, dt = _losses(xs, y, [1.0, 2.0], distance, want_dt=True)
     for k, (x, t) in enumerate(zip(xs, [1.0, 2.0])):
         assert float(dt[k]) == pytest.approx(float(_loss_and_dt(x, y, t, distance)[1]), rel=1e-4, abs=1e-9)
+
+
+def test_nan_in_a_module_called_on_its_own_names_the_layer_too():
+    hidden = {"conv": torch.randn(8, 3), "fc": torch.randn(8, 2)}
+    hidden["fc"][3, 1] = float("nan")
+    losses = {"conv": SoftNearestNeighborLoss(1.0), "fc": SoftNearestNeighborLoss(1.0, chunk_size=4)}
+    with pytest.raises(NonFiniteEmbeddings, match=r"representation fc\)") as err:
+        layerwise_snnl(losses, hidden, torch.arange(8) % 2)
+    assert err.value.layers == ["fc"]
