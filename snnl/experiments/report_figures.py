@@ -4,6 +4,7 @@ the number the companion adds to the figure (the criterion is in the item)."""
 
 from __future__ import annotations
 
+from snnl.experiments.calibration_models import PAPER as CALIBRATION_PAPER
 from snnl.experiments.report_items import NOT_RUN, _better, _by, _item, _num, _verdict
 
 
@@ -29,13 +30,10 @@ def _stands(r):
     return (r.get("config") or {}).get("substitute_for") or r["dataset"]
 
 
-PAPER_STEPS = 14000  # Table 1's training, which the paper's calibration models share
-
-
 def _scale(rec) -> str:
-    """`` (victims N steps, below the paper's 14,000)`` for a calibration run trained for less."""
-    steps = (rec.get("config") or {}).get("steps")
-    return f" (victims {steps} steps, paper {PAPER_STEPS:,})" if steps and steps < PAPER_STEPS else ""
+    """`` (victims N steps, paper 14,000)`` for a calibration run whose victims trained for less."""
+    steps, paper = (rec.get("config") or {}).get("steps"), CALIBRATION_PAPER["steps"]
+    return f" (victims {steps} steps, paper {paper:,})" if steps and steps < paper else ""
 
 
 def _calibration(recs):
