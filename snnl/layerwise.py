@@ -162,6 +162,8 @@ class _Layerwise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, t, y, onehot_t, valid, euclid, want_dt, *xs):
+        ctx.shapes = [x.shape for x in xs]  # the gradients are made in these shapes, not as views
+        xs = [x.reshape(x.shape[0], -1) for x in xs]
         xs, e, m, s, shifted = _stats(xs, t, y, onehot_t, valid, euclid, keep_logits=want_dt)
         lse = m + torch.log(s)
         lse_all = torch.logsumexp(lse, 1)
@@ -198,11 +200,14 @@ class _Layerwise(torch.autograd.Function):
         need_t = ctx.needs_input_grad[0]
         grads, total = [], []
         for k, x in enumerate(xs):
-            gx = gs[k] @ x
+            # a tensor of its input's shape, not a view of one: autograd then adds the model's
+            # own gradient of that layer into it in place, with no new (b, D) buffer
+            grad = x.new_empty(ctx.shapes[k])
+            gx = torch.mm(gs[k], x, out=grad.view(x.shape))
             if need_t:  # as snnl.losses._SNNLRows.backward, per layer, with gl scaled by s / T
                 sq = (rows[k] * (x * x).sum(1)).sum() if euclid else 0.0
                 total.append(s * 0.5 * ((gx * x).sum() + sq) - sq)
-            grads.append(gx if ctx.needs_input_grad[6 + k] else None)
+            grads.append(grad if ctx.needs_input_grad[6 + k] else None)
         grad_t = -torch.stack(total) / (s * t) if need_t else None
         return (grad_t, None, None, None, None, None, *grads)
 
@@ -218,10 +223,9 @@ def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
     if any(x.shape[0] != b for x in embeddings):
         raise ValueError(f"all representations must hold the same batch, got sizes {[x.shape[0] for x in embeddings]}")
     y = prepare_labels(labels, b, embeddings[0].device)
-    xs = [x.reshape(b, -1) for x in embeddings]
-    dtype = functools.reduce(torch.promote_types, (x.dtype for x in xs))
+    dtype = functools.reduce(torch.promote_types, (x.dtype for x in embeddings))
     dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
-    xs = [x.to(dtype) for x in xs]
+    xs = [x.to(dtype) for x in embeddings]  # flattened per row in _Layerwise
     if distance == "cosine":
         try:
             xs = [prepare_embeddings(x, distance) for x in xs]

@@ -223,3 +223,25 @@ def test_nan_in_a_module_called_on_its_own_names_the_layer_too():
     with pytest.raises(NonFiniteEmbeddings, match=r"representation fc\)") as err:
         layerwise_snnl(losses, hidden, torch.arange(8) % 2)
     assert err.value.layers == ["fc"]
+
+
+def test_image_shaped_and_non_contiguous_layers_with_downstream_gradients():
+    """(b, C, H, W) layers, one not contiguous, each also used further on (so autograd adds the
+    rest of the graph's gradient to the loss's): as one call per layer."""
+    base = torch.randn(14, 3, 4, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    weights = torch.tensor([1.0, -2.0], dtype=torch.float64)
+
+    def run(together):
+        a = base.clone().requires_grad_(True)
+        conv, perm = a * 2.0, (a + 1.0).permute(0, 2, 3, 1)
+        if together:
+            losses = soft_nearest_neighbor_losses([conv, perm], LABELS, [3.0, 7.0])
+        else:
+            losses = torch.stack([soft_nearest_neighbor_loss(conv, LABELS, 3.0),
+                                  soft_nearest_neighbor_loss(perm, LABELS, 7.0)])
+        (conv.sin().sum() + perm.cos().sum() + (losses * weights).sum()).backward()
+        return losses.detach(), a.grad
+
+    (got, got_grad), (want, want_grad) = run(True), run(False)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-9, atol=1e-12)
