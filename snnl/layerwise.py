@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from snnl.inputs import NonFiniteEmbeddings, check_distance, check_embeddings, prepare_embeddings, prepare_labels
-from snnl.losses import SoftNearestNeighborLoss
+from snnl.losses import SoftNearestNeighborLoss, temperature_step
 
 
 GRAM_SPLIT = 1024
@@ -302,11 +302,12 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
         values, dt = _losses([hidden[n] for n in names], labels, [m.temperature for m in mods], distance,
                              want_dt=any(learn), names=names)
         if any(learn):
-            with torch.no_grad():  # T = T0 / t: one step on t, as SoftNearestNeighborLoss.forward
-                for k, m in enumerate(mods):
-                    if learn[k]:
-                        t = m.inverse_scale
-                        new = t - m.lr * dt[k].to(t) * (-m.initial_temperature / t**2)
-                        t.copy_(torch.where(torch.isfinite(new) & (new > 0), new, t))
+            with torch.no_grad():  # T = T0 / t: one step on t, as SoftNearestNeighborLoss.forward, all at once
+                steps = [k for k in range(len(mods)) if learn[k]]
+                t = torch.stack([mods[k].inverse_scale for k in steps])
+                new = temperature_step(t, dt[steps], t.new_tensor([mods[k].lr for k in steps]),
+                                       t.new_tensor([mods[k].initial_temperature for k in steps]))
+                for k, v in zip(steps, new.unbind()):
+                    mods[k].inverse_scale.copy_(v)
         out.update(zip(names, values.unbind()))
     return {n: out[n] for n in losses}

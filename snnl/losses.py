@@ -302,6 +302,15 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
                         grid=sorted((math.exp(g), v) for g, v in cache.items()))
 
 
+def temperature_step(inverse_scale: torch.Tensor, d_temp: torch.Tensor, lr, initial_temperature) -> torch.Tensor:
+    """One gradient step on ``t`` with ``T = T0 / t``, towards the minimum over T (Eq. 2):
+    ``t - lr * dl/dT * dT/dt``, ``dT/dt = -T0 / t^2``; where that would leave ``t`` not finite
+    or not positive, ``t`` stays. Elementwise: ``lr`` and ``initial_temperature`` are floats or
+    tensors like ``inverse_scale``, so several layers' steps can be taken at once."""
+    new = inverse_scale - lr * d_temp.to(inverse_scale) * (-initial_temperature / inverse_scale**2)
+    return torch.where(torch.isfinite(new) & (new > 0), new, inverse_scale)
+
+
 class SoftNearestNeighborLoss(nn.Module):
     """The soft nearest neighbor loss as a module, ``forward(embeddings, labels)``.
 
@@ -340,10 +349,7 @@ class SoftNearestNeighborLoss(nn.Module):
             return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
         value, d_temp = _loss_and_dt(embeddings, labels, self.temperature, self.distance, self.chunk_size)
         with torch.no_grad():  # one step on t (T = T0 / t), the derivative from the same pass
-            t = self.inverse_scale
-            new = t - self.lr * d_temp.to(t) * (-self.initial_temperature / t**2)
-            if bool(torch.isfinite(new)) and float(new) > 0:  # keep T positive and finite
-                t.copy_(new)
+            self.inverse_scale.copy_(temperature_step(self.inverse_scale, d_temp, self.lr, self.initial_temperature))
         return value
 
     def extra_repr(self) -> str:

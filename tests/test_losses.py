@@ -15,9 +15,11 @@ from snnl.losses import (
     Entanglement,
     NonFiniteEmbeddings,
     SoftNearestNeighborLoss,
+    _loss_and_dt,
     entanglement,
     soft_nearest_neighbor_loss,
     soft_nearest_neighbor_loss_reference,
+    temperature_step,
     triplet_loss,
 )
 
@@ -442,6 +444,21 @@ def test_learned_temperature_moves_towards_the_minimum_over_t():
     assert abs(math.log(temps[-1] / best.temperature)) < abs(math.log(t0 / best.temperature))
     assert float(soft_nearest_neighbor_loss(x, y, temps[-1])) < start
     assert mod.inverse_scale.dtype == torch.float64 and "inverse_scale" in mod.state_dict()
+
+
+def test_temperature_step_by_hand_and_its_guard():
+    """t - lr * dl/dT * (-T0 / t^2), elementwise; a step to t <= 0 or to NaN leaves t."""
+    t = torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)
+    dl = torch.tensor([0.5, -1.0, 100.0, float("nan")])
+    new = temperature_step(t, dl, torch.tensor([0.1, 0.1, 1.0, 0.1], dtype=torch.float64), 100.0)
+    # 1 + 0.1 * 0.5 * 100 / 1 = 6;  2 - 0.1 * 1 * 100 / 4 = -0.5 -> kept;  0.5 + 1 * 100 * 100 / 0.25;  NaN -> kept
+    assert new.tolist() == [6.0, 2.0, 0.5 + 100.0 * 100.0 / 0.25, 1.0]
+    x, y = make_batch(14, b=64, d=2, classes=4, scale=3.0)
+    x[y == 0] += 6.0  # the minimum over T is near 15: at T = 1 the loss falls with T, t steps down
+    assert float(_loss_and_dt(x, y, 1.0, "euclidean")[1]) < 0
+    small, huge = (SoftNearestNeighborLoss(temperature=1.0, learn_temperature=True, lr=lr) for lr in (1e-3, 1e9))
+    small(x, y), huge(x, y)
+    assert small.temperature > 1.0 and huge.temperature == 1.0  # the huge step would pass t = 0: none
 
 
 def test_learned_temperature_is_frozen_in_eval_mode_and_without_learning():
