@@ -14,6 +14,7 @@ import sys
 from snnl.data import DATASETS, DatasetError, data_root, import_idx
 from snnl.losses import DISTANCES
 from snnl.models import MODELS
+from snnl.train import REGULARIZERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--temperature", type=float, default=100.0, help="initial temperature T0")
     t.add_argument("--fixed-temperature", action="store_true", help="do not learn the temperature")
     t.add_argument("--distance", default="euclidean", choices=DISTANCES)
+    t.add_argument("--regularizer", default="snnl", choices=REGULARIZERS,
+                   help="snnl (Eq. 1), snnl-reference (the authors' formula, with its 1e-5 terms) or triplet")
     t.add_argument("--steps", type=int, default=14000)
     t.add_argument("--batch-size", type=int, default=256)
     t.add_argument("--lr", type=float, default=1e-4)
@@ -70,6 +73,7 @@ def main(argv=None) -> int:
 
         cfg = TrainConfig(dataset=args.dataset, model=args.model, alpha=args.alpha, temperature=args.temperature,
                           learn_temperature=not args.fixed_temperature, distance=args.distance,
+                          regularizer=args.regularizer,
                           steps=args.steps, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay,
                           optimizer=args.optimizer, eval_every=args.eval_every, n_train=args.n_train,
                           n_test=args.n_test, size=args.size, channels=args.channels, seed=args.seed,

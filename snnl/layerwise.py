@@ -276,7 +276,7 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
                    labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """``{name: losses[name](hidden[name], labels)}``, computed together where possible.
 
-    Modules that share a distance and are not chunked go through
+    Modules that share a distance and are neither chunked nor ``reference`` go through
     :func:`soft_nearest_neighbor_losses` in one call, and those learning their temperature
     (in training mode) take the same step on it as their own ``forward`` would; any other
     module is called on its own. The result, the gradients and the temperatures after
@@ -289,7 +289,7 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
     out: dict[str, torch.Tensor] = {}
     groups: dict[str, list[str]] = {}
     for n, mod in losses.items():
-        if mod.chunk_size is None:
+        if mod.chunk_size is None and not mod.reference:
             groups.setdefault(mod.distance, []).append(n)
         else:
             try:

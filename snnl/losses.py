@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from snnl.inputs import DISTANCES, NonFiniteEmbeddings, check_distance, prepare  # noqa: F401 (re-exported)
+from snnl.inputs import DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings, prepare  # noqa: F401 (re-exported)
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
 
 STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
@@ -327,16 +327,24 @@ class SoftNearestNeighborLoss(nn.Module):
             loss, never touches it.
         lr: the step size on ``t`` (0.1 in the authors' code).
         chunk_size: see :func:`soft_nearest_neighbor_loss`.
+        reference: compute the authors' formula (:func:`soft_nearest_neighbor_loss_reference`,
+            with its ``1e-5`` terms) instead of Eq. 1, to compare with their results: it
+            saturates at ``-log(1e-5)`` with a vanishing gradient once the points of a batch lie
+            far apart relative to T. Its learned-temperature step takes ``dl/dT`` from autograd.
     """
 
     def __init__(self, temperature: float = 100.0, distance: str = "euclidean",
-                 learn_temperature: bool = False, lr: float = 0.1, chunk_size: int | None = None):
+                 learn_temperature: bool = False, lr: float = 0.1, chunk_size: int | None = None,
+                 reference: bool = False):
         super().__init__()
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
         check_distance(distance)
+        if reference and chunk_size is not None:
+            raise ValueError("the reference formula has no chunked form; use chunk_size=None")
         self.initial_temperature = float(temperature)
         self.distance, self.learn_temperature, self.lr, self.chunk_size = distance, learn_temperature, lr, chunk_size
+        self.reference = reference
         self.register_buffer("inverse_scale", torch.ones((), dtype=torch.float64))  # t in T = T0 / t
 
     @property
@@ -345,13 +353,22 @@ class SoftNearestNeighborLoss(nn.Module):
         return self.initial_temperature / float(self.inverse_scale)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if not (self.learn_temperature and self.training):
+        learn = self.learn_temperature and self.training
+        if self.reference:
+            check_embeddings(embeddings, self.distance)
+            t = torch.tensor(self.temperature, dtype=torch.float64, device=embeddings.device, requires_grad=learn)
+            value = soft_nearest_neighbor_loss_reference(embeddings, labels, t, self.distance)
+            if not learn:
+                return value
+            (d_temp,) = torch.autograd.grad(value, t, retain_graph=True)
+        elif not learn:
             return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
-        value, d_temp = _loss_and_dt(embeddings, labels, self.temperature, self.distance, self.chunk_size)
+        else:
+            value, d_temp = _loss_and_dt(embeddings, labels, self.temperature, self.distance, self.chunk_size)
         with torch.no_grad():  # one step on t (T = T0 / t), the derivative from the same pass
             self.inverse_scale.copy_(temperature_step(self.inverse_scale, d_temp, self.lr, self.initial_temperature))
         return value
 
     def extra_repr(self) -> str:
         return (f"temperature={self.temperature:.4g}, distance={self.distance!r}, "
-                f"learn_temperature={self.learn_temperature}")
+                f"learn_temperature={self.learn_temperature}" + (", reference=True" if self.reference else ""))

@@ -36,7 +36,7 @@ from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss,
 from snnl.models import MODELS, build_model
 from snnl.results import Run, device_name, resolve_device, seed_everything
 
-REGULARIZERS = ("snnl", "triplet")
+REGULARIZERS = ("snnl", "snnl-reference", "triplet")
 OPTIMIZERS = ("adam", "sgd")
 
 
@@ -49,7 +49,7 @@ class TrainConfig:
     learn_temperature: bool = True  # T = T0 / t with one step on t per training step
     distance: str = "euclidean"  # euclidean (squared) or cosine (the paper's ResNet)
     layers: tuple[str, ...] | None = None  # hidden layers to regularise/record (None = all)
-    regularizer: str = "snnl"  # snnl, or triplet (App. B: -alpha * triplet loss)
+    regularizer: str = "snnl"  # snnl; snnl-reference (the authors' formula, with its 1e-5 terms); triplet (App. B)
     optimizer: str = "adam"  # adam (the CNN: lr 1e-4) or sgd (momentum 0.9; the ResNet)
     lr: float = 1e-4  # learning rate
     lr_decay: float = 1.0  # exponential decay: lr * lr_decay ** (step / decay_steps)
@@ -157,8 +157,9 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
     unknown = [n for n in layers if n not in model.layer_names]
     if unknown:
         raise ValueError(f"unknown layer(s) {unknown} for {config.model}; choose from {list(model.layer_names)}")
-    snnl = nn.ModuleDict({n: SoftNearestNeighborLoss(config.temperature, config.distance,
-                                                     config.learn_temperature) for n in layers}).to(device)
+    snnl = nn.ModuleDict({n: SoftNearestNeighborLoss(config.temperature, config.distance, config.learn_temperature,
+                                                     reference=config.regularizer == "snnl-reference")
+                          for n in layers}).to(device)
     if config.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
@@ -218,7 +219,7 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
         ce = F.cross_entropy(logits, yb)
         reg, bad = {}, None
         if config.alpha != 0 or step % config.log_every == 0:
-            if config.regularizer == "snnl":  # all layers in one pass; the losses check their inputs
+            if config.regularizer != "triplet":  # all layers in one pass; the losses check their inputs
                 try:
                     reg = layerwise_snnl(snnl, hidden, yb)
                 except NonFiniteEmbeddings as err:

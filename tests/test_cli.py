@@ -75,3 +75,16 @@ def test_data_import_copies_idx_files(tmp_path, capsys):
     assert main(["data", "import", "--name", "notmnist", "--source", str(src), "--root", str(tmp_path)]) == 0
     assert (tmp_path / "notMNIST" / "raw" / "t10k-images-idx3-ubyte").stat().st_size > 0
     assert "notmnist: files in" in capsys.readouterr().out
+
+
+def test_regularizer_choice_reaches_the_record_and_a_wrong_one_is_one_line(tmp_path):
+    bad = cli("train", "--regularizer", "l2")
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+    assert all(name in bad.stderr for name in ("snnl", "snnl-reference", "triplet"))
+    out = tmp_path / "records"
+    p = cli("train", "--dataset", "digits", "--steps", "3", "--batch-size", "32", "--alpha", "10",
+            "--regularizer", "snnl-reference", "--eval-every", "3", "--experiment", "ref", "--out", str(out),
+            "--no-progress")
+    assert p.returncode == 0, p.stderr
+    [rec] = load_records(out, "ref")
+    assert rec["config"]["regularizer"] == "snnl-reference"

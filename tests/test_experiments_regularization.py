@@ -77,6 +77,11 @@ def test_summary_statistics_and_paper_columns():
     assert rows[("svhn", "entangled")]["note"].startswith("(sic)")
     dis = rows[("digits", "disentangled")]
     assert dis["paper_best"] is None and dis["alpha"] == -1.0
+    other = fake_record("mnist", 10.0, 0.5, 1)  # another regulariser: a row of its own, no paper column
+    other["config"]["regularizer"] = "snnl-reference"
+    extra = {(r["dataset"], r["variant"]): r for r in reg.table1_summary(recs + [other])}
+    assert extra[("mnist", "entangled")]["runs"] == 1 and extra[("mnist", "entangled")]["best"] == 99.5
+    assert extra[("mnist", "entangled (snnl-reference)")]["paper_best"] is None
     table = reg.format_table1(reg.table1_summary(recs))
     assert "| paper | mnist | baseline | 0 | 14000 | 3 (paper 4) | 99.00 | 98.83 | 98.00 ± 1.00 | 98.82 |" in table
     assert "89.90 (sic) |" in table and "| – |" in table

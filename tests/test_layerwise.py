@@ -178,11 +178,12 @@ def test_modules_together_equal_the_modules_in_turn():
             "c": SoftNearestNeighborLoss(2.0),  # fixed temperature
             "d": SoftNearestNeighborLoss(1.0, "cosine", learn_temperature=True),  # another group
             "e": SoftNearestNeighborLoss(3.0, learn_temperature=True, chunk_size=4),  # called on its own
+            "f": SoftNearestNeighborLoss(4.0, learn_temperature=True, reference=True),  # on its own too
         })
     together, alone = build(), build()
     y = torch.arange(24) % 3
     for step in range(4):
-        src = {n: x.detach() * (1 + step) for n, x in zip("abcde", layers(10 + step, b=24, widths=(6, 5, 4, 3, 2)))}
+        src = {n: x.detach() * (1 + step) for n, x in zip("abcdef", layers(10 + step, b=24, widths=(6, 5, 4, 3, 2, 3)))}
         h1 = {n: x.clone().requires_grad_(True) for n, x in src.items()}
         h2 = {n: x.clone().requires_grad_(True) for n, x in src.items()}
         got = layerwise_snnl(together, h1, y)

@@ -344,6 +344,40 @@ def test_finite_with_huge_distances_where_the_reference_fails():
     assert not (abs(float(ref) - truth) < 0.01 * truth)  # underflows to -log(eps) (or NaN)
 
 
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_reference_module_computes_the_reference_and_steps_its_temperature(distance):
+    """reference=True: the authors' formula, and the learned-T step with dl/dT by autograd."""
+    x, y = make_batch(21, b=40, d=5, classes=4, dtype=torch.float64, scale=3.0)
+    x.requires_grad_(True)
+    mod = SoftNearestNeighborLoss(7.0, distance, learn_temperature=True, lr=0.3, reference=True)
+    value = mod(x, y)
+    assert float(value.detach()) == float(soft_nearest_neighbor_loss_reference(x.detach(), y, 7.0, distance))
+    h = 1e-6  # d reference / dT by a central difference
+    xd = x.detach()
+    dt = (float(soft_nearest_neighbor_loss_reference(xd, y, 7.0 + h, distance))
+          - float(soft_nearest_neighbor_loss_reference(xd, y, 7.0 - h, distance))) / (2 * h)
+    want = float(temperature_step(torch.tensor(1.0, dtype=torch.float64), torch.tensor(dt), 0.3, 7.0))
+    assert float(mod.inverse_scale) == pytest.approx(want, rel=1e-7)
+    value.backward()  # the model's gradient is still there
+    assert x.grad.abs().sum() > 0
+    frozen = SoftNearestNeighborLoss(7.0, distance, learn_temperature=True, reference=True).eval()
+    frozen(x.detach(), y)
+    assert frozen.temperature == 7.0 and "reference=True" in repr(frozen)
+
+
+def test_reference_module_saturates_where_the_exact_one_does_not():
+    x, y = make_batch(22, b=32, d=4, classes=4, dtype=torch.float64, scale=1.0)
+    x = x * 100.0  # far apart relative to T = 1
+    ref = SoftNearestNeighborLoss(1.0, reference=True)(x, y)
+    # every exp(-d / T) off the diagonal underflows: -log(eps), give or take the rounding of
+    # exp(-d_ii / T) - 1 on the diagonal, which the 1e-5 terms make visible
+    assert float(ref) == pytest.approx(-math.log(1e-5), rel=1e-2)
+    exact = float(SoftNearestNeighborLoss(1.0)(x, y))
+    assert exact == pytest.approx(naive_snnl(x, y, 1.0), rel=1e-9) and exact > 100 * float(ref)
+    with pytest.raises(ValueError, match="no chunked form"):
+        SoftNearestNeighborLoss(reference=True, chunk_size=8)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_half_precision_inputs_accumulate_in_float32(dtype, distance):

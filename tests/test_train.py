@@ -160,6 +160,18 @@ def test_triplet_regulariser_trains(digits):
     assert math.isfinite(r.metrics["test_ce"])
 
 
+def test_reference_regulariser_trains_with_the_authors_formula(digits):
+    """regularizer="snnl-reference": the modules compute the authors' formula; at these
+    distances it is Eq. 1 up to its 1e-5 terms, so the run stays close to the exact one."""
+    ref = train(cfg(steps=4, alpha=1.0, regularizer="snnl-reference"), digits, progress=False)
+    exact = train(cfg(steps=4, alpha=1.0), digits, progress=False)
+    for n, vs in ref.history["snnl"].items():
+        assert vs == pytest.approx(exact.history["snnl"][n], rel=1e-3)
+        assert ref.history["temperature"][n] == pytest.approx(exact.history["temperature"][n], rel=1e-3)
+    assert ref.history["temperature"]["fc1"][-1] != 100.0  # learned
+    assert ref.metrics["test_ce"] == pytest.approx(exact.metrics["test_ce"], rel=1e-2)
+
+
 def test_evaluate_matches_a_manual_count_and_restores_the_mode(digits):
     r = train(cfg(steps=3), digits, progress=False)
     model = r.model.train()
@@ -175,7 +187,7 @@ def test_evaluate_matches_a_manual_count_and_restores_the_mode(digits):
 @pytest.mark.parametrize("bad, match", [
     (dict(model="vgg"), "unknown model 'vgg'; choose one of: cnn, cnn1, resnet"),
     (dict(distance="manhattan"), "unknown distance 'manhattan'; choose one of: euclidean, cosine"),
-    (dict(regularizer="l2"), "unknown regularizer 'l2'; choose one of: snnl, triplet"),
+    (dict(regularizer="l2"), "unknown regularizer 'l2'; choose one of: snnl, snnl-reference, triplet"),
     (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'; choose one of: adam, sgd"),
     (dict(steps=0), "steps must be >= 1, got 0"),
     (dict(batch_size=-1), "batch_size must be >= 1"),

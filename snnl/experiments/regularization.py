@@ -101,19 +101,21 @@ def _variant(alpha: float) -> str:
 
 
 def table1_summary(records: list[dict]) -> list[dict]:
-    """Per (profile, dataset, alpha): best / mean / std test accuracy in percent over the runs,
-    with the paper's numbers for the baseline and the entangled variant (else None)."""
+    """Per (profile, dataset, alpha, regulariser): best / mean / std test accuracy in percent over
+    the runs, with the paper's numbers for the baseline and the entangled variant (else None)."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        key = (r["profile"], r["dataset"], float(r["config"]["alpha"]))
+        reg = r["config"].get("regularizer", "snnl") if float(r["config"]["alpha"]) != 0 else "snnl"
+        key = (r["profile"], r["dataset"], float(r["config"]["alpha"]), reg)
         groups.setdefault(key, []).append(r)
     rows = []
-    for (profile, dataset, alpha), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+    for (profile, dataset, alpha, reg), rs in sorted(groups.items()):
         acc = np.array([100.0 * r["metrics"]["test_accuracy"] for r in rs])
         paper = PAPER_TABLE1.get(dataset)
-        col = {"entangled": 0, "baseline": 1}.get(_variant(alpha))
+        variant = _variant(alpha) + ("" if reg == "snnl" else f" ({reg})")  # another regulariser: its own row
+        col = {"entangled": 0, "baseline": 1}.get(variant)
         rows.append({
-            "profile": profile, "dataset": dataset, "variant": _variant(alpha), "alpha": alpha,
+            "profile": profile, "dataset": dataset, "variant": variant, "alpha": alpha,
             "steps": sorted({r["config"]["steps"] for r in rs}), "runs": len(rs),
             "seeds": sorted(r["seed"] for r in rs),
             "best": float(acc.max()), "mean": float(acc.mean()),

@@ -93,7 +93,8 @@ def _table1(recs):
     for ds, p in PAPER_TABLE1.items():
         means = {}
         for variant, alpha, col in (("entangled", ENTANGLED_ALPHA, 0), ("baseline", 0.0, 1)):
-            rs = [r for r in recs if stands_for(r) == ds and float(r["config"]["alpha"]) == alpha]
+            rs = [r for r in recs if stands_for(r) == ds and float(r["config"]["alpha"]) == alpha
+                  and r["config"].get("regularizer", "snnl") == "snnl"]
             rs = [r for r in rs if r["dataset"] == ds] or rs  # the real data, where there is any
             if rs:  # the runs of the longest training (the paper's recipe) only
                 rs = [r for r in rs if r["config"]["steps"] == max(x["config"]["steps"] for x in rs)]
@@ -119,7 +120,8 @@ def _table1(recs):
                                         + (f"; {p['note']}" if sic else "")))
         gain = p["mean"][0] - p["mean"][1]
         name = f"Table 1: {ds}, entangled beats baseline (mean accuracy)"
-        both = [r for r in recs if stands_for(r) == ds and float(r["config"]["alpha"]) in (0.0, ENTANGLED_ALPHA)]
+        both = [r for r in recs if stands_for(r) == ds and float(r["config"]["alpha"]) in (0.0, ENTANGLED_ALPHA)
+                and r["config"].get("regularizer", "snnl") == "snnl"]
         kw = dict(criterion="our entangled mean > our baseline mean")
         if len(means) == 2:
             d = means["entangled"] - means["baseline"]
