@@ -217,3 +217,15 @@ def test_the_readme_shows_the_committed_records():
     text = (REPO / "README.md").read_text()
     block = text[text.index(rp.README_START):text.index(rp.README_END) + len(rp.README_END)]
     assert block == rp.readme_block(rp.reproduction_report(REPO / "results"))
+
+
+def test_table1_runs_with_the_authors_formula_get_their_own_row(tmp_path):
+    table1(tmp_path, "fashion-mnist", 10.0, [0.885, 0.884])  # Eq. 1, seeds 0 and 1
+    table1(tmp_path, "fashion-mnist", 10.0, [0.889], regularizer="snnl-reference")  # seed 0
+    items = rp.reproduction_report(tmp_path)
+    exact = find(items, "Table 1: fashion-mnist, entangled (alpha=10), mean")
+    assert exact["runs"] == "2 (paper 4)" and exact["ours"] == "88.45"  # the reference run is not mixed in
+    ref = find(items, "Table 1: fashion-mnist, entangled (alpha=10) with the authors' formula")
+    assert ref["ours"] == "88.90 vs 88.50 with Eq. 1 on the same seeds" and ref["runs"] == "1 (paper 4)"
+    assert ref["paper"] == f"{PAPER_TABLE1['fashion-mnist']['mean'][0]:.2f}" and ref["status"] == rp.NO_MATCH
+    assert not [i for i in items if i["item"].startswith("Table 1: mnist, entangled (alpha=10) with the authors'")]
