@@ -4,10 +4,11 @@ One step = forward, loss, backward and an Adam update of :class:`snnl.models.CNN
 on 28x28 images (the paper's Table 1 setting). The entangled step adds the soft nearest
 neighbor loss of all four hidden layers (conv1 3136-d, conv2 1568-d, fc1 256-d, fc2 128-d),
 each with a learned temperature, through :func:`snnl.layerwise.layerwise_snnl` as
-:func:`snnl.train.train` does with ``alpha > 0``. The two are timed interleaved
-(alternating blocks of steps, after a warm-up), and the ratio is the median over rounds of
-each round's pair of blocks, so that a machine whose speed drifts (shared with other
-work) slows both sides of every ratio alike; the ratio of the medians is printed too.
+:func:`snnl.train.train` does with ``alpha > 0``. The steps are timed interleaved (a block
+of each per round, after a warm-up, in reversed order every other round), and the ratio is
+the median over rounds of each round's pair of blocks, so that a machine whose speed drifts
+(shared with other work) slows both sides of every ratio alike; the ratio of the medians
+is printed too.
 Goal: entangled / baseline <= 1.3. Above it, a ``torch.profiler`` table of the
 entangled step says where the time goes.
 
