@@ -15,7 +15,8 @@ entangled step says where the time goes.
 A third step, timed in the same rounds, puts the ratio in context: the baseline plus only
 the matrix products that any exact implementation of the loss computes on each hidden
 layer, the Gram matrix ``x x^T`` (as :func:`snnl.layerwise._gram` does it) and the
-gradient product ``G x``, i.e. 1.75 b^2 D multiply-adds per layer. Its ratio to the
+gradient product ``G x``: 1.75 b^2 D multiply-adds for a layer whose Gram matrix is split
+in halves (conv1, conv2), 2 b^2 D for the others. Its ratio to the
 baseline is the floor of the goal on this machine; ``entangled - products`` is what the
 rest of the loss (its (b, b) arithmetic, the checks, Python) costs inside the step.
 

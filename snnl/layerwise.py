@@ -38,6 +38,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from snnl.inputs import NonFiniteEmbeddings, check_distance, check_embeddings, prepare_embeddings, prepare_labels
 from snnl.losses import SoftNearestNeighborLoss, temperature_step
@@ -183,6 +184,7 @@ class _Layerwise(torch.autograd.Function):
         return losses, dt
 
     @staticmethod
+    @once_differentiable  # the hand-written gradient is not itself differentiable
     def backward(ctx, grad_losses, _grad_dt):
         t, y, onehot_t, w, m, lse, lse_all, *xs = ctx.saved_tensors
         euclid = ctx.euclid
@@ -289,7 +291,7 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
     out: dict[str, torch.Tensor] = {}
     groups: dict[str, list[str]] = {}
     for n, mod in losses.items():
-        if mod.chunk_size is None and not mod.reference:
+        if mod.chunk_size is None and not getattr(mod, "reference", False):
             groups.setdefault(mod.distance, []).append(n)
         else:
             try:
@@ -305,7 +307,8 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
             with torch.no_grad():  # T = T0 / t: one step on t, as SoftNearestNeighborLoss.forward, all at once
                 steps = [k for k in range(len(mods)) if learn[k]]
                 t = torch.stack([mods[k].inverse_scale for k in steps])
-                new = temperature_step(t, dt[steps], t.new_tensor([mods[k].lr for k in steps]),
+                new = temperature_step(t, dt if len(steps) == len(mods) else dt[steps],
+                                       t.new_tensor([mods[k].lr for k in steps]),
                                        t.new_tensor([mods[k].initial_temperature for k in steps]))
                 for k, v in zip(steps, new.unbind()):
                     mods[k].inverse_scale.copy_(v)

@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
-from snnl.inputs import DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings, prepare  # noqa: F401 (re-exported)
+from snnl.inputs import (DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings,  # noqa: F401 (re-exported)
+                         prepare, prepare_labels)
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
 
 STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
@@ -119,6 +121,7 @@ class _SNNLRows(torch.autograd.Function):
         return terms, valid, dt
 
     @staticmethod
+    @once_differentiable  # the hand-written gradient is not itself differentiable
     def backward(ctx, grad_terms, _grad_valid, _grad_dt):
         xq, x, t, y, yq, m, lse, lse_all, valid = ctx.saved_tensors
         offset, euclid, n_classes, dense = ctx.meta
@@ -354,13 +357,22 @@ class SoftNearestNeighborLoss(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         learn = self.learn_temperature and self.training
-        if self.reference:
+        if self.reference:  # the checks of Eq. 1 (labels, NaN and inf) for the authors' formula
             check_embeddings(embeddings, self.distance)
-            t = torch.tensor(self.temperature, dtype=torch.float64, device=embeddings.device, requires_grad=learn)
-            value = soft_nearest_neighbor_loss_reference(embeddings, labels, t, self.distance)
+            y = prepare_labels(labels, embeddings.shape[0], embeddings.device)
+            grad_mode = torch.is_grad_enabled()
+            with torch.enable_grad():  # dl/dT by autograd, under no_grad too
+                t = torch.tensor(self.temperature, dtype=torch.float64, device=embeddings.device,
+                                 requires_grad=learn)
+                value = soft_nearest_neighbor_loss_reference(embeddings, y, t, self.distance)
+                if not bool(torch.isfinite(value)) and not bool(torch.isfinite(embeddings.detach()).all()):
+                    raise NonFiniteEmbeddings("embeddings contain NaN or inf")
+                if learn:
+                    (d_temp,) = torch.autograd.grad(value, t, retain_graph=grad_mode)
+            if not grad_mode:
+                value = value.detach()
             if not learn:
                 return value
-            (d_temp,) = torch.autograd.grad(value, t, retain_graph=True)
         elif not learn:
             return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
         else:

@@ -82,6 +82,10 @@ def test_summary_statistics_and_paper_columns():
     extra = {(r["dataset"], r["variant"]): r for r in reg.table1_summary(recs + [other])}
     assert extra[("mnist", "entangled")]["runs"] == 1 and extra[("mnist", "entangled")]["best"] == 99.5
     assert extra[("mnist", "entangled (snnl-reference)")]["paper_best"] is None
+    assert reg.table1_missing([other]) == reg.table1_missing([])  # it stands in for no Table 1 run
+    # a baseline trains no regulariser: the same config (and record) whichever is asked for
+    assert reg.table1_config("mnist", 0.0, "paper", regularizer="snnl-reference").regularizer == "snnl"
+    assert reg.table1_config("mnist", 10.0, "paper", regularizer="snnl-reference").regularizer == "snnl-reference"
     table = reg.format_table1(reg.table1_summary(recs))
     assert "| paper | mnist | baseline | 0 | 14000 | 3 (paper 4) | 99.00 | 98.83 | 98.00 ± 1.00 | 98.82 |" in table
     assert "89.90 (sic) |" in table and "| – |" in table

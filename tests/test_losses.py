@@ -365,6 +365,32 @@ def test_reference_module_computes_the_reference_and_steps_its_temperature(dista
     assert frozen.temperature == 7.0 and "reference=True" in repr(frozen)
 
 
+def test_reference_module_under_no_grad_with_bad_inputs_and_in_eval():
+    x, y = make_batch(23, b=20, d=3, classes=3, dtype=torch.float64, scale=3.0)
+    mod = SoftNearestNeighborLoss(5.0, learn_temperature=True, reference=True)
+    with torch.no_grad():  # still steps T (dl/dT by autograd), returns a plain value
+        value = mod(x, y)
+    assert not value.requires_grad and mod.temperature != 5.0
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(NonFiniteEmbeddings):
+        mod(bad, y)
+    with pytest.raises(ValueError, match="vector of length 20"):
+        mod(x, y[:5])
+
+
+def test_the_hand_written_gradients_refuse_a_second_derivative():
+    """create_graph=True would differentiate P - Q as if it did not depend on x: refused."""
+    from snnl.layerwise import soft_nearest_neighbor_losses
+
+    x, y = make_batch(24, b=12, d=3, classes=3, dtype=torch.float64)
+    x.requires_grad_(True)
+    for loss in (soft_nearest_neighbor_loss(x, y, 2.0), soft_nearest_neighbor_losses([x], y, [2.0]).sum()):
+        (g,) = torch.autograd.grad(loss, x, create_graph=True)
+        with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+            g.sum().backward()
+
+
 def test_reference_module_saturates_where_the_exact_one_does_not():
     x, y = make_batch(22, b=32, d=4, classes=4, dtype=torch.float64, scale=1.0)
     x = x * 100.0  # far apart relative to T = 1

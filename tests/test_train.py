@@ -160,11 +160,23 @@ def test_triplet_regulariser_trains(digits):
     assert math.isfinite(r.metrics["test_ce"])
 
 
-def test_reference_regulariser_trains_with_the_authors_formula(digits):
+def test_reference_regulariser_trains_with_the_authors_formula(digits, monkeypatch):
     """regularizer="snnl-reference": the modules compute the authors' formula; at these
     distances it is Eq. 1 up to its 1e-5 terms, so the run stays close to the exact one."""
+    import snnl.losses
+
+    calls = []
+    real = snnl.losses.soft_nearest_neighbor_loss_reference
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(snnl.losses, "soft_nearest_neighbor_loss_reference", spy)
     ref = train(cfg(steps=4, alpha=1.0, regularizer="snnl-reference"), digits, progress=False)
+    assert len(calls) == 4 * len(ref.history["snnl"])  # every layer, every step
     exact = train(cfg(steps=4, alpha=1.0), digits, progress=False)
+    assert len(calls) == 4 * len(ref.history["snnl"])  # not by the exact loss
     for n, vs in ref.history["snnl"].items():
         assert vs == pytest.approx(exact.history["snnl"][n], rel=1e-3)
         assert ref.history["temperature"][n] == pytest.approx(exact.history["temperature"][n], rel=1e-3)
