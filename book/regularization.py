@@ -66,6 +66,9 @@ banner = snnl.Banner(profile, [], device)
 # the paper's recipe (Adam $10^{-4}$, batch 256, 14,000 steps), $\alpha = 0$ and $\alpha = 10$.
 # Accuracies in percent; "paper" columns quote Table 1. The paper's SVHN averages are higher
 # than its best values and repeat the CIFAR-10 averages: a typo in the paper (marked *sic*).
+# A variant marked *(snnl-reference)* was trained with the authors' TensorFlow formula of the
+# loss instead of Eq. 1 (`--regularizer snnl-reference`: its $10^{-5}$ stability terms, no
+# shift of the exponents), everything else equal: it tells the formula apart from the recipe.
 
 # %%
 paper_records = snnl.load_records(records_dir, "table1", profile="paper")
