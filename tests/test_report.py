@@ -157,6 +157,7 @@ def test_training_curve_and_gan_claims(tmp_path):
     assert find(items, "Fig. 3:")["status"] == rp.HOLDS
     assert find(items, "Fig. 15")["status"] == rp.FAILS  # fc1 rose
     assert find(items, "Fig. 7")["status"] == rp.HOLDS and "best alpha 10" in find(items, "Fig. 7")["ours"]
+    assert "per alpha: -1: 50.00, 0: 60.00, 10: 70.00 (" in find(items, "Fig. 7")["note"]
     assert find(items, "Fig. 8")["status"] == rp.HOLDS
     assert find(items, "(mnist, dcgan)")["status"] == rp.HOLDS
     assert find(items, "(mnist, fc)")["status"] == rp.NOT_RUN
