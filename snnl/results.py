@@ -98,6 +98,11 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+LOADED_COMMIT = git_commit()
+"""The commit of the code this process runs: taken when :mod:`snnl` is imported, so that a
+process running several experiments records the code it loaded, not a later checkout."""
+
+
 @dataclass
 class Run:
     """Collects what a results record needs while an experiment runs.
@@ -114,7 +119,7 @@ class Run:
     device: str = "cpu"
     started_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     _t0: float = field(default_factory=time.perf_counter, repr=False)
-    commit: str = field(default_factory=git_commit)  # the code that runs: taken at the start
+    commit: str = LOADED_COMMIT  # the code that runs: as it was when the package was imported
 
     def __post_init__(self):
         if self.profile not in PROFILES:

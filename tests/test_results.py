@@ -45,8 +45,21 @@ def test_record_roundtrip_with_all_fields(tmp_path):
     started = datetime.datetime.fromisoformat(back["started_at"])
     assert abs((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()) < 600
     assert 0 <= back["wall_seconds"] < 600
-    assert back["git_commit"] == git_commit()
+    assert back["git_commit"] == git_commit()  # (the tree has not changed since the import)
     assert "path" not in json.loads(open(rec["path"]).read())
+
+
+def test_the_commit_is_the_code_loaded_not_a_later_checkout(monkeypatch):
+    """A process that runs several experiments records the commit it imported, even if the
+    checkout moves on meanwhile."""
+    import dataclasses
+
+    import snnl.results
+
+    commit = {f.name: f for f in dataclasses.fields(snnl.results.Run)}["commit"]
+    assert commit.default == snnl.results.LOADED_COMMIT and commit.default_factory is dataclasses.MISSING
+    monkeypatch.setattr(snnl.results, "git_commit", lambda *a, **k: "a-later-commit")  # the checkout moves on
+    assert make_run().commit == snnl.results.LOADED_COMMIT
 
 
 def test_finish_without_out_dir_writes_nothing(tmp_path, monkeypatch):
