@@ -300,12 +300,11 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
                 _raise_non_finite([hidden[n]], [n])
     for distance, names in groups.items():
         mods = [losses[n] for n in names]
-        learn = [m.learn_temperature and m.training for m in mods]
+        steps = [k for k, m in enumerate(mods) if m.learn_temperature and m.training]  # the learning ones
         values, dt = _losses([hidden[n] for n in names], labels, [m.temperature for m in mods], distance,
-                             want_dt=any(learn), names=names)
-        if any(learn):
+                             want_dt=bool(steps), names=names)
+        if steps:
             with torch.no_grad():  # T = T0 / t: one step on t, as SoftNearestNeighborLoss.forward, all at once
-                steps = [k for k in range(len(mods)) if learn[k]]
                 t = torch.stack([mods[k].inverse_scale for k in steps])
                 new = temperature_step(t, dt if len(steps) == len(mods) else dt[steps],
                                        t.new_tensor([mods[k].lr for k in steps]),

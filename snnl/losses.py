@@ -186,6 +186,22 @@ def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None):
     return terms.sum() / n, dt.sum() / n
 
 
+def _reference_loss_and_dt(embeddings, labels, temperature, distance, want_dt):
+    """:func:`soft_nearest_neighbor_loss_reference` with the input checks of Eq. 1 (labels,
+    NaN and inf), and its derivative in T by autograd when ``want_dt`` (else None); under
+    ``no_grad`` too, where the value comes back detached."""
+    check_embeddings(embeddings, distance)
+    y = prepare_labels(labels, embeddings.shape[0], embeddings.device)
+    grad_mode = torch.is_grad_enabled()
+    with torch.enable_grad():
+        t = torch.tensor(float(temperature), dtype=torch.float64, device=embeddings.device, requires_grad=want_dt)
+        value = soft_nearest_neighbor_loss_reference(embeddings, y, t, distance)
+        if not bool(torch.isfinite(value)) and not bool(torch.isfinite(embeddings.detach()).all()):
+            raise NonFiniteEmbeddings("embeddings contain NaN or inf")
+        d_temp = torch.autograd.grad(value, t, retain_graph=grad_mode)[0] if want_dt else None
+    return (value if grad_mode else value.detach()), d_temp
+
+
 def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
                                temperature: float | torch.Tensor = 1.0, distance: str = "euclidean",
                                chunk_size: int | None = None) -> torch.Tensor:
@@ -357,26 +373,14 @@ class SoftNearestNeighborLoss(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         learn = self.learn_temperature and self.training
-        if self.reference:  # the checks of Eq. 1 (labels, NaN and inf) for the authors' formula
-            check_embeddings(embeddings, self.distance)
-            y = prepare_labels(labels, embeddings.shape[0], embeddings.device)
-            grad_mode = torch.is_grad_enabled()
-            with torch.enable_grad():  # dl/dT by autograd, under no_grad too
-                t = torch.tensor(self.temperature, dtype=torch.float64, device=embeddings.device,
-                                 requires_grad=learn)
-                value = soft_nearest_neighbor_loss_reference(embeddings, y, t, self.distance)
-                if not bool(torch.isfinite(value)) and not bool(torch.isfinite(embeddings.detach()).all()):
-                    raise NonFiniteEmbeddings("embeddings contain NaN or inf")
-                if learn:
-                    (d_temp,) = torch.autograd.grad(value, t, retain_graph=grad_mode)
-            if not grad_mode:
-                value = value.detach()
-            if not learn:
-                return value
-        elif not learn:
-            return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
-        else:
+        if self.reference:
+            value, d_temp = _reference_loss_and_dt(embeddings, labels, self.temperature, self.distance, learn)
+        elif learn:
             value, d_temp = _loss_and_dt(embeddings, labels, self.temperature, self.distance, self.chunk_size)
+        else:
+            return soft_nearest_neighbor_loss(embeddings, labels, self.temperature, self.distance, self.chunk_size)
+        if not learn:
+            return value
         with torch.no_grad():  # one step on t (T = T0 / t), the derivative from the same pass
             self.inverse_scale.copy_(temperature_step(self.inverse_scale, d_temp, self.lr, self.initial_temperature))
         return value
