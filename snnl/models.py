@@ -22,6 +22,13 @@ of any of our models' outputs (or passes a plain tensor through).
   a linear layer. ``n=2`` gives 14 weighted layers; the paper's "ResNet v2 with
   15 layers" is not fully specified, this is the nearest standard design. Hidden
   layers: every block's output (``block1`` ... ``block6``) and ``pool``.
+* ``cnn-wide`` — :class:`CNN` with widths conv 32/64, FC 1024/512: a network that overfits a
+  small training set (the Table 1 study's overfitting regime).
+* :class:`ZooCNN` (``zoo``) — the only training script the authors released (cleverhans v3,
+  ``model_zoo/soft_nearest_neighbor_loss``): three ReLU convolutions without pooling (64 filters
+  8x8 stride 2 "same", 128 filters 6x6 stride 2 "valid", 128 filters 5x5 stride 1 "valid") and a
+  linear logit layer, weights drawn with std ``1/sqrt(fan_in)`` (their
+  ``HeReLuNormalInitializer``), zero biases. Hidden: ``conv1``, ``conv2``, ``conv3``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODELS = ("cnn", "cnn1", "resnet")
+MODELS = ("cnn", "cnn1", "resnet", "zoo", "cnn-wide")
+WIDE_CNN = (32, 64, 1024, 512)
 
 
 def logits_of(output) -> torch.Tensor:
@@ -145,10 +153,48 @@ class ResNetV2(nn.Module):
         return self.logits(h["pool"]), h
 
 
+class ZooCNN(nn.Module):
+    """The authors' released SNNL model (cleverhans ``ModelBasicCNN``): 3 ReLU convs, no pooling."""
+
+    layer_names = ("conv1", "conv2", "conv3")
+
+    def __init__(self, in_shape=(1, 28, 28), num_classes: int = 10, nb_filters: int = 64):
+        super().__init__()
+        c, h, w = in_shape
+        # TF "same" with an 8x8 kernel at stride 2: pad so that the output is ceil(h / 2)
+        pad_h, pad_w = max((-(-h // 2) - 1) * 2 + 8 - h, 0), max((-(-w // 2) - 1) * 2 + 8 - w, 0)
+        self._pad = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
+        self.conv1 = nn.Conv2d(c, nb_filters, 8, stride=2)
+        self.conv2 = nn.Conv2d(nb_filters, 2 * nb_filters, 6, stride=2)
+        self.conv3 = nn.Conv2d(2 * nb_filters, 2 * nb_filters, 5, stride=1)
+        h, w = -(-h // 2), -(-w // 2)
+        h, w = (h - 6) // 2 + 1, (w - 6) // 2 + 1
+        h, w = h - 4, w - 4
+        if h < 1 or w < 1:
+            raise ValueError(f"the zoo model needs inputs of at least 28x28, got {tuple(in_shape)}")
+        self.logits = nn.Linear(2 * nb_filters * h * w, num_classes)
+        for m in (self.conv1, self.conv2, self.conv3, self.logits):
+            fan_in = m.weight[0].numel()
+            with torch.no_grad():
+                m.weight.normal_(0.0, fan_in ** -0.5)
+                m.bias.zero_()
+
+    def forward(self, x):
+        h = OrderedDict()
+        h["conv1"] = F.relu(self.conv1(F.pad(x, self._pad)))
+        h["conv2"] = F.relu(self.conv2(h["conv1"]))
+        h["conv3"] = F.relu(self.conv3(h["conv2"]))
+        return self.logits(h["conv3"].flatten(1)), h
+
+
 def build_model(name: str, in_shape=(1, 28, 28), num_classes: int = 10) -> nn.Module:
-    """``cnn``, ``cnn1`` or ``resnet`` for inputs of shape ``in_shape`` (C, H, W)."""
+    """One of :data:`MODELS` for inputs of shape ``in_shape`` (C, H, W)."""
     if name == "cnn":
         return CNN(in_shape, num_classes)
+    if name == "cnn-wide":
+        return CNN(in_shape, num_classes, widths=WIDE_CNN)
+    if name == "zoo":
+        return ZooCNN(in_shape, num_classes)
     if name == "cnn1":
         return CNN1(in_shape, num_classes)
     if name == "resnet":

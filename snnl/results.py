@@ -37,6 +37,7 @@ RECORD_FIELDS = (
     "device", "torch_version", "git_commit", "started_at", "wall_seconds",
 )
 PROFILES = ("small", "paper")
+RECORD_PROFILES = PROFILES + ("screen",)  # "screen": shortened screening runs of a study
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -122,8 +123,8 @@ class Run:
     commit: str = LOADED_COMMIT  # the code that runs: as it was when the package was imported
 
     def __post_init__(self):
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.profile not in RECORD_PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose one of {', '.join(RECORD_PROFILES)}")
 
     def record(self, metrics: dict[str, Any], history: dict[str, Any] | None = None) -> dict[str, Any]:
         rec = {

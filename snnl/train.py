@@ -122,6 +122,21 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return {"ce": ce / len(x), "accuracy": correct / len(x)}
 
 
+@torch.no_grad()
+def activation_scale(h: torch.Tensor, temperature: float, distance: str = "euclidean") -> float:
+    """The median pairwise distance of a batch of activations (squared Euclidean or cosine, as
+    the loss uses it) divided by the temperature: near 0, every pair looks close at that T and
+    the SNNL is near its maximum whatever the classes (a network can raise its SNNL at a fixed
+    T by shrinking its activations); large, only the nearest points count."""
+    h = h.detach().flatten(1).double()
+    if distance == "cosine":
+        h = F.normalize(h, dim=1)
+        d = (1.0 - h @ h.T)[torch.triu_indices(len(h), len(h), 1, device=h.device).unbind()]
+    else:
+        d = torch.pdist(h).square()
+    return float(d.median()) / float(temperature) if d.numel() else float("nan")
+
+
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -171,6 +186,7 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
     n_eval = min(config.eval_train_size, len(x_tr))
     eval_idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(config.seed + 1))[:n_eval]
     history = {"step": [], "ce": [], "snnl": {n: [] for n in layers}, "temperature": {n: [] for n in layers},
+               "scale": {n: [] for n in layers},
                "eval_step": [], "train_ce": [], "train_accuracy": [], "test_ce": [], "test_accuracy": []}
     step, perm, pos = 0, torch.randperm(len(x_tr), generator=gen), 0
 
@@ -183,6 +199,7 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
         sched.load_state_dict(state["sched"]); snnl.load_state_dict(state["snnl"])
         gen.set_state(state["gen"]); torch.set_rng_state(state["torch_rng"])
         step, perm, pos, history = state["step"], state["perm"], state["pos"], state["history"]
+        history.setdefault("scale", {n: [] for n in layers})  # checkpoints written before it was recorded
     resumed_from = step  # > 0: the record's wall time and commit are of this process, from that step on
     if ckpt is not None:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -249,6 +266,7 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             for n in layers:
                 history["snnl"][n].append(reg[n].item())
                 history["temperature"][n].append(snnl[n].temperature)
+                history["scale"][n].append(activation_scale(hidden[n], snnl[n].temperature, config.distance))
             bar.set_postfix(ce=f"{ce.item():.3f}", snnl=f"{sum(v.item() for v in reg.values()):.3f}")
         step += 1
         bar.update(1)
