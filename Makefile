@@ -103,7 +103,7 @@ site-check: $(INSTALLED)
 
 # docs/screenshot.png, the README's picture of the book: a chapter of the built site (after
 # `make book`) in headless Chromium, offline, from file://
-SCREENSHOT_PAGE ?= regularization
+SCREENSHOT_PAGE ?= reproduction
 BROWSER_FLAGS := --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
 	--disable-sync --no-first-run --hide-scrollbars --virtual-time-budget=15000
 screenshot:
