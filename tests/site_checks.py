@@ -7,6 +7,7 @@ is shown able to fail on a small page with the defect in tests/test_site_checks.
 * :func:`bare_reprs` -- the repr of a Python object as an output (a cell that ends in an
   expression, ``<... object at 0x...>``, ``Config(a=1, ...)``, ``{'key': ...}``);
 * :func:`first_screen_prose` -- the words of prose a reader sees before scrolling;
+* :func:`shown_code` -- cells whose source the page shows open (not behind a "show code" toggle);
 * :func:`broken_links` -- links between the site's files whose file or anchor does not exist.
 
 Pages are parsed with the standard library's ``html.parser`` into a small tree; a closed
@@ -220,6 +221,23 @@ def bare_reprs(page: str) -> list[str]:
     return found
 
 
+def shown_code(page: str) -> list[str]:
+    """The first line of every executed cell's source that the page shows open (MyST-NB's
+    ``cell_input``, not inside a closed ``<details>``: the "show code" toggle of ``hide-input``)."""
+    found = []
+
+    def walk(node: Node, closed: bool):
+        for child in node.children:
+            if isinstance(child, str) or _hidden(child):
+                continue
+            if "cell_input" in child.classes and not closed:
+                found.append((html_lib.unescape(child.text()).strip().splitlines() or [""])[0][:120])
+            walk(child, closed or (child.tag == "details" and "open" not in child.attrs))
+
+    walk(main_content(parse(page)), False)
+    return found
+
+
 def first_screen_prose(page: str, lines: int = SCREEN_LINES) -> int:
     """Words of prose (paragraphs and list items of the text, not code, outputs, tables or
     asides) within the first ``lines`` lines of the page's main content, by an estimate of the
@@ -257,9 +275,10 @@ def broken_links(site: Path) -> list[str]:
     """Links of every ``.html`` file under ``site`` to a file of the site (relative ``href`` of
     ``<a>`` and ``<link>``, ``src`` of ``<img>`` and ``<script>``) whose file is missing, lies
     outside the site, or lacks the ``#anchor`` named. Links with a scheme (``https:``,
-    ``mailto:``, ...) are not followed: the check is offline."""
+    ``mailto:``, ...) are not followed: the check is offline. Files under ``_static/`` are the
+    theme's assets (some are templates), not pages."""
     site, bad, cache = Path(site).resolve(), [], {}
-    for page in sorted(site.rglob("*.html")):
+    for page in sorted(p for p in site.rglob("*.html") if p.relative_to(site).parts[0] != "_static"):
         text = page.read_text(errors="replace")
         for ref in re.findall(r'<(?:a|link|img|script)\b[^>]*?\s(?:href|src)="([^"]*)"', text):
             ref = html_lib.unescape(ref)

@@ -92,7 +92,7 @@ def notebook_tables(page: str) -> int:
 @pytest.mark.parametrize("page", PAGES)
 def test_page_reads_as_a_page(page, doms):
     """What a reader sees: the tables of the notebook as tables, no raw Markdown table syntax, no
-    bare repr of a Python object, prose in the first screen."""
+    bare repr of a Python object, prose in the first screen, code only behind "show code"."""
     dom = doms[page]
     body = article(dom)
     expected, shown = notebook_tables(page), len(re.findall(r"<table\b", body))
@@ -103,6 +103,8 @@ def test_page_reads_as_a_page(page, doms):
     assert not reprs, f"{page}: a Python object's repr as output: {reprs[:3]}"
     words = site_checks.first_screen_prose(dom)
     assert words >= site_checks.MIN_PROSE_WORDS, f"{page}: {words} words of prose in the first screen"
+    code = site_checks.shown_code(dom)
+    assert not code, f"{page}: code shown open, not behind a 'show code' toggle: {code[:3]}"
 
 
 def test_links_between_the_sites_files_resolve():

@@ -78,6 +78,8 @@ def test_broken_links_are_found(tmp_path):
     (tmp_path / "a.html").write_text('<h1 id="top">A</h1><span id="x"></span><a href="#top">top</a>')
     (tmp_path / "sub" / "index.html").write_text('<a href="../a.html#x">back</a><a href="../a.html#gone">gone</a>')
     (tmp_path / "style.css").write_text("")
+    (tmp_path / "_static").mkdir()  # the theme's assets: templates, not pages
+    (tmp_path / "_static" / "macros.html").write_text('<link href="{{ pathto(\'_static/x.css\', 1) }}">')
     (tmp_path / "index.html").write_text(
         '<link rel="stylesheet" href="style.css"><a href="a.html">a</a><a href="a.html#x">x</a>'
         '<a href="sub/">sub</a><a href="missing.html">m</a><a href="#">top</a><a href="#nowhere">n</a>'
@@ -89,3 +91,11 @@ def test_broken_links_are_found(tmp_path):
         "index.html: _static/gone.js (no such file)", "sub/index.html: ../a.html#gone (no such anchor)"])
     (tmp_path / "fig one.png").write_bytes(b"")
     assert "index.html: fig%20one.png (no such file)" not in sc.broken_links(tmp_path)
+
+
+def test_code_shown_open_is_found():
+    shown = CODE.format("# Parameters\nprofile = &quot;small&quot;")
+    assert sc.shown_code(page(PROSE, HIDDEN_CODE.format("import snnl"), shown)) == ["# Parameters"]
+    opened = HIDDEN_CODE.replace("<details ", "<details open ").format("import snnl")  # a toggle the reader opened
+    assert sc.shown_code(page(opened)) == ["import snnl"]
+    assert sc.shown_code(page(PROSE, HIDDEN_CODE.format("import snnl"), OUTPUT.format("stream", "1"))) == []

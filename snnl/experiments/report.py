@@ -172,14 +172,15 @@ def format_ledger(items: list[dict], columns=LEDGER_COLUMNS) -> str:
 
 
 def format_summary(items: list[dict]) -> str:
-    """A Markdown table: per paper section, how many items have each status (the statuses that
-    occur, as badges), then the total of every column."""
+    """A Markdown table: per paper section (its heading without the list of figures), how many
+    items have each status (the statuses that occur, as badges), then the total of every column."""
     kinds = [s for s, n in counts(items).items() if n]
     head = {s: status_badge(s) for s in kinds}
     rows = []
     for heading, _, group in by_paper_section(items):
         c = Counter(i["status"] for i in group)
-        rows.append({"paper section": heading, **{head[s]: c.get(s) or "–" for s in kinds}, "items": len(group)})
+        rows.append({"paper section": heading.split(" (")[0], **{head[s]: c.get(s) or "–" for s in kinds},
+                     "items": len(group)})
     total = counts(items)
     rows.append({"paper section": "**all**", **{head[s]: f"**{total[s]}**" for s in kinds}, "items": f"**{len(items)}**"})
     cols = ("paper section", *head.values(), "items")
