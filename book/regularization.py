@@ -42,7 +42,7 @@ fig8_dataset = ""  # data of Fig. 8; empty means the profile default (small: dig
 records_dir = "results"  # committed paper-profile records (Table 1 of the paper profile)
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
@@ -70,7 +70,7 @@ banner = snnl.Banner(profile, [], device)
 # loss instead of Eq. 1 (`--regularizer snnl-reference`: its $10^{-5}$ stability terms, no
 # shift of the exponents), everything else equal: it tells the formula apart from the recipe.
 
-# %%
+# %% tags=["hide-input"]
 paper_records = snnl.load_records(records_dir, "table1", profile="paper")
 if paper_records:
     display(Markdown(reg.format_table1(reg.table1_summary(paper_records))))
@@ -95,7 +95,7 @@ for r in reg.table1_summary(paper_records):
 # Adam at $10^{-3}$, a scale at which nothing about the paper's numbers can be confirmed or
 # refuted, only that the pipeline works and which way the regulariser pushes in short training.
 
-# %%
+# %% tags=["hide-input"]
 names = [d for d in dataset.split(",") if d] or (["digits"] if profile == "small"
                                                   else ["mnist", "fashion-mnist", "svhn", "cifar10"])
 ours = []
@@ -184,7 +184,7 @@ print("\n".join(study.study_verdict(study_rows, study_records)))
 # profile: the digits at the small profile, Fashion-MNIST with the CNN at the paper profile
 # (standing in for the CIFAR-10 ResNet search).
 
-# %%
+# %% tags=["hide-input"]
 fig7 = reg.figure7(profile, seed0=seed, out_dir=f"{out}/fig7", **common)
 reg.plot_figure7(fig7)
 plt.show()
@@ -204,7 +204,7 @@ print(f"Measured ({profile} profile, {data_label(fig7)}): "
 # Fashion-MNIST instead (named in the plot). At the small profile: 300 training digits and
 # 400 steps, enough for the baseline to overfit.
 
-# %%
+# %% tags=["hide-input"]
 fig8 = reg.figure8(profile, runs=2 if profile == "paper" else 1, alphas=(0.0, alpha), seed0=seed,
                    dataset=fig8_dataset or None, out_dir=f"{out}/fig8", **common)
 reg.plot_figure8(fig8)
