@@ -146,7 +146,7 @@ for name in names:
 # `python -m snnl.experiments.table1_study --jobs 2` (resumable); its records are committed
 # under `results/paper/table1_study/`.
 
-# %%
+# %% tags=["hide-input"]
 from snnl.experiments import table1_study as study
 
 study_records = snnl.load_records(records_dir, study.EXPERIMENT)
@@ -164,7 +164,7 @@ plt.show()
 # over seeds: per-layer SNNL of the training batches, the temperature, the activations' scale
 # against it, and the train and test cross-entropy (solid: entangled, dashed: baseline).
 
-# %%
+# %% tags=["hide-input"]
 shown = [r for r in study_rows if r["cell"] == "zoo-mnist" and r["profile"] == "paper"]
 others = [r for r in study_rows if r["profile"] in ("paper", "screen") and r not in shown]
 shown += [max(others, key=lambda r: r["gain"])] if others else []
