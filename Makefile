@@ -15,6 +15,7 @@
 #                                parameters: profile, results_dir [, seed, device, PARAMS])
 #   book/<name>.md --copy------> _build/<profile>/<name>.md
 #   _build/<profile>/ --jupyter-book build (execution off, -W -n --keep-going)--> the HTML site
+#                  (book/api.md: autodoc imports this checkout's snnl, PYTHONPATH=repository root)
 # A notebook that fails is moved to _build/<profile>-failed/<name>.ipynb (executed up to the
 # error) and the build stops.
 SHELL := /bin/bash
@@ -116,7 +117,7 @@ screenshot:
 book: $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
 		$(MARKDOWN:%=$(STAGE)/%.md) $(NOTEBOOKS:%=$(STAGE)/%.ipynb)
 	$(if $(wildcard book/_static),mkdir -p $(STAGE)/_static && cp -r book/_static/. $(STAGE)/_static/)
-	$(BIN)jupyter-book build $(STAGE) --path-output $(OUT) -W -n --keep-going
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)jupyter-book build $(STAGE) --path-output $(OUT) -W -n --keep-going
 	rm -rf $(HTML)/_static/mathjax && mkdir -p $(HTML)/_static/mathjax
 	cp -r $(addprefix $(MATHJAX)/,$(MATHJAX_FILES)) $(HTML)/_static/mathjax/
 	@echo "book ($(PROFILE) profile): $(HTML)/index.html"

@@ -259,7 +259,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: 
     """Load ``name`` (one of :data:`DATASETS`) as in-memory tensors.
 
     Args:
-        root: data root (default ``$SNNL_DATA`` or :data:`DEFAULT_ROOT`).
+        root: data root (default ``$SNNL_DATA`` or ``snnl.data.DEFAULT_ROOT``).
         download: let torchvision download missing files (where online).
         source: a folder of idx files (``.gz`` or plain) to import missing files from.
         n_train, n_test: keep a random subset of this size (seeded by ``seed``).
