@@ -158,14 +158,15 @@ class SNNLRegularizer(nn.Module):
         one step on the learned temperatures (in training mode)."""
         hidden = self._take(labels)
         learn = self.training and self._model.training
-        modes = [c.training for c in self.criteria]
-        for c in self.criteria:  # the temperature step of layerwise_snnl follows the modules' mode
+        # layerwise_snnl steps a temperature when its module is in training mode: set for this call
+        switched = [c for c in self.criteria if c.training != learn]
+        for c in switched:
             c.training = learn
         try:
             values = layerwise_snnl(dict(zip(self.layers, self.criteria)), hidden, labels)
         finally:
-            for c, mode in zip(self.criteria, modes):
-                c.training = mode
+            for c in switched:
+                c.training = not learn
         self.losses = {n: v.detach() for n, v in values.items()}
         return torch.stack(list(values.values())).sum()
 
