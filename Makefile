@@ -18,6 +18,7 @@
 #   _build/<profile>/ --jupyter-book build (execution off, -W -n --keep-going)--> the HTML site, every
 #                        page rendered anew (--all): the landing page pastes numbers from the report's
 #                        notebook (glue), and a change of book/_static alone must reach the site
+#                        (book/api.md: autodoc imports this checkout's snnl, PYTHONPATH=repository root)
 # A notebook that fails is moved to _build/<profile>-failed/<name>.ipynb (executed up to the
 # error) and the build stops.
 SHELL := /bin/bash
@@ -123,7 +124,7 @@ screenshot:
 book: $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
 		$(MARKDOWN:%=$(STAGE)/%.md) $(NOTEBOOKS:%=$(STAGE)/%.ipynb)
 	$(if $(wildcard book/_static),mkdir -p $(STAGE)/_static && cp -r book/_static/. $(STAGE)/_static/)
-	$(BIN)jupyter-book build $(STAGE) --path-output $(OUT) --all -W -n --keep-going
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)jupyter-book build $(STAGE) --path-output $(OUT) --all -W -n --keep-going
 	rm -rf $(HTML)/_static/mathjax && mkdir -p $(HTML)/_static/mathjax
 	cp -r $(addprefix $(MATHJAX)/,$(MATHJAX_FILES)) $(HTML)/_static/mathjax/
 	@echo "book ($(PROFILE) profile): $(HTML)/index.html"
