@@ -235,7 +235,7 @@ print("Paper: the entangled model's test CE turns up about 5,000 steps later, an
 # is the cross-entropy **minus** $\alpha$ times the regulariser, $\alpha > 0$. (A usage
 # example on the CPU at every profile, not a paper result: nothing is recorded.)
 
-# %%
+# %% tags=["hide-input"]
 import torch
 import torch.nn.functional as F
 from torchvision.models import resnet18
