@@ -59,7 +59,7 @@ SMALL_RECIPE = dict(model="zoo", steps=150, batch_size=64, lr=1e-3, temperature=
 class OODBenchmarkConfig:
     profile: str = "small"  # small (digits, models trained here, ~1 min) or paper (checkpoints of --models)
     datasets: tuple = ("digits",)  # in-distribution sets; their outlier datasets: PAIRS
-    seeds: tuple = (0,)  # model seeds (paper: those with finished checkpoints)
+    seeds: tuple = (0, 1)  # model seeds (paper: those with finished checkpoints)
     models: str | None = None  # folder of <variant>_paper_s<seed>/checkpoint.pt (paper profile)
     alpha: float = 10.0  # SNNL weight of the entangled models trained here (small profile)
     attacks: tuple = ("fgsm", "bim")  # adversarial outlier sets, each at every eps
@@ -144,14 +144,15 @@ def get_model(cfg: OODBenchmarkConfig, data, variant: str, seed: int):
     if cfg.profile == "paper":
         name = variant_name(data.name, variant)
         model, tc = load_model(Path(cfg.models) / f"{name}_paper_s{seed}", data.shape, data.num_classes)
-        recipe = "the authors' released recipe (cleverhans model zoo CNN), Table 1 study"
+        recipe = "the authors' released recipe (cleverhans model zoo CNN), trained by the Table 1 study"
     else:
         name = f"zoo-{data.name}-{VARIANTS[variant]}-small"
         tc = TrainConfig(dataset=data.name, alpha=0.0 if variant == "baseline" else cfg.alpha, seed=seed,
                          device=cfg.device, profile="small", experiment=EXPERIMENT, **SMALL_RECIPE)
         model, tc = train(tc, data=data, progress=False).model.eval(), asdict(tc)
         recipe = "the authors' recipe shortened to 150 steps on digits"
-    source = {"name": name, "recipe": recipe, "model": tc["model"], "steps": tc["steps"], "alpha": tc["alpha"],
+    source = {"name": name, "recipe": recipe, "checkpoint": f"{name}_paper_s{seed}" if cfg.profile == "paper" else None,
+              "model": tc["model"], "steps": tc["steps"], "alpha": tc["alpha"],
               "temperature": tc["temperature"], "learn_temperature": tc["learn_temperature"], "seed": tc["seed"]}
     return model.to(resolve_device(cfg.device)), source
 
@@ -231,6 +232,7 @@ def run_ood_benchmark(cfg: OODBenchmarkConfig, out_dir=None, log=print) -> list[
                     s_out = det.score(x_out.cpu(), features(model, x_out))
                     metrics = {d: ood_metrics(s_in[d], s_out[d]) for d in DETECTORS}
                     conf = {**asdict(cfg), "outliers": name, "variant": variant, "model_source": source,
+                            "models": None if cfg.models is None else Path(cfg.models).name,  # no local path
                             "outlier_description": SUBSTITUTES.get(name, name)}
                     run = Run(EXPERIMENT, cfg.profile, ds, seed, conf, device=device_name(dev))
                     hist = {"n_in": len(x_in), "n_out": len(x_out), "accuracy_in": acc,
@@ -298,6 +300,35 @@ def verdicts(records: list[dict]) -> list[dict]:
                 row[f"best_{v}"], row[f"dknn_gap_{v}"] = best, means[best] - means["dknn"]
                 row[f"dknn_rank_{v}"] = 1 + sorted(means.values(), reverse=True).index(means["dknn"])
         out.append(row)
+    return out
+
+
+def display_rows(records: list[dict]) -> list[dict]:
+    """The chapter's table: per pair and detector, AUROC and FPR@95TPR, mean ± std over seeds."""
+    fmt = lambda r, m: "–" if r is None else f"{r[m]:.3f}" + ("" if r[f"{m}_std"] is None else f" ± {r[f'{m}_std']:.3f}")
+    rows = {}
+    for r in table_ood_benchmark(records):
+        row = rows.setdefault((r["in"], r["outliers"], r["detector"]), {
+            "pair": f"{r['in']} → {r['outliers']}", "detector": r["detector"], "seeds": r["seeds"]})
+        for m in ("auroc", "fpr95"):
+            row[f"{m} {r['variant']}"] = fmt(r, m)
+    return list(rows.values())
+
+
+def verdict_lines(records: list[dict]) -> list[str]:
+    """One sentence per pair, computed from the records."""
+    out = []
+    for v in verdicts(records):
+        s = f"**{v['in']} → {v['outliers']}** ({v['seeds']} seeds): "
+        if "entangling_helps_dknn" in v:
+            ci = "" if v["diff_ci"] is None else f", 95% CI [{v['diff_ci'][0]:+.3f}, {v['diff_ci'][1]:+.3f}]"
+            s += (f"entangling helps DkNN? {v['entangling_helps_dknn']} (AUROC entangled - baseline "
+                  f"{v['dknn_entangled_minus_baseline']:+.3f}{ci}). ")
+        for var in VARIANTS:
+            if f"best_{var}" in v:
+                s += (f"{var.capitalize()}: DkNN ranks {v[f'dknn_rank_{var}']} of {len(DETECTORS)}, "
+                      f"{v[f'dknn_gap_{var}']:.3f} AUROC below the best ({v[f'best_{var}']}). ")
+        out.append(s.strip())
     return out
 
 
