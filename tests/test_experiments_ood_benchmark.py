@@ -184,6 +184,8 @@ def test_config_and_cli_errors(tmp_path, capsys):
         ob.config_for("small", datasets=("imagenet",))
     with pytest.raises(ValueError, match="attacks"):
         ob.config_for("small", attacks=("pgd",))
+    with pytest.raises(ValueError, match="variants"):
+        ob.config_for("small", variants=("robust",))
     assert ob.main(["--profile", "paper", "--datasets", "mnist"]) == 2  # no --models
     assert "--models" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
@@ -199,7 +201,11 @@ def test_unfinished_checkpoint_is_refused(tmp_path):
                tmp_path / "m" / "checkpoint.pt")
     with pytest.raises(RuntimeError, match="unfinished"):
         ob.load_model(tmp_path / "m", (1, 28, 28), 10)
-    assert ob.available_seeds(tmp_path, "mnist", (0, 1)) == []
+    assert not ob.finished(tmp_path, "mnist", "baseline", 0)  # no folder
+    (tmp_path / "zoo-mnist-base_paper_s0").mkdir()
+    torch.save({"model": {}, "step": 5, "config": {"model": "zoo", "steps": 10}},
+               tmp_path / "zoo-mnist-base_paper_s0" / "checkpoint.pt")
+    assert not ob.finished(tmp_path, "mnist", "baseline", 0)  # unfinished
 
 
 def test_svhn_without_data_is_a_clear_error(monkeypatch, tmp_path):

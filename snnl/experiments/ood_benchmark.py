@@ -36,7 +36,6 @@ import torch
 
 from snnl.attacks import BIM, FGSM
 from snnl.data import DatasetError, load_dataset
-from snnl.experiments.checkpoints import checkpoint_step
 from snnl.experiments.ood_detectors import DETECTORS, METRICS, OODDetectors, features, ood_metrics
 from snnl.models import build_model
 from snnl.results import Run, device_name, resolve_device
@@ -60,6 +59,7 @@ class OODBenchmarkConfig:
     profile: str = "small"  # small (digits, models trained here, ~1 min) or paper (checkpoints of --models)
     datasets: tuple = ("digits",)  # in-distribution sets; their outlier datasets: PAIRS
     seeds: tuple = (0, 1)  # model seeds (paper: those with finished checkpoints)
+    variants: tuple = tuple(VARIANTS)  # baseline (alpha 0) and / or entangled (alpha > 0)
     models: str | None = None  # folder of <variant>_paper_s<seed>/checkpoint.pt (paper profile)
     alpha: float = 10.0  # SNNL weight of the entangled models trained here (small profile)
     attacks: tuple = ("fgsm", "bim")  # adversarial outlier sets, each at every eps
@@ -77,8 +77,10 @@ class OODBenchmarkConfig:
     device: str = "cpu"  # cpu, cuda, auto
 
     def __post_init__(self):
-        self.datasets, self.seeds, self.attacks, self.eps = (tuple(v) for v in
-                                                              (self.datasets, self.seeds, self.attacks, self.eps))
+        self.datasets, self.seeds, self.attacks, self.eps, self.variants = (tuple(v) for v in (
+            self.datasets, self.seeds, self.attacks, self.eps, self.variants))
+        if not self.variants or set(self.variants) - set(VARIANTS):
+            raise ValueError(f"variants must be among {', '.join(VARIANTS)}, got {self.variants}")
         unknown = [d for d in self.datasets if d not in PAIRS]
         if unknown:
             raise ValueError(f"unknown in-distribution set(s) {unknown}; choose from {', '.join(PAIRS)}")
@@ -126,17 +128,13 @@ def load_model(folder, in_shape, num_classes: int):
     return model.eval(), tc
 
 
-def available_seeds(models, dataset: str, seeds) -> list[int]:
-    """The seeds whose baseline and entangled checkpoints are both finished under ``models``."""
-    ok = []
-    for s in seeds:
-        folders = [Path(models) / f"{variant_name(dataset, v)}_paper_s{s}" for v in VARIANTS]
-        steps = [checkpoint_step(f) for f in folders]
-        cfgs = [torch.load(f / "checkpoint.pt", map_location="cpu", weights_only=False)["config"]["steps"]
-                if st is not None else None for f, st in zip(folders, steps)]
-        if all(st is not None and st == c for st, c in zip(steps, cfgs)):
-            ok.append(s)
-    return ok
+def finished(models, dataset: str, variant: str, seed: int) -> bool:
+    """Whether ``models`` holds the finished checkpoint of that model (see :func:`load_model`)."""
+    path = Path(models) / f"{variant_name(dataset, variant)}_paper_s{seed}" / "checkpoint.pt"
+    if not path.exists():
+        return False
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return ck["step"] == ck["config"]["steps"]
 
 
 def get_model(cfg: OODBenchmarkConfig, data, variant: str, seed: int):
@@ -206,11 +204,11 @@ def run_ood_benchmark(cfg: OODBenchmarkConfig, out_dir=None, log=print) -> list[
         att = perm[cfg.n_calibration + cfg.n_eval:need]
         fit = torch.randperm(len(data.x_train), generator=g)[:cfg.n_fit]
         ood = {name: outlier_data(name, data, cfg.n_eval, cfg.seed) for name in PAIRS[ds]}
-        seeds = cfg.seeds if cfg.profile != "paper" else available_seeds(cfg.models, ds, cfg.seeds)
-        if not seeds:
-            log(f"{ds}: no seed has both finished checkpoints under {cfg.models}; skipped")
-        for seed in seeds:
-            for variant in VARIANTS:
+        for seed in cfg.seeds:
+            for variant in cfg.variants:
+                if cfg.profile == "paper" and not finished(cfg.models, ds, variant, seed):
+                    log(f"{ds} {variant} seed {seed}: no finished checkpoint under {cfg.models}; skipped")
+                    continue
                 model, source = get_model(cfg, data, variant, seed)
                 det = OODDetectors(cfg.k, cfg.knn_k, cfg.odin_temperature, cfg.odin_eps).fit(
                     model, features(model, data.x_train[fit]), data.y_train[fit],
@@ -377,10 +375,12 @@ def main(argv=None) -> int:
     p.add_argument("--models", help="folder of the trained models' checkpoints (paper profile)")
     p.add_argument("--datasets", nargs="+", help="in-distribution sets (default: the profile's)")
     p.add_argument("--seeds", nargs="+", type=int, help="model seeds (default: the profile's)")
+    p.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), help="default: both")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="folder for the records (default results/<profile>/ood_benchmark)")
     args = p.parse_args(argv)
-    over = {k: v for k, v in dict(models=args.models, datasets=args.datasets, seeds=args.seeds).items() if v}
+    over = {k: v for k, v in dict(models=args.models, datasets=args.datasets, seeds=args.seeds,
+                                                    variants=args.variants).items() if v}
     try:
         cfg = config_for(args.profile, device=args.device, **over)
         records = run_ood_benchmark(cfg, args.out or f"results/{args.profile}/{EXPERIMENT}")
