@@ -59,8 +59,13 @@ from snnl.experiments.ood_benchmark import (config_for, display_rows, plot_ood_b
 
 cfg = config_for(profile, seed=seed, device=device, **({"models": models} if models else {}))
 banner = Banner(profile, list(cfg.datasets), device)
-show = lambda recs: (display(Markdown(markdown_table(display_rows(recs)))),
-                     display(Markdown("\n\n".join(verdict_lines(recs)))))
+
+
+def show(recs):  # the table, then one verdict per pair
+    display(Markdown(markdown_table(display_rows(recs))))
+    display(Markdown("\n\n".join(verdict_lines(recs))))
+
+
 cfg
 
 # %% [markdown]
