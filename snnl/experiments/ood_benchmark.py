@@ -335,7 +335,7 @@ def plot_ood_benchmark(records: list[dict], metric: str = "auroc"):
     import matplotlib.pyplot as plt
 
     s = summary(records, metric)
-    pairs = sorted(s)
+    pairs = sorted(s, key=lambda p: (p[0], p[1].split("-")[0] in ("fgsm", "bim"), p[1]))  # datasets, then attacks
     if not pairs:
         raise ValueError("plot_ood_benchmark: no ood_benchmark records")
     grids = {v: np.array([[s[p][d][v].mean if v in s[p].get(d, {}) else np.nan for p in pairs]
@@ -347,8 +347,8 @@ def plot_ood_benchmark(records: list[dict], metric: str = "auroc"):
         im = ax.imshow(grid, cmap="RdBu" if diff else "viridis", vmin=-0.3 if diff else 0.5, vmax=0.3 if diff else 1)
         for (i, j), val in np.ndenumerate(grid):
             ax.text(j, i, "–" if np.isnan(val) else f"{val:.2f}", ha="center", va="center", fontsize=8,
-                    color="black" if diff or val > 0.75 else "white")
-        ax.set_xticks(range(len(pairs)), [f"{a}\n→ {b}" for a, b in pairs], rotation=45, ha="right", fontsize=8)
+                    color="white" if (abs(val) > 0.2 if diff else val < 0.75) else "black")
+        ax.set_xticks(range(len(pairs)), [f"{a} → {b}" for a, b in pairs], rotation=40, ha="right", fontsize=8)
         ax.set_yticks(range(len(DETECTORS)), DETECTORS)
         ax.set_title(f"{metric.upper()}: {title}", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.7)
