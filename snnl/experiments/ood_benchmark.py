@@ -285,7 +285,8 @@ def verdicts(records: list[dict]) -> list[dict]:
     for pair, by in summary(records).items():
         sb, b = _seeds(records, pair, "baseline", "dknn")
         se, e = _seeds(records, pair, "entangled", "dknn")
-        row = {"in": pair[0], "outliers": pair[1], "seeds": len(set(sb) & set(se))}
+        row = {"in": pair[0], "outliers": pair[1], "seeds": len(set(sb) & set(se)), "seeds_baseline": sb,
+               "seeds_entangled": se}
         if b and e:
             c = compare(e, b, se, sb)
             helps = ("yes" if c.diff_ci and c.diff_ci[0] > 0 else "no, it hurts" if c.diff_ci and c.diff_ci[1] < 0
@@ -317,7 +318,8 @@ def verdict_lines(records: list[dict]) -> list[str]:
     """One sentence per pair, computed from the records."""
     out = []
     for v in verdicts(records):
-        s = f"**{v['in']} → {v['outliers']}** ({v['seeds']} seeds): "
+        seeds = "; ".join(f"{var} {', '.join(map(str, v[f'seeds_{var}'])) or 'none'}" for var in VARIANTS)
+        s = f"**{v['in']} → {v['outliers']}** (seeds: {seeds}): "
         if "entangling_helps_dknn" in v:
             ci = "" if v["diff_ci"] is None else f", 95% CI [{v['diff_ci'][0]:+.3f}, {v['diff_ci'][1]:+.3f}]"
             s += (f"entangling helps DkNN? {v['entangling_helps_dknn']} (AUROC entangled - baseline "
