@@ -43,6 +43,7 @@ from snnl.stats import compare, summarize
 from snnl.train import TrainConfig, train
 
 EXPERIMENT = "ood_benchmark"
+PAPER = "outliers have fewer than the normal number of neighbours from the predicted class (Sec. 5.3); no metric"
 PAIRS = {"mnist": ("notmnist", "fashion-mnist"), "fashion-mnist": ("mnist",), "svhn": ("cifar10",),
          "digits": ("shuffled", "noise")}  # in-distribution -> outlier datasets
 SUBSTITUTES = {"shuffled": "pixel-shuffled digits (substitute for a second dataset)",
