@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -230,3 +231,19 @@ def test_table1_runs_with_the_authors_formula_get_their_own_row(tmp_path):
     assert ref["ours"] == "88.90 vs 88.50 with Eq. 1 on the same seeds" and ref["runs"] == "1 (paper 4)"
     assert ref["paper"] == f"{PAPER_TABLE1['fashion-mnist']['mean'][0]:.2f}" and ref["status"] == rp.NO_MATCH
     assert not [i for i in items if i["item"].startswith("Table 1: mnist, entangled (alpha=10) with the authors'")]
+
+
+def test_malformed_records_are_skipped_with_a_warning(tmp_path):
+    table1(tmp_path, "mnist", 10.0, [0.9920, 0.9925])
+    want = rp.format_report(rp.reproduction_report(tmp_path))
+    rec = {"experiment": "table1", "profile": "paper", "dataset": "mnist", "seed": 0, "metrics": {},
+           "device": "cpu", "torch_version": "2.0", "git_commit": "x", "wall_seconds": 1.0}
+    bad = {"null.json": "null", "number.json": "7", "config.json": {**rec, "config": "alpha=10", "started_at": "t"},
+           "started.json": {**rec, "config": {}, "started_at": 3}}
+    for name, content in bad.items():
+        (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    (tmp_path / "bytes.json").write_bytes(b"\xff\xfe{")
+    with pytest.warns(RuntimeWarning) as caught:
+        got = rp.format_report(rp.reproduction_report(tmp_path))
+    assert got == want
+    assert all(any(name in str(w.message) for w in caught) for name in [*bad, "bytes.json"])
