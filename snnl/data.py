@@ -178,8 +178,8 @@ def import_idx(name: str, source: str | os.PathLike, root: str | os.PathLike | N
                     raise DatasetError(f"{name}: {gz if gz.exists() else plain} is not a valid idx file: {problem}")
             except (OSError, EOFError, gzip.BadGzipFile) as e:
                 part.unlink(missing_ok=True)
-                raise DatasetError(f"{name}: cannot read {gz if gz.exists() else plain}: "
-                                   f"{getattr(e, 'strerror', None) or e}") from None
+                raise DatasetError(f"{name}: cannot {'decompress' if gz.exists() else 'read'} "
+                                   f"{gz if gz.exists() else plain}: {getattr(e, 'strerror', None) or e}") from None
             except DatasetError:
                 part.unlink(missing_ok=True)
                 raise
