@@ -164,7 +164,7 @@ def import_idx(name: str, source: str | os.PathLike, root: str | os.PathLike | N
         for f in files:
             if (raw / f).exists() and idx_problem(raw / f) is None:
                 continue
-            gz, plain, part = source / (f + ".gz"), source / f, raw / (f + ".part")
+            gz, plain, part = source / (f + ".gz"), source / f, raw / f"{f}.{os.getpid()}.part"
             try:
                 if gz.exists():
                     with gzip.open(gz, "rb") as src, open(part, "wb") as dst:
