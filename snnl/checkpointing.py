@@ -10,11 +10,14 @@
 * :class:`CheckpointLock` holds ``checkpoint.lock`` in a checkpoint folder while a run uses
   it (an advisory ``flock``): a second live process resuming the same folder is refused
   with :class:`CheckpointLocked`; the lock of a process that died is released by the
-  operating system, so the next run takes it over.
+  operating system, so the next run takes it over. :func:`use_folder` takes the lock for
+  a run, and lets a run that only reads a *finished* checkpoint (a model trained elsewhere,
+  reused) go ahead without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -100,3 +103,23 @@ class CheckpointLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def use_folder(folder: str | os.PathLike, steps: int):
+    """Hold ``folder``'s lock while a run of ``steps`` steps uses it. When another live process
+    holds it, go ahead only if ``folder/checkpoint.pt`` already has ``steps`` steps (the run
+    then only reads it: nothing is written); else :class:`CheckpointLocked`."""
+    lock = CheckpointLock(folder)
+    try:
+        lock.acquire()
+    except CheckpointLocked:
+        ckpt = Path(folder) / "checkpoint.pt"
+        if not (ckpt.exists() and int(load_checkpoint(ckpt, map_location="cpu").get("step", -1)) >= steps):
+            raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snnl.checkpointing import CheckpointError, CheckpointLock, load_checkpoint, save_checkpoint
+from snnl.checkpointing import CheckpointError, load_checkpoint, save_checkpoint, use_folder
 from snnl.data import Dataset, check_dataset, load_dataset
 from snnl.losses import DISTANCES, Entanglement, SoftNearestNeighborLoss, entanglement
 from snnl.results import Run, check_folder, check_name, device_name, resolve_device, seed_everything
@@ -278,7 +278,7 @@ def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.
     if checkpoint_dir is None:
         return _train_gan(config, data, out_dir, None, checkpoint_every, progress)
     check_folder(checkpoint_dir, "checkpoint folder")
-    with CheckpointLock(checkpoint_dir):
+    with use_folder(checkpoint_dir, config.steps):  # a second live run on it is refused
         return _train_gan(config, data, out_dir, checkpoint_dir, checkpoint_every, progress)
 
 

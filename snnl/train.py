@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snnl.checkpointing import CheckpointError, CheckpointLock, load_checkpoint, save_checkpoint
+from snnl.checkpointing import CheckpointError, load_checkpoint, save_checkpoint, use_folder
 from snnl.data import Dataset, check_dataset, load_dataset
 from snnl.layerwise import layerwise_snnl
 from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss, triplet_loss
@@ -172,15 +172,16 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             mode, parameters and the global random state as it found them.
 
     ``out_dir`` and ``checkpoint_dir`` are checked (created, writable) before anything runs;
-    the checkpoint folder is locked while the run uses it (:class:`snnl.checkpointing.CheckpointLock`:
-    a second live process on it is refused). ``batch_size`` may not exceed the training set.
+    the checkpoint folder is locked while the run uses it (:func:`snnl.checkpointing.use_folder`:
+    a second live process on it is refused, unless its checkpoint is finished and only read).
+    ``batch_size`` may not exceed the training set.
     """
     if out_dir is not None:
         check_folder(out_dir, "output folder")
     if checkpoint_dir is None:
         return _train(config, data, out_dir, None, checkpoint_every, progress, transform, callback)
     check_folder(checkpoint_dir, "checkpoint folder")
-    with CheckpointLock(checkpoint_dir):
+    with use_folder(checkpoint_dir, config.steps):  # a second live run on it is refused
         return _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, transform, callback)
 
 

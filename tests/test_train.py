@@ -305,7 +305,15 @@ def test_a_second_live_process_on_a_checkpoint_folder_is_refused_and_a_dead_ones
         holder.kill()  # SIGKILL: the lock file stays, its lock goes with the process
         holder.wait()
     assert (tmp_path / "checkpoint.lock").exists()
-    assert train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False).metrics
+    done = train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False)
+    from snnl.checkpointing import CheckpointLock
+
+    with CheckpointLock(tmp_path):  # held by another run: a finished checkpoint is still read, unchanged
+        mtime = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+        assert train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False).metrics == done.metrics
+        assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == mtime
+        with pytest.raises(CheckpointLocked):  # more steps: it would write
+            train(cfg(steps=8), digits, checkpoint_dir=tmp_path, progress=False)
 
 
 def _save_many(path):
