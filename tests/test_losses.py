@@ -625,7 +625,7 @@ def test_float32_inputs_that_would_overflow_are_computed_in_float64(distance):
                       (soft_nearest_neighbor_loss(xg := x.clone().requires_grad_(), y, t, distance, chunk_size=3), xg),
                       (_loss_and_dt(xg := x.clone().requires_grad_(), y, t, distance)[0], xg),
                       (soft_nearest_neighbor_losses([xg := x.clone().requires_grad_()], y, [t], distance)[0], xg)]:
-        assert float(value) == pytest.approx(truth, rel=1e-5)
+        assert float(value.detach()) == pytest.approx(truth, rel=1e-5)
         value.backward()
         assert torch.isfinite(xg.grad).all()
     ent = entanglement(x, y, distance, t_range=(t, 10 * t))
