@@ -271,9 +271,10 @@ def test_checkpoints_load_without_running_code_and_the_folder_is_locked(tiny, tm
     with pytest.raises(CheckpointError, match="evil/checkpoint.pt"):
         train_gan(c, tiny, checkpoint_dir=tmp_path / "evil", progress=False)
     assert not marker.exists()
-    with CheckpointLock(tmp_path / "ok"):  # another run holding the folder
+    with CheckpointLock(tmp_path / "ok"):  # another run holding the folder: a finished checkpoint is only read
+        assert train_gan(c, tiny, checkpoint_dir=tmp_path / "ok", progress=False).metrics
         with pytest.raises(CheckpointLocked, match="in use by another running process"):
-            train_gan(c, tiny, checkpoint_dir=tmp_path / "ok", progress=False)
+            train_gan(replace(c, steps=6), tiny, checkpoint_dir=tmp_path / "ok", progress=False)
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file"):
         train_gan(c, tiny, out_dir=tmp_path / "file", progress=False)
