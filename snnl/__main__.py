@@ -14,7 +14,8 @@ import sys
 from snnl.data import DATASETS, DatasetError, data_root, import_idx
 from snnl.losses import DISTANCES
 from snnl.models import MODELS
-from snnl.train import REGULARIZERS
+from snnl.checkpointing import CheckpointLocked
+from snnl.train import REGULARIZERS, TrainingDiverged
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,9 +84,10 @@ def main(argv=None) -> int:
         print(f"test accuracy {m['test_accuracy']:.4f}, test CE {m['test_ce']:.4f}"
               + (f"; record {res.record['path']}" if "path" in res.record else ""))
         return 0
-    except (DatasetError, ValueError) as e:
-        print(f"python -m snnl: error: {e}", file=sys.stderr)
-        return 2
+    except (DatasetError, ValueError, TypeError, OSError, TrainingDiverged, CheckpointLocked) as e:
+        # one line: the messages of these errors say what to change; no traceback
+        print(f"python -m snnl: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        return 1 if isinstance(e, TrainingDiverged) else 2
 
 
 if __name__ == "__main__":

@@ -23,7 +23,12 @@ Where the machine is online, missing files are downloaded by torchvision.
 A folder of gzipped idx files (as distributed by LeCun) can be imported with
 :func:`import_idx` or the ``source=`` argument. A missing or unreadable
 dataset raises a one-line :class:`DatasetError` naming the dataset, the folder
-and the files expected.
+and the files expected; so do inconsistent splits (as many labels as images, labels
+below the number of classes, the same image size in both splits: :func:`check_dataset`).
+Imported idx files are checked (header, size) before they take their place.
+
+CIFAR-10's files are Python pickles, by the format's design (torchvision unpickles them):
+unpickling can run code, so put only files from a source you trust under the data root.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import functools
 import gzip
 import os
 import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +76,11 @@ class Dataset:
     classes: list[str] = field(default_factory=list)
     description: str = ""
 
+    def check(self) -> Dataset:
+        """Raise a one-line :class:`DatasetError` if the splits are inconsistent (see
+        :func:`check_dataset`); return the dataset."""
+        return check_dataset(self)
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -83,6 +94,26 @@ class Dataset:
         return f"Dataset({self.name!r}, train={n_tr}, test={len(self.x_test)}, shape={self.shape})"
 
 
+def check_dataset(ds: Dataset) -> Dataset:
+    """One-line :class:`DatasetError` unless each split has one label per image, labels are
+    integers in ``0..num_classes-1``, and both splits have the same image shape (C, H, W)."""
+    splits = [("test", ds.x_test, ds.y_test)] + ([("training", ds.x_train, ds.y_train)]
+                                                  if ds.x_train is not None else [])
+    for what, x, y in splits:
+        if y is None or x.dim() != 4 or y.dim() != 1:
+            raise DatasetError(f"{ds.name}: the {what} split needs images (N, C, H, W) and labels (N,), got "
+                               f"{tuple(x.shape)} and {None if y is None else tuple(y.shape)}")
+        if len(x) != len(y):
+            raise DatasetError(f"{ds.name}: the {what} split has {len(x)} images but {len(y)} labels")
+        if len(y) and (y.is_floating_point() or int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
+            raise DatasetError(f"{ds.name}: the {what} split's labels must be integers in 0..{ds.num_classes - 1}, "
+                               f"got {y.min().item()}..{y.max().item()}")
+    if ds.x_train is not None and ds.x_train.shape[1:] != ds.x_test.shape[1:]:
+        raise DatasetError(f"{ds.name}: training images are {tuple(ds.x_train.shape[1:])} but test images are "
+                           f"{tuple(ds.x_test.shape[1:])}")
+    return ds
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data root: ``root``, else ``$SNNL_DATA``, else :data:`DEFAULT_ROOT`."""
     return Path(root or os.environ.get("SNNL_DATA") or DEFAULT_ROOT).expanduser()
@@ -92,32 +123,104 @@ def _folder(name: str) -> str:
     return {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "notmnist": "notMNIST"}[name]
 
 
+def idx_problem(path: str | os.PathLike) -> str | None:
+    """Why the file at ``path`` is not a well-formed idx file of unsigned bytes (images:
+    3 dimensions, labels: 1), or None if it is: the header and the file's size must agree."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] not in (1, 3):
+                return "not an idx file of unsigned bytes (bad or missing header)"
+            dims = struct.unpack(f">{head[3]}I", f.read(4 * head[3]).ljust(4 * head[3], b"\xff"))
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    expected = 4 + 4 * len(dims) + int(np.prod(dims, dtype=np.int64))
+    if size != expected:
+        return f"{size} bytes where its header {list(dims)} needs {expected}"
+    return None
+
+
 def import_idx(name: str, source: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """Copy idx files (``.gz`` or plain) of ``mnist``/``fashion-mnist``/``notmnist`` from
-    ``source`` into ``<root>/<Folder>/raw``, decompressing them. Returns that folder."""
+    ``source`` into ``<root>/<Folder>/raw``, decompressing them. Returns that folder.
+
+    Each file is checked (:func:`idx_problem`) before it takes its place; a file already
+    there that does not pass the check is replaced. A bad source file raises a one-line
+    :class:`DatasetError` and leaves nothing behind."""
     name = _check_name(name)
     if name not in ("mnist", "fashion-mnist", "notmnist"):
         raise DatasetError(f"{name}: import_idx only handles idx datasets (mnist, fashion-mnist, notmnist)")
     source, raw = Path(source), data_root(root) / _folder(name) / "raw"
     files = _IDX[2:] if name == "notmnist" else _IDX
-    raw.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        if (raw / f).exists():
-            continue
-        gz, plain = source / (f + ".gz"), source / f
-        if gz.exists():
+    if not source.is_dir():
+        raise DatasetError(f"{name}: the source {source} is not a folder")
+    try:
+        created = _make_dirs(raw)
+    except OSError as e:
+        raise DatasetError(f"{name}: cannot create {raw}: {e.strerror or e}") from None
+    try:
+        for f in files:
+            if (raw / f).exists() and idx_problem(raw / f) is None:
+                continue
+            gz, plain, part = source / (f + ".gz"), source / f, raw / f"{f}.{os.getpid()}.part"
             try:
-                with gzip.open(gz, "rb") as src, open(raw / (f + ".part"), "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except (OSError, EOFError) as e:
-                (raw / (f + ".part")).unlink(missing_ok=True)
-                raise DatasetError(f"{name}: cannot decompress {gz}: {e}") from None
-            os.replace(raw / (f + ".part"), raw / f)
-        elif plain.exists():
-            shutil.copyfile(plain, raw / f)
-        else:
-            raise DatasetError(f"{name}: {source} has neither {f}.gz nor {f}")
+                if gz.exists():
+                    with gzip.open(gz, "rb") as src, open(part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                elif plain.exists():
+                    shutil.copyfile(plain, part)
+                else:
+                    raise DatasetError(f"{name}: {source} has neither {f}.gz nor {f}")
+                problem = idx_problem(part)
+                if problem is not None:
+                    raise DatasetError(f"{name}: {gz if gz.exists() else plain} is not a valid idx file: {problem}")
+            except (OSError, EOFError, gzip.BadGzipFile) as e:
+                part.unlink(missing_ok=True)
+                raise DatasetError(f"{name}: cannot {'decompress' if gz.exists() else 'read'} "
+                                   f"{gz if gz.exists() else plain}: {getattr(e, 'strerror', None) or e}") from None
+            except DatasetError:
+                part.unlink(missing_ok=True)
+                raise
+            os.replace(part, raw / f)
+    except DatasetError:
+        _remove_empty(created)
+        raise
     return raw
+
+
+def _absent(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist, deepest first."""
+    out, p = [], Path(folder)
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest first."""
+    created = _absent(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_empty(folders: list[Path], trees: bool = False) -> None:
+    """Remove those of ``folders`` (deepest first) that are empty (with ``trees``, after
+    removing the empty folders inside them)."""
+    for p in folders:
+        if trees and p.is_dir():
+            for sub, _, _ in sorted(os.walk(p, topdown=False), key=lambda w: -len(w[0])):
+                if sub != str(p):
+                    try:
+                        os.rmdir(sub)
+                    except OSError:
+                        pass
+        try:
+            p.rmdir()
+        except OSError:
+            pass
 
 
 def _check_name(name: str) -> str:
@@ -148,6 +251,9 @@ def _torchvision_classes() -> dict[str, type]:
             return os.path.isfile(os.path.join(self.root, self.filename))
 
     class _CIFAR10(tvd.CIFAR10):
+        """torchvision's CIFAR-10. Its files are Python pickles, by the format's design: loading
+        them can run code, so only files from a trusted source belong under the data root."""
+
         def _check_integrity(self) -> bool:
             d = os.path.join(self.root, self.base_folder)
             return all(os.path.isfile(os.path.join(d, f)) for f, _ in self.train_list + self.test_list)
@@ -184,15 +290,20 @@ def _read_torchvision(name: str, root: Path, train: bool, download: bool):
 
 def _load_split(name: str, root: Path, train: bool, download: bool, source: Path | None):
     folder, files = _expected(name, root)
-    missing = [f for f in files if not (folder / f).exists()]
+    try:
+        missing = [f for f in files if not (folder / f).is_file()]
+    except OSError as e:
+        raise DatasetError(f"{name}: cannot read the data folder {folder}: {e.strerror or e}") from None
     if missing and source is not None:
         import_idx(name, source, root)
-        missing = [f for f in files if not (folder / f).exists()]
+        missing = [f for f in files if not (folder / f).is_file()]
     if missing and download and name != "notmnist":
+        created = _absent(folder)  # the folders a failed download must not leave behind
         try:
             return _read_torchvision(name, root, train, download=True)
         except Exception as e:  # noqa: BLE001 - any failure becomes one clear line
             reason = f" (download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            _remove_empty(created, trees=True)
         else:
             reason = ""
     else:
@@ -271,6 +382,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: 
     (torch.Size([1297, 1, 28, 28]), torch.Size([500, 1, 28, 28]))
     """
     key = _check_name(name)
+    for what, v in (("n_train", n_train), ("n_test", n_test), ("size", size), ("channels", channels)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"{what} must be a positive integer (or None), got {v!r}")
     if key == "digits":
         x_tr, y_tr, x_te, y_te = _digits()
         desc = "scikit-learn 8x8 digits resized to 28x28 (embedded, no download)"
@@ -286,6 +400,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: 
         x_te = _to_float(xi)
         desc = f"torchvision {key} from {r}" if key != "notmnist" else f"notMNIST test split from {r}"
     y_tr = None if y_tr is None else y_tr.long()
+    check_dataset(Dataset(key, x_tr, y_tr, x_te, y_te.long(), list(_CLASSES[key])))  # before subsets hide it
     x_tr, y_tr = _subset(x_tr, y_tr, n_train, seed)
     x_te, y_te = _subset(x_te, y_te.long(), n_test, seed + 1)
     x_tr = None if x_tr is None else _resize(x_tr, size, channels)

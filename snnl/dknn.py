@@ -44,10 +44,10 @@ __all__ = ["DkNN", "DkNNResult", "extract_features"]
 class DkNNResult:
     """Output of :meth:`DkNN.predict` for N inputs, C classes, L layers."""
 
-    prediction: np.ndarray  # (N,) int64, argmax of the p-values
+    prediction: np.ndarray  # (N,) int64, the label (of ``DkNN.classes_``) with the largest p-value
     credibility: np.ndarray  # (N,) float64, largest p-value
     confidence: np.ndarray  # (N,) float64, 1 - second largest p-value
-    p_values: np.ndarray  # (N, C) float64
+    p_values: np.ndarray  # (N, C) float64, one column per class of ``DkNN.classes_``
     nonconformity: np.ndarray  # (N, C) int64, alpha_j = # neighbours (all layers) with label != j
     neighbors_labels: np.ndarray  # (N, L, k) int64, training labels of the neighbours per layer
     neighbors_index: np.ndarray  # (N, L, k) int64, training-set indices of those neighbours
@@ -67,6 +67,8 @@ def _as_layers(features, what: str) -> list[np.ndarray]:
         f = np.asarray(f)
         if f.ndim < 2:
             raise ValueError(f"{what}: layer {i} must have shape (N, D), got {f.shape}")
+        if f.size == 0 and len(f):
+            raise ValueError(f"{what}: layer {i} has zero width (shape {f.shape}): no features to compare")
         f = np.ascontiguousarray(f.reshape(len(f), int(np.prod(f.shape[1:]))), dtype=np.float32)
         if not np.isfinite(f).all():
             raise ValueError(f"{what}: layer {i} contains NaN or infinite values")
@@ -96,7 +98,10 @@ class DkNN:
         normalize: L2-normalise every representation, then subtract the mean of the
             normalised *training* representation (applied to training, calibration and
             test data alike), as the authors' code does. All-zero rows stay zero.
-        num_classes: number of classes; default ``max(training label) + 1``.
+        num_classes: number of classes, labels ``0..num_classes-1``; default: the distinct
+            training labels, any non-negative integers (``classes_``; sparse ids such as
+            ``10**9`` cost nothing; ``p_values`` has one column per class in sorted order and
+            ``prediction`` holds the labels themselves).
         trim_zero_calibration: drop calibration scores equal to 0, as the authors' code
             does with ``np.trim_zeros``. A departure from the definition; off by default.
         use_gpu: faiss GPU indexes; ``None`` = when ``faiss.get_num_gpus() > 0``.
@@ -130,10 +135,13 @@ class DkNN:
         labels = _as_labels(labels, len(layers[0]), "fit")
         if self.k > len(labels):
             raise ValueError(f"k={self.k} is larger than the training set ({len(labels)} points)")
-        c = int(labels.max()) + 1
-        if self.num_classes is not None and c > self.num_classes:
-            raise ValueError(f"training labels go up to {c - 1} but num_classes={self.num_classes}")
-        self.num_classes_ = self.num_classes or c
+        if self.num_classes is not None:
+            if int(labels.max()) >= self.num_classes:
+                raise ValueError(f"training labels go up to {labels.max()} but num_classes={self.num_classes}")
+            self.classes_ = np.arange(self.num_classes, dtype=np.int64)
+        else:
+            self.classes_ = np.unique(labels)
+        self.num_classes_ = len(self.classes_)
         if self.num_classes_ < 2:
             raise ValueError("need at least 2 classes (pass num_classes= if the training set has one)")
         self.widths_ = [f.shape[1] for f in layers]
@@ -147,8 +155,18 @@ class DkNN:
         gpu = faiss.get_num_gpus() > 0 if self.use_gpu is None else bool(self.use_gpu)
         self.indexes_ = [self._make_index(f, gpu) for f in layers]
         self.train_labels_ = labels
+        self._train_codes = np.searchsorted(self.classes_, labels)  # column of each training label
         self.calibration_scores_ = None
         return self
+
+    def _codes(self, labels: np.ndarray, what: str) -> np.ndarray:
+        """The column (index in ``classes_``) of each label; a ValueError for an unknown label."""
+        codes = np.searchsorted(self.classes_, labels).clip(max=self.num_classes_ - 1)
+        unknown = labels[self.classes_[codes] != labels]
+        if len(unknown):
+            raise ValueError(f"{what}: label {unknown[0]} is not a class of the training set "
+                             f"(num_classes={self.num_classes_}, labels {self.classes_[0]}..{self.classes_[-1]})")
+        return codes
 
     def _make_index(self, x: np.ndarray, gpu: bool):
         import faiss
@@ -193,7 +211,7 @@ class DkNN:
         idx, _ = self.kneighbors(features)
         nbr_labels = self.train_labels_[idx]  # (N, L, k)
         n, c = len(nbr_labels), self.num_classes_
-        flat = (np.arange(n)[:, None] * c + nbr_labels.reshape(n, -1)).ravel()
+        flat = (np.arange(n)[:, None] * c + self._train_codes[idx].reshape(n, -1)).ravel()
         counts = np.bincount(flat, minlength=n * c).reshape(n, c)  # neighbours of each label
         return nbr_labels.shape[1] * self.k - counts, nbr_labels, idx
 
@@ -205,10 +223,9 @@ class DkNN:
         labels = _as_labels(labels, len(layers[0]), "calibrate")
         if len(labels) == 0:
             raise ValueError("calibrate: the calibration set is empty")
-        if labels.max() >= self.num_classes_:
-            raise ValueError(f"calibrate: label {labels.max()} >= num_classes={self.num_classes_}")
+        codes = self._codes(labels, "calibrate")
         alpha, _, _ = self._nonconformity(layers)
-        scores = np.sort(alpha[np.arange(len(labels)), labels])
+        scores = np.sort(alpha[np.arange(len(labels)), codes])
         if self.trim_zero_calibration:
             scores = scores[scores > 0]
             if len(scores) == 0:
@@ -230,7 +247,7 @@ class DkNN:
             raise RuntimeError("call calibrate() before predict()")
         alpha, nbr_labels, idx = self._nonconformity(features)
         p = self.p_values(alpha)
-        pred = p.argmax(axis=1)
+        pred = self.classes_[p.argmax(axis=1)]
         top2 = np.sort(p, axis=1)[:, -2:]
         return DkNNResult(prediction=pred, credibility=top2[:, 1], confidence=1.0 - top2[:, 0],
                           p_values=p, nonconformity=alpha, neighbors_labels=nbr_labels, neighbors_index=idx)

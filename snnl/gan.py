@@ -22,6 +22,7 @@ and resumable (a killed run resumes to the same result).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snnl.data import Dataset, load_dataset
+from snnl.checkpointing import CheckpointError, load_checkpoint, save_checkpoint, use_folder
+from snnl.data import Dataset, check_dataset, load_dataset
 from snnl.losses import DISTANCES, Entanglement, SoftNearestNeighborLoss, entanglement
-from snnl.results import Run, device_name, resolve_device, seed_everything
+from snnl.results import Run, check_folder, check_name, device_name, resolve_device, seed_everything
 
 VARIANTS = ("fc", "dcgan")
 OBJECTIVES = ("gan", "snnl", "snnl-learned")
@@ -212,8 +214,15 @@ class GANConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.measure_size < 2:
             raise ValueError(f"measure_size must be >= 2, got {self.measure_size}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+        if self.width is not None and self.width < 1:
+            raise ValueError(f"width must be >= 1 (or None), got {self.width}")
+        if self.n_train is not None and self.n_train < 1:
+            raise ValueError(f"n_train must be >= 1 (or None), got {self.n_train}")
+        check_name(self.experiment, "experiment")
         self.snapshot_steps = tuple(sorted(set(int(s) for s in self.snapshot_steps)))
         bad = [s for s in self.snapshot_steps if not 0 <= s <= self.steps]
         if bad:
@@ -249,12 +258,6 @@ def _measure(generator, real, z, distance="euclidean") -> tuple[Entanglement, fl
     return real_fake_entanglement(real, fake, distance), nearest_neighbour_accuracy(real, fake)
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500,
               progress: bool = True) -> GANResult:
@@ -266,11 +269,25 @@ def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.
         out_dir: where to write a results record (None: not written).
         checkpoint_dir: where to keep ``checkpoint.pt``; an existing one of the same config is resumed.
         checkpoint_every: steps between checkpoints (and at the end).
+
+    ``out_dir`` and ``checkpoint_dir`` are checked before anything runs, and the checkpoint
+    folder is locked while the run uses it, as in :func:`snnl.train.train`.
     """
+    if out_dir is not None:
+        check_folder(out_dir, "output folder")
+    if checkpoint_dir is None:
+        return _train_gan(config, data, out_dir, None, checkpoint_every, progress)
+    check_folder(checkpoint_dir, "checkpoint folder")
+    with use_folder(checkpoint_dir, config.steps):  # a second live run on it is refused
+        return _train_gan(config, data, out_dir, checkpoint_dir, checkpoint_every, progress)
+
+
+def _train_gan(config, data, out_dir, checkpoint_dir, checkpoint_every, progress) -> GANResult:
     device = resolve_device(config.device)
     data = data if data is not None else load_dataset(config.dataset, n_train=config.n_train, seed=config.seed)
     if data.x_train is None:
         raise ValueError(f"{data.name} has no training split")
+    check_dataset(data)
     x_tr = data.x_train if config.n_train is None else data.x_train[:config.n_train]
     seed_everything(config.seed)
     obj = config.objective
@@ -301,24 +318,26 @@ def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.
 
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != asdict(config):
+        state = load_checkpoint(ckpt, map_location=device)
+        if state.get("config") != asdict(config):
             raise ValueError(f"{ckpt} belongs to a different configuration; remove it or use another folder")
-        G.load_state_dict(state["G"]); opt_g.load_state_dict(state["opt_g"]); snnl.load_state_dict(state["snnl"])
-        if D is not None:
-            D.load_state_dict(state["D"]); opt_d.load_state_dict(state["opt_d"])
-        gen.set_state(state["gen"]); torch.set_rng_state(state["torch_rng"])
-        step, history, snapshots = state["step"], state["history"], state["snapshots"]
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            G.load_state_dict(state["G"]); opt_g.load_state_dict(state["opt_g"]); snnl.load_state_dict(state["snnl"])
+            if D is not None:
+                D.load_state_dict(state["D"]); opt_d.load_state_dict(state["opt_d"])
+            gen.set_state(state["gen"].cpu()); torch.set_rng_state(state["torch_rng"].cpu())
+            step, history, snapshots = int(state["step"]), state["history"], state["snapshots"]
+        except (KeyError, AttributeError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"cannot resume from checkpoint {ckpt}: {type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:300]}; remove it or use another folder") from None
 
     def checkpoint():
         if ckpt is not None:
-            _save(ckpt, {"config": asdict(config), "G": G.state_dict(), "opt_g": opt_g.state_dict(),
-                         "D": D.state_dict() if D is not None else None,
-                         "opt_d": opt_d.state_dict() if D is not None else None, "snnl": snnl.state_dict(),
-                         "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                         "history": history, "snapshots": snapshots})
+            save_checkpoint(ckpt, {"config": asdict(config), "G": G.state_dict(), "opt_g": opt_g.state_dict(),
+                                   "D": D.state_dict() if D is not None else None,
+                                   "opt_d": opt_d.state_dict() if D is not None else None, "snnl": snnl.state_dict(),
+                                   "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+                                   "history": history, "snapshots": snapshots})
 
     def observe():
         if step % config.measure_every == 0 or step == config.steps:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 DISTANCES = ("euclidean", "cosine")
 
@@ -76,7 +75,12 @@ def prepare_embeddings(embeddings, distance):
         if not bool(torch.isfinite(mean).all()) and not bool(torch.isfinite(x.detach()).all()):
             raise NonFiniteEmbeddings("embeddings contain NaN or inf")
         return x - mean  # translation-invariant; fewer cancellation errors
-    x = F.normalize(x, dim=1, eps=1e-12)  # rows in [-1, 1]: their sum cannot overflow
+    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    if not bool(torch.isfinite(norms.detach()).all()) and bool(torch.isfinite(x.detach()).all()):
+        # finite rows whose norm overflows (|x| ~ 1e19 in float32): scaled by their largest entry first
+        x = x / x.detach().abs().amax(1, keepdim=True).clamp(min=torch.finfo(x.dtype).tiny)
+        norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    x = x / norms.clamp(min=1e-12)  # as F.normalize; rows in [-1, 1]: their sum cannot overflow
     if not bool(torch.isfinite(x.detach().sum())):
         raise NonFiniteEmbeddings("embeddings contain NaN or inf")
     return x

@@ -14,6 +14,10 @@ more time in them than in arithmetic outside the two products), and:
   does it fall back to the per-class shifts of :mod:`snnl.losses`;
 * the Gram matrix of wide layers is computed as three half-size products (it is
   symmetric: a quarter fewer operations);
+* float32 inputs whose logits could overflow (a bound from the Gram matrix's diagonal,
+  ``3 max |x|^2 / T``) are computed in float64, all layers together, and come back in
+  float64; beyond float64, :class:`snnl.losses.NonFiniteEmbeddings`. Never a wrong
+  finite value;
 * Euclidean inputs are centred only when they lie far from the origin relative to their
   spread (:data:`CENTRE_ABOVE`; the loss is translation invariant), on their first point
   (no pass to find the mean), and checked for NaN and inf through the Gram matrix's
@@ -133,8 +137,11 @@ def _logits(xs, t, euclid):
         for k in far.nonzero().flatten().tolist():
             xs[k] = xs[k] - xs[k].mean(0, keepdim=True)
             _gram(xs[k], logits[k])
-    if not bool(torch.isfinite(diag).all()) and not all(bool(torch.isfinite(x).all()) for x in xs):
-        raise NonFiniteEmbeddings("embeddings contain NaN or inf")  # (an overflow alone goes on)
+    # |logit| <= 3 max |x_j|^2 / T: with the largest float over 4b, no logit, sum or product overflows
+    if not bool((diag.amax(1) * (3.0 / t) < torch.finfo(logits.dtype).max / (4 * b)).all()):
+        if not all(bool(torch.isfinite(x).all()) for x in xs):
+            raise NonFiniteEmbeddings("embeddings contain NaN or inf")
+        raise _Overflow  # finite inputs too large for this float: _losses retries in float64
     inv_t = (1.0 / t)[:, None, None]
     if euclid:  # (2 <x_i, x_j> - |x_j|^2) / T
         sq = diag.clone()
@@ -143,6 +150,10 @@ def _logits(xs, t, euclid):
         logits.mul_(inv_t)
     diag.fill_(-math.inf)
     return logits, xs
+
+
+class _Overflow(ArithmeticError):
+    """The logits of finite inputs would overflow their float type."""
 
 
 def _coef(m, lse, lse_all, y, g):
@@ -244,6 +255,17 @@ def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
         return _Layerwise.apply(t, y, onehot_t, valid, distance == "euclidean", want_dt, *xs)
     except NonFiniteEmbeddings:
         _raise_non_finite(xs, names)
+    except _Overflow:  # finite float32 inputs whose logits overflow: all layers in float64
+        if dtype != torch.float64:
+            try:
+                return _Layerwise.apply(t.double(), y, onehot_t.double(), valid, distance == "euclidean", want_dt,
+                                        *[x.double() for x in xs])
+            except _Overflow:
+                pass
+        err = NonFiniteEmbeddings(f"embeddings overflow (representation(s) {', '.join(map(str, names))}): "
+                                  "squared distances / T beyond float64; scale them down or raise T")
+        err.layers = names
+        raise err from None
 
 
 def _raise_non_finite(xs, names):

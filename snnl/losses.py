@@ -18,7 +18,11 @@ Implementation notes
 * A point with no same-class partner in the batch has an undefined term (log 0);
   such points are left out of the mean. If *no* point has a partner the loss is
   ``0`` (still connected to the graph, with zero gradient), never NaN.
-* Inputs in float16/bfloat16 are computed in float32; float64 stays float64.
+* Inputs in float16/bfloat16 are computed in float32; float64 stays float64. Float32
+  inputs so large (or a T so small) that the logits ``d / T`` could overflow float32
+  (:func:`_fit_dtype`: about ``|x|^2 D / T > 1e35``) are computed in float64, and the loss
+  comes back in float64; beyond float64's range, :class:`NonFiniteEmbeddings`. Never a
+  wrong finite value.
 * The gradient is written out by hand (:class:`_SNNLRows`): with ``P`` the
   softmax over all neighbours and ``Q`` over same-class neighbours, the gradient
   of a row's term with respect to its logits is ``P - Q``. ``chunk_size=N``
@@ -42,7 +46,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from snnl.inputs import (DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings,  # noqa: F401 (re-exported)
-                         prepare, prepare_labels)
+                         check_temperature, prepare, prepare_labels)
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
 
 STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
@@ -165,8 +169,26 @@ def _coef(m, lse, lse_all, yq, g):
     return torch.exp(m - lse_all[None, :]).scatter_add(0, yq[None, :], -same) * g[None, :]
 
 
+def _fit_dtype(x, t, euclid):
+    """``(x, t)`` in a dtype in which no logit can overflow: float32 inputs go to float64 when
+    ``3 D max|x|^2 / T`` (a bound on ``|2 <x_i, x_j> - |x_j|^2| / T``; ``3 / T`` for cosine)
+    exceeds the float's largest value divided by ``4 b``; where float64 is not enough either,
+    :class:`NonFiniteEmbeddings` (an overflow, as a diverging network makes)."""
+    b = x.shape[0]
+    a = float(x.detach().abs().amax()) if euclid else 1.0
+    scale = a * a * x.shape[1] if euclid else 1.0  # (a * a: inf, not an OverflowError, beyond float64)
+    bound = 3.0 * scale / float(t.detach())
+    if not bound < torch.finfo(x.dtype).max / (4 * b):
+        if x.dtype != torch.float64 and bound < torch.finfo(torch.float64).max / (4 * b):
+            return x.double(), t.double()
+        raise NonFiniteEmbeddings(f"embeddings overflow: squared distances / T reach about {bound:.3g}, "
+                                  "beyond float64; scale them down or raise T")
+    return x, t
+
+
 def _terms(x, y, t, euclid, chunk_size, want_dt=False):
     """Per-row terms, validity and d term / dT (labels ``y`` are 0..C-1)."""
+    x, t = _fit_dtype(x, t, euclid)
     n_classes = int(y.max()) + 1
     if chunk_size is None or chunk_size >= x.shape[0]:
         return _SNNLRows.apply(x, x, t, y, y, 0, euclid, n_classes, True, want_dt)
@@ -239,20 +261,35 @@ def soft_nearest_neighbor_loss_reference(embeddings: torch.Tensor, labels: torch
     ``-mean(log(eps + sum))`` with ``eps = 1e-5``. For parity checks only: it
     underflows to ``-log(eps)`` when distances are large, and counts points
     without a partner as ``-log(eps)``.
+
+    Two guards the TensorFlow code lacks: the distance matrix has an exact zero diagonal
+    and no negative entry (rounding left ``exp(-D_ii / T) - 1`` slightly negative, and a
+    point far from all others then took the log of a negative number: NaN), and float32
+    inputs whose distances would overflow are computed in float64 (as in Eq. 1's
+    implementation). ``T`` must be finite and > 0; a non-finite result raises
+    :class:`NonFiniteEmbeddings`.
     """
     check_distance(distance)
+    check_temperature(temperature)
     x = embeddings.reshape(embeddings.shape[0], -1)
     x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    x, _ = _fit_dtype(x, torch.as_tensor(temperature).detach(), distance == "euclidean")
     if distance == "cosine":
         xn = F.normalize(x, dim=1)
         d = 1.0 - xn @ xn.T
     else:
         sq = (x * x).sum(1)
         d = sq[None, :] + sq[:, None] - 2.0 * x @ x.T
-    f = torch.exp(-(d / temperature)) - torch.eye(x.shape[0], dtype=x.dtype, device=x.device)
+    eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+    d = d.clamp(min=0.0).masked_fill(eye, 0.0)
+    f = torch.exp(-(d / temperature)) - eye.to(x.dtype)
     pick = f / (STABILITY_EPS + f.sum(1, keepdim=True))
     same = (labels[:, None] == labels[None, :]).to(x.dtype)
-    return -torch.log(STABILITY_EPS + (pick * same).sum(1)).mean()
+    value = -torch.log(STABILITY_EPS + (pick * same).sum(1)).mean()
+    if not bool(torch.isfinite(value.detach())):
+        raise NonFiniteEmbeddings("the reference formula is not finite: embeddings contain NaN or inf, "
+                                  "or their distances overflow")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,6 +307,11 @@ class Entanglement:
         return self.value
 
 
+MAX_SEARCH_STEPS = 200
+"""Golden-section steps of :func:`entanglement` at most (each shrinks the bracket by 0.618:
+200 steps take any bracket of float width below float64 resolution)."""
+
+
 @torch.no_grad()
 def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str = "euclidean",
                  chunk_size: int | None = None, t_range: tuple[float, float] | None = None,
@@ -278,10 +320,23 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
 
     A 1-D optimisation over ``log T``: a log-spaced grid over ``t_range`` (default
     1e-4 to 1e4 times the median pairwise distance) brackets the minimum, then a
-    golden-section search refines it until the bracket is ``tol`` wide in log T.
+    golden-section search refines it until the bracket is ``tol`` wide in log T (at most
+    :data:`MAX_SEARCH_STEPS` steps, so a ``tol`` below the float's precision still ends).
+    ``t_range``: two finite temperatures ``0 < lo < hi``; ``grid_points`` >= 3; ``tol`` > 0.
     As T -> 0 the loss tends to 0 if every point's nearest neighbour shares its
     label; such minima lie at the range's edge (``at_boundary=True``).
     """
+    if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 3:
+        raise ValueError(f"grid_points must be an integer >= 3, got {grid_points!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
+    if t_range is not None:
+        try:
+            t_lo, t_hi = (float(v) for v in t_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"t_range must be two temperatures (lo, hi), got {t_range!r}") from None
+        if not (math.isfinite(t_hi) and 0 < t_lo < t_hi):
+            raise ValueError(f"t_range must be two finite temperatures with 0 < lo < hi, got {t_range!r}")
     x, y = prepare(embeddings, labels, 1.0, distance)
     euclid = distance == "euclidean"
     if t_range is None:
@@ -308,7 +363,9 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     a, b = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
     r = (math.sqrt(5) - 1) / 2
     c, d_ = b - r * (b - a), a + r * (b - a)
-    while b - a > tol:
+    for _ in range(MAX_SEARCH_STEPS):
+        if not b - a > tol:
+            break
         if f(c) <= f(d_):
             b, d_ = d_, c
             c = b - r * (b - a)

@@ -5,8 +5,13 @@ Every run that reports a number writes one JSON record::
     experiment, profile, dataset, seed, config, metrics, history (optional),
     device, torch_version, git_commit, started_at, wall_seconds
 
-Records are written atomically (a temporary file in the same folder, then
-``os.replace``) so a killed run never leaves a half-written record behind.
+Records are written atomically (a temporary file in the same folder, then a hard link
+to the record's name, which never replaces an existing file) so a killed run never
+leaves a half-written record behind and no record overwrites another. A record's
+file name is ``<experiment>_<dataset>_seed<seed>_<UTC start>_<config hash>_<random>.json``:
+unique per run, even for identical runs started in the same second. Files get the
+usual permissions (``0666`` less the umask), so others sharing a results folder can
+read them.
 
 >>> run = Run("table1", profile="small", dataset="digits", seed=0, config={"alpha": 10})
 >>> path = run.finish({"test_accuracy": 0.97}, out_dir="results/small")  # doctest: +SKIP
@@ -22,9 +27,11 @@ import hashlib
 import json
 import os
 import random
+import re
+import secrets
 import subprocess
-import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,33 @@ RECORD_FIELDS = (
 )
 PROFILES = ("small", "paper")
 RECORD_PROFILES = PROFILES + ("screen",)  # "screen": shortened screening runs of a study
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_name(value, what: str = "experiment") -> str:
+    """``value`` if it can be part of a file name (letters, digits, ``_ . + -``, not starting
+    with a dot or a dash, no path separator); else a one-line ValueError."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or len(value) > 100:
+        raise ValueError(f"{what} name {value!r} cannot be part of a file name: use letters, digits, "
+                         "'_', '.', '+' and '-' (not first), at most 100 characters")
+    return value
+
+
+def check_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create ``folder`` if needed and check that files can be created in it, before a run
+    spends time on a result it could not write; a one-line ValueError otherwise (a file in
+    its place, no permission). Returns it as a Path."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{what} {folder} cannot be written: {e.strerror or e}") from None
+    return folder
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -125,6 +159,8 @@ class Run:
     def __post_init__(self):
         if self.profile not in RECORD_PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose one of {', '.join(RECORD_PROFILES)}")
+        check_name(self.experiment, "experiment")
+        check_name(self.dataset, "dataset")
 
     def record(self, metrics: dict[str, Any], history: dict[str, Any] | None = None) -> dict[str, Any]:
         rec = {
@@ -140,15 +176,22 @@ class Run:
 
     def finish(self, metrics: dict[str, Any], out_dir: str | os.PathLike | None,
                history: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Build the record; write it under ``out_dir`` (if given). Returns the record,
-        with its file path under the key ``"path"`` when written (not stored in the file)."""
+        """Build the record; write it under ``out_dir`` (if given) in a file of its own, never
+        replacing another. Returns the record, with its file path under the key ``"path"``
+        when written (not stored in the file)."""
         rec = self.record(metrics, history)
         if out_dir is not None:
             stamp = self.started_at.replace(":", "").replace("-", "").replace("+0000", "Z")
-            # the config's hash keeps runs of a sweep that start in the same second apart
+            # the config's hash keeps runs of a sweep apart; the random part, identical runs
             digest = hashlib.sha1(json.dumps(_jsonable(self.config), sort_keys=True).encode()).hexdigest()[:8]
-            name = f"{self.experiment}_{self.dataset}_seed{self.seed}_{stamp}_{digest}.json"
-            path = write_record(Path(out_dir) / name, rec)
+            for attempt in range(100):
+                name = f"{self.experiment}_{self.dataset}_seed{self.seed}_{stamp}_{digest}_{secrets.token_hex(4)}.json"
+                try:
+                    path = write_record(Path(out_dir) / name, rec)
+                    break
+                except FileExistsError:
+                    if attempt == 99:
+                        raise
             rec = {**rec, "path": str(path)}
         return rec
 
@@ -174,46 +217,65 @@ def _jsonable(obj):
 
 
 def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write ``record`` as JSON at ``path`` atomically; check the required fields."""
+    """Write ``record`` as JSON at ``path`` atomically; check the required fields. An existing
+    file at ``path`` is never replaced: FileExistsError. The file's mode is ``0666`` less
+    the umask."""
     missing = [k for k in RECORD_FIELDS if k != "history" and k not in record]
     if missing:
         raise ValueError(f"results record lacks field(s): {', '.join(missing)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_jsonable({k: v for k, v in record.items() if k != "path"}), indent=1, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    tmp = path.parent / f".tmp-{os.getpid()}-{secrets.token_hex(6)}.json"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.link(tmp, path)  # FileExistsError rather than replacing a record
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
+_FIELD_TYPES = {"experiment": str, "profile": str, "dataset": str, "config": dict, "metrics": dict,
+                "started_at": str, "git_commit": str}
+
+
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one record back; a clear error if it is not a valid record."""
+    """Read one record back; a one-line ValueError naming the file if it is not a valid
+    record (not JSON, not UTF-8, not an object, a field missing or of the wrong type)."""
     path = Path(path)
     try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read results record {path}: {e}") from None
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"cannot read results record {path}: {' '.join(str(e).split())}") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path} is not a results record (a JSON {type(rec).__name__}, not an object)")
     missing = [k for k in RECORD_FIELDS if k != "history" and k not in rec]
     if missing:
         raise ValueError(f"{path} is not a results record (missing {', '.join(missing)})")
+    wrong = [f"{k} is {type(rec[k]).__name__}" for k, t in _FIELD_TYPES.items() if not isinstance(rec[k], t)]
+    if not isinstance(rec["seed"], int) or isinstance(rec["seed"], bool):
+        wrong.append(f"seed is {type(rec['seed']).__name__}")
+    if wrong:
+        raise ValueError(f"{path} is not a results record ({', '.join(wrong)})")
     return rec
 
 
 def load_records(root: str | os.PathLike, experiment: str | None = None, **where) -> list[dict[str, Any]]:
     """All records under ``root`` (recursively), optionally filtered by experiment and
-    top-level fields (``profile="paper"``, ``dataset="mnist"``), sorted by start time."""
+    top-level fields (``profile="paper"``, ``dataset="mnist"``), sorted by start time.
+    A file that is not a valid record is skipped with a warning naming it."""
     root = Path(root)
     out = []
     for p in sorted(root.rglob("*.json")) if root.exists() else []:
         if p.name.startswith(".tmp-"):
             continue
-        rec = read_record(p)
+        try:
+            rec = read_record(p)
+        except ValueError as e:
+            warnings.warn(f"skipped: {e}", RuntimeWarning, stacklevel=2)
+            continue
         if experiment is not None and rec["experiment"] != experiment:
             continue
         if any(rec.get(k) != v for k, v in where.items()):

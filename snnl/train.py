@@ -30,11 +30,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snnl.data import Dataset, load_dataset
+from snnl.checkpointing import CheckpointError, load_checkpoint, save_checkpoint, use_folder
+from snnl.data import Dataset, check_dataset, load_dataset
 from snnl.layerwise import layerwise_snnl
 from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss, triplet_loss
 from snnl.models import MODELS, build_model
-from snnl.results import Run, device_name, resolve_device, seed_everything
+from snnl.results import Run, check_folder, check_name, device_name, resolve_device, seed_everything
 
 REGULARIZERS = ("snnl", "snnl-reference", "triplet")
 OPTIMIZERS = ("adam", "sgd")
@@ -83,6 +84,20 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
+        for name in ("decay_steps", "eval_train_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_train", "n_test", "size", "channels"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
+        if not math.isfinite(self.alpha):
+            raise ValueError(f"alpha must be finite, got {self.alpha}")
+        for name in ("lr", "lr_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+        check_name(self.experiment, "experiment")
         if self.layers is not None:
             self.layers = tuple(self.layers)
 
@@ -137,12 +152,6 @@ def activation_scale(h: torch.Tensor, temperature: float, distance: str = "eucli
     return float(d.median()) / float(temperature) if d.numel() else float("nan")
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
           checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1000,
           progress: bool = True, transform: Callable | None = None,
@@ -161,11 +170,30 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             before the first step (``step`` = 0, or the step resumed from) and after every
             step; for measurements during training (Section 3.1). It must leave the model's
             mode, parameters and the global random state as it found them.
+
+    ``out_dir`` and ``checkpoint_dir`` are checked (created, writable) before anything runs;
+    the checkpoint folder is locked while the run uses it (:func:`snnl.checkpointing.use_folder`:
+    a second live process on it is refused, unless its checkpoint is finished and only read).
+    ``batch_size`` may not exceed the training set.
     """
+    if out_dir is not None:
+        check_folder(out_dir, "output folder")
+    if checkpoint_dir is None:
+        return _train(config, data, out_dir, None, checkpoint_every, progress, transform, callback)
+    check_folder(checkpoint_dir, "checkpoint folder")
+    with use_folder(checkpoint_dir, config.steps):  # a second live run on it is refused
+        return _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, transform, callback)
+
+
+def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, transform, callback) -> TrainResult:
     device = resolve_device(config.device)
     data = data if data is not None else load_for(config)
     if data.x_train is None:
         raise ValueError(f"{data.name} has no training split")
+    check_dataset(data)
+    if config.batch_size > len(data.x_train):
+        raise ValueError(f"batch_size {config.batch_size} is larger than the training set "
+                         f"({len(data.x_train)} points); use a smaller batch or more data")
     seed_everything(config.seed)
     model = build_model(config.model, data.shape, data.num_classes).to(device)
     layers = config.layers or tuple(model.layer_names)
@@ -192,24 +220,26 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
 
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
     if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != asdict(config):
+        state = load_checkpoint(ckpt, map_location=device)
+        if state.get("config") != asdict(config):
             raise ValueError(f"{ckpt} belongs to a different configuration; remove it or use another folder")
-        model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"]); snnl.load_state_dict(state["snnl"])
-        gen.set_state(state["gen"]); torch.set_rng_state(state["torch_rng"])
-        step, perm, pos, history = state["step"], state["perm"], state["pos"], state["history"]
-        history.setdefault("scale", {n: [] for n in layers})  # checkpoints written before it was recorded
+        try:
+            model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"]); snnl.load_state_dict(state["snnl"])
+            gen.set_state(state["gen"].cpu()); torch.set_rng_state(state["torch_rng"].cpu())
+            step, perm, pos, history = int(state["step"]), state["perm"].cpu(), int(state["pos"]), state["history"]
+            history.setdefault("scale", {n: [] for n in layers})  # checkpoints written before it was recorded
+        except (KeyError, AttributeError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"cannot resume from checkpoint {ckpt}: {type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:300]}; remove it or use another folder") from None
     resumed_from = step  # > 0: the record's wall time and commit are of this process, from that step on
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     def checkpoint():
         if ckpt is not None:
-            _save(ckpt, {"config": asdict(config), "model": model.state_dict(), "opt": opt.state_dict(),
-                         "sched": sched.state_dict(), "snnl": snnl.state_dict(), "gen": gen.get_state(),
-                         "torch_rng": torch.get_rng_state(), "step": step, "perm": perm, "pos": pos,
-                         "history": history})
+            save_checkpoint(ckpt, {"config": asdict(config), "model": model.state_dict(), "opt": opt.state_dict(),
+                                   "sched": sched.state_dict(), "snnl": snnl.state_dict(), "gen": gen.get_state(),
+                                   "torch_rng": torch.get_rng_state(), "step": step, "perm": perm, "pos": pos,
+                                   "history": history})
 
     def do_eval():
         tr = evaluate(model, x_tr[eval_idx], y_tr[eval_idx])
@@ -255,7 +285,7 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             what = (f"non-finite activations in layer {bad}" if bad is not None else
                     f"regulariser {[round(float(v), 4) for v in reg.values()]}")
             raise TrainingDiverged(f"non-finite loss at step {step} (cross-entropy {ce.item():.4g}, "
-                                   f"{what}){where}")
+                                   f"{what}; alpha {config.alpha:g}, lr {config.lr:g}){where}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

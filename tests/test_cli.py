@@ -88,3 +88,49 @@ def test_regularizer_choice_reaches_the_record_and_a_wrong_one_is_one_line(tmp_p
     assert p.returncode == 0, p.stderr
     [rec] = load_records(out, "ref")
     assert rec["config"]["regularizer"] == "snnl-reference"
+
+
+def _one_line_error(argv, capsys, code=2):
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m snnl: error: "), captured.err
+    return lines[0]
+
+
+TINY = ["train", "--dataset", "digits", "--steps", "3", "--batch-size", "16", "--n-train", "32", "--n-test", "16",
+        "--eval-every", "3", "--no-progress"]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--alpha", "nan"], "alpha must be finite, got nan"),
+    (["--size", "0"], "size must be >= 1"),
+    (["--channels", "0"], "channels must be >= 1"),
+    (["--channels", "-1"], "channels must be >= 1"),
+    (["--lr-decay", "-1"], "lr_decay must be finite and > 0"),
+    (["--experiment", "../../x"], "experiment name '../../x' cannot be part of a file name"),
+    (["--batch-size", "64"], "batch_size 64 is larger than the training set (32 points)"),
+])
+def test_bad_options_are_one_line(extra, match, capsys):
+    assert match in _one_line_error(TINY + extra, capsys)
+
+
+def test_files_in_the_wrong_place_are_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    assert "is a file" in _one_line_error(TINY + ["--checkpoint-dir", str(tmp_path / "file")], capsys)
+    assert "is a file" in _one_line_error(TINY + ["--out", str(tmp_path / "file")], capsys)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "checkpoint.pt").write_bytes(b"\x00corrupt")
+    msg = _one_line_error(TINY + ["--checkpoint-dir", str(tmp_path / "ckpt")], capsys)
+    assert str(tmp_path / "ckpt" / "checkpoint.pt") in msg
+    (tmp_path / "src").mkdir()
+    msg = _one_line_error(["data", "import", "--name", "mnist", "--source", str(tmp_path / "src"),
+                           "--root", str(tmp_path / "file")], capsys)
+    assert "mnist: " in msg
+    monkeypatch.setenv("SNNL_DATA", str(tmp_path / "file"))  # a data root that is a file
+    assert "data not found" in _one_line_error(TINY[:1] + ["--dataset", "mnist", "--no-progress"], capsys)
+
+
+def test_training_that_diverges_is_one_line_naming_alpha_and_lr(capsys):
+    msg = _one_line_error(TINY + ["--alpha", "1", "--lr", "1e30"], capsys, code=1)
+    assert "non-finite loss at step" in msg and "alpha 1" in msg and "lr 1e+30" in msg

@@ -151,7 +151,7 @@ def test_import_idx_from_gz_and_bad_gz(tmp_path, data_root):
     with pytest.raises(DatasetError) as e:
         import_idx("notmnist", src, tmp_path / "other")
     assert "cannot decompress" in one_line(e)
-    assert list((tmp_path / "other" / "notMNIST" / "raw").iterdir()) == []
+    assert not (tmp_path / "other").exists()  # no half-written file, no empty folders left behind
     with pytest.raises(DatasetError, match="only handles idx"):
         import_idx("svhn", src)
 
@@ -287,3 +287,88 @@ def test_channels_to_one_averages_and_bad_conversion(data_root):
     torch.testing.assert_close(gray.x_train[:, 0], rgb.x_train.mean(1))
     with pytest.raises(DatasetError, match="channels"):
         load_dataset("cifar10", download=False, channels=2)
+
+
+# ---- what is imported and loaded is checked -------------------------------------------------------
+def test_import_refuses_an_empty_gz_and_a_later_import_replaces_a_bad_file(tmp_path):
+    src, good, root = tmp_path / "src", tmp_path / "good", tmp_path / "root"
+    arrays = write_idx(good)
+    src.mkdir()
+    for f in IDX:
+        (src / (f + ".gz")).write_bytes(gzip.compress(b"" if f == "t10k-images-idx3-ubyte" else (good / f).read_bytes()))
+    with pytest.raises(DatasetError) as e:
+        import_idx("mnist", src, root)
+    assert "t10k-images-idx3-ubyte.gz is not a valid idx file" in one_line(e)
+    raw = root / "MNIST" / "raw"
+    assert not (raw / "t10k-images-idx3-ubyte").exists()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"")  # a bad file from before: replaced by a good import
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, 9) + b"\x01")  # header says 9
+    import_idx("mnist", good, root)
+    ds = load_dataset("mnist", root=root, download=False)
+    assert ds.x_test.shape == (4, 1, 28, 28) and ds.y_test.tolist() == arrays["t10k"][1].tolist()
+
+
+@pytest.mark.parametrize("case, match", [
+    ("fewer labels", "the training split has 6 images but 5 labels"),
+    ("label 10", "labels must be integers in 0..9, got 0..10"),
+    ("test size", "training images are (1, 28, 28) but test images are (1, 20, 20)"),
+])
+def test_inconsistent_splits_are_one_line(data_root, case, match):
+    raw = data_root / "MNIST" / "raw"
+    arrays = write_idx(raw)
+    x, y = arrays["train"]
+    if case == "fewer labels":
+        (raw / "train-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, 5) + y[:5].tobytes())
+    elif case == "label 10":
+        y = y.copy()
+        y[0] = 10
+        (raw / "train-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, 6) + y.tobytes())
+    else:
+        write_idx(tmp := data_root / "small", size=20)
+        for f in IDX[2:]:
+            (raw / f).write_bytes((tmp / f).read_bytes())
+    with pytest.raises(DatasetError) as e:
+        load_dataset("mnist", download=False)
+    assert one_line(e).startswith("mnist: ") and match in str(e.value)
+
+
+@pytest.mark.parametrize("kw", [dict(size=0), dict(channels=0), dict(channels=-1), dict(n_test=0), dict(size=2.5)])
+def test_bad_sizes_and_channels_are_refused(kw):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        load_dataset("digits", **kw)
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
+    import snnl.data as sd
+
+    def offline(name, root, train, download):  # as torchvision does: make the folders, then fail
+        if download:
+            (root / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+            raise OSError("network unreachable")
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(sd, "_read_torchvision", offline)
+    root = tmp_path / "fresh" / "data"
+    with pytest.raises(DatasetError, match="download failed: OSError: network unreachable"):
+        load_dataset("mnist", root=root)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()  # a data root that existed stays
+    with pytest.raises(DatasetError):
+        load_dataset("mnist", root=tmp_path / "kept")
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_an_unreadable_data_folder_is_one_line(tmp_path, monkeypatch):
+    import pathlib
+
+    real = pathlib.Path.is_file
+
+    def denied(self):
+        if str(self).startswith(str(tmp_path)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(pathlib.Path, "is_file", denied)
+    with pytest.raises(DatasetError) as e:
+        load_dataset("mnist", root=tmp_path, download=False)
+    assert "cannot read the data folder" in one_line(e) and "Permission denied" in str(e.value)

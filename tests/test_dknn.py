@@ -274,3 +274,28 @@ def test_extract_features():
     y = torch.arange(23) % 4
     out = DkNN(k=3).fit(feats, y).calibrate(feats, y).predict(feats)
     assert out.prediction.shape == (23,)
+
+
+def test_sparse_label_ids_are_the_classes_themselves():
+    # the hand-worked case with labels 0 -> 7 and 1 -> 10**9: the same p-values, predictions in those ids
+    ids = np.array([7, 10**9])
+    dense = hand_dknn().predict([col(A_TEST), col(B_TEST)])
+    d = DkNN(k=2, normalize=False).fit([col(A_TRAIN), col(B_TRAIN)], ids[Y_TRAIN])
+    d.calibrate([col(A_CAL), col(B_CAL)], ids[Y_CAL])
+    out = d.predict([col(A_TEST), col(B_TEST)])
+    assert d.num_classes_ == 2 and d.classes_.tolist() == [7, 10**9]
+    np.testing.assert_array_equal(out.p_values, dense.p_values)
+    np.testing.assert_array_equal(out.prediction, ids[dense.prediction])
+    np.testing.assert_array_equal(out.neighbors_labels, ids[dense.neighbors_labels])
+    with pytest.raises(ValueError, match="not a class"):
+        d.calibrate([col(A_CAL), col(B_CAL)], np.array([7, 8, 7, 7]))
+
+
+def test_zero_width_layer_is_refused():
+    rng = np.random.default_rng(0)
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match="zero width"):
+        DkNN(k=3).fit([rng.normal(size=(20, 4)), np.zeros((20, 0))], y)
+    d = DkNN(k=3).fit(rng.normal(size=(20, 4)), y).calibrate(rng.normal(size=(6, 4)), y[:6])
+    with pytest.raises(ValueError, match="zero width"):
+        d.predict(np.zeros((5, 0)))

@@ -247,3 +247,34 @@ def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
     rec = read_record(res.record["path"])
     assert rec["experiment"] == "snnl_gan_learned" and rec["config"]["embed_dim"] == 10
     assert [s["step"] for s in rec["history"]["snapshots"]] == [0, 4]
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):  # unpickling it would create a file
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoints_load_without_running_code_and_the_folder_is_locked(tiny, tmp_path):
+    from dataclasses import asdict
+
+    from snnl.checkpointing import CheckpointError, CheckpointLock, CheckpointLocked
+
+    c = cfg(objective="gan", steps=4)
+    train_gan(c, tiny, checkpoint_dir=tmp_path / "ok", checkpoint_every=2, progress=False)
+    assert torch.load(tmp_path / "ok" / "checkpoint.pt", weights_only=True)["step"] == 4  # plain types only
+    marker = tmp_path / "code-ran"
+    (tmp_path / "evil").mkdir()
+    torch.save({"config": asdict(c), "x": _RunsCode(marker)}, tmp_path / "evil" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="evil/checkpoint.pt"):
+        train_gan(c, tiny, checkpoint_dir=tmp_path / "evil", progress=False)
+    assert not marker.exists()
+    with CheckpointLock(tmp_path / "ok"):  # another run holding the folder: a finished checkpoint is only read
+        assert train_gan(c, tiny, checkpoint_dir=tmp_path / "ok", progress=False).metrics
+        with pytest.raises(CheckpointLocked, match="in use by another running process"):
+            train_gan(replace(c, steps=6), tiny, checkpoint_dir=tmp_path / "ok", progress=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        train_gan(c, tiny, out_dir=tmp_path / "file", progress=False)

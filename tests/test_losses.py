@@ -609,3 +609,81 @@ def test_triplet_errors():
     x[0, 0] = math.nan
     with pytest.raises(ValueError, match="NaN"):
         triplet_loss(x, y)
+
+
+# ----------------------------------------------------------------------------------------------
+# never a wrong finite value or a silent NaN; bounded searches
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_float32_inputs_that_would_overflow_are_computed_in_float64(distance):
+    from snnl.layerwise import soft_nearest_neighbor_losses
+
+    x, y = make_batch(1, b=10, d=4, classes=3, dtype=torch.float32, scale=1e19)
+    t = 1.0 if distance == "euclidean" else 1e-37  # cosine: 1/T overflows float32 instead
+    truth = naive_snnl(x, y, t, distance)  # float64 double loop on the same float32 values
+    assert truth > 1e30
+    for value, xg in [(soft_nearest_neighbor_loss(xg := x.clone().requires_grad_(), y, t, distance), xg),
+                      (soft_nearest_neighbor_loss(xg := x.clone().requires_grad_(), y, t, distance, chunk_size=3), xg),
+                      (_loss_and_dt(xg := x.clone().requires_grad_(), y, t, distance)[0], xg),
+                      (soft_nearest_neighbor_losses([xg := x.clone().requires_grad_()], y, [t], distance)[0], xg)]:
+        assert float(value.detach()) == pytest.approx(truth, rel=1e-5)
+        value.backward()
+        assert torch.isfinite(xg.grad).all()
+    ent = entanglement(x, y, distance, t_range=(t, 10 * t))
+    assert ent.value == pytest.approx(min(naive_snnl(x, y, ent.temperature, distance), truth), rel=1e-4)
+
+
+def test_inputs_beyond_float64_raise_instead_of_a_wrong_value():
+    from snnl.layerwise import soft_nearest_neighbor_losses
+
+    x, y = make_batch(3, b=10, d=4, classes=3, dtype=torch.float64, scale=1e160)
+    for fn in (lambda: soft_nearest_neighbor_loss(x, y, 1.0), lambda: soft_nearest_neighbor_losses([x], y, [1.0]),
+               lambda: soft_nearest_neighbor_loss_reference(x, y, 1.0)):
+        with pytest.raises(NonFiniteEmbeddings, match="overflow"):
+            fn()
+
+
+def test_reference_formula_is_finite_on_finite_inputs_and_refuses_t_0():
+    # singletons far from the rest at T = 1: rounding made exp(-D_ii) - 1 negative, then log(<0) = NaN
+    def naive_reference(x, y, t, eps=1e-5):  # the authors' formula, a double loop in float64
+        pts, labels, total = x.double().tolist(), y.tolist(), 0.0
+        for i, p in enumerate(pts):
+            f = [0.0 if j == i else math.exp(-sum((a - c) ** 2 for a, c in zip(p, q)) / t)
+                 for j, q in enumerate(pts)]
+            same = sum(fj for fj, lj in zip(f, labels) if lj == labels[i]) / (eps + sum(f))
+            total += -math.log(eps + same)
+        return total / len(pts)
+
+    for seed in range(20):
+        x = torch.randn(6, 3, generator=torch.Generator().manual_seed(seed)) * 3.0
+        y = torch.tensor([0, 0, 1, 1, 2, 3])
+        ref = float(soft_nearest_neighbor_loss_reference(x, y, 1.0))
+        assert math.isfinite(ref) and ref >= 2 * -math.log(1e-5) / 6  # the singletons: -log(eps) each
+        assert ref == pytest.approx(naive_reference(x, y, 1.0), rel=1e-4)
+    x, y = make_batch(0)
+    for t in (0.0, -1.0, math.inf, torch.tensor(0.0)):
+        with pytest.raises(ValueError, match="temperature"):
+            soft_nearest_neighbor_loss_reference(x, y, t)
+
+
+def test_entanglement_arguments_are_checked_and_the_search_is_bounded():
+    import signal
+
+    def too_long(*_):
+        raise TimeoutError("entanglement did not return")
+
+    old = signal.signal(signal.SIGALRM, too_long)  # an unbounded search fails the test, not hangs it
+    signal.alarm(120)
+    try:
+        x, y = make_batch(0, b=30)
+        tiny = entanglement(x, y, tol=1e-300)  # below float precision: ends after MAX_SEARCH_STEPS
+        assert tiny.value == pytest.approx(entanglement(x, y).value, rel=1e-6)
+        for kw, match in [({"tol": 0}, "tol"), ({"tol": -1.0}, "tol"), ({"tol": math.nan}, "tol"),
+                          ({"grid_points": 0}, "grid_points"), ({"grid_points": 1}, "grid_points"),
+                          ({"grid_points": 2.5}, "grid_points"), ({"t_range": (0, 1)}, "t_range"),
+                          ({"t_range": (1, math.inf)}, "t_range"), ({"t_range": (-1, 1)}, "t_range"),
+                          ({"t_range": 5}, "t_range")]:
+            with pytest.raises(ValueError, match=match):
+                entanglement(x, y, **kw)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import pytest
@@ -316,3 +317,19 @@ def test_summary_counts_each_sections_statuses(tmp_path):
 def test_format_report_right_aligns_the_columns_named():
     lines = rp.format_report([{"a": "x", "b": 1}], columns=("a", "b"), right=("b",)).splitlines()
     assert lines[1] == "|---|---:|" and lines[2] == "| x | 1 |"
+
+
+def test_malformed_records_are_skipped_with_a_warning(tmp_path):
+    table1(tmp_path, "mnist", 10.0, [0.9920, 0.9925])
+    want = rp.format_report(rp.reproduction_report(tmp_path))
+    rec = {"experiment": "table1", "profile": "paper", "dataset": "mnist", "seed": 0, "metrics": {},
+           "device": "cpu", "torch_version": "2.0", "git_commit": "x", "wall_seconds": 1.0}
+    bad = {"null.json": "null", "number.json": "7", "config.json": {**rec, "config": "alpha=10", "started_at": "t"},
+           "started.json": {**rec, "config": {}, "started_at": 3}}
+    for name, content in bad.items():
+        (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    (tmp_path / "bytes.json").write_bytes(b"\xff\xfe{")
+    with pytest.warns(RuntimeWarning) as caught:
+        got = rp.format_report(rp.reproduction_report(tmp_path))
+    assert got == want
+    assert all(any(name in str(w.message) for w in caught) for name in [*bad, "bytes.json"])

@@ -80,15 +80,76 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     rec = make_run().record({"acc": 0.9})
     path = write_record(tmp_path / "r.json", rec)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+    with pytest.raises(FileExistsError):  # a record is never replaced
+        write_record(path, {**rec, "metrics": {"acc": 0.1}})
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no .tmp- file left behind
+    assert read_record(path)["metrics"] == {"acc": 0.9}  # the old record is intact
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", boom)
+    monkeypatch.setattr(os, "link", boom)
     with pytest.raises(OSError, match="disk full"):
-        write_record(path, {**rec, "metrics": {"acc": 0.1}})
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no .tmp- file left behind
-    assert read_record(path)["metrics"] == {"acc": 0.9}  # the old record is intact
+        write_record(tmp_path / "s.json", rec)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def _finish_same_second(out):
+    return make_run(started_at="2025-01-01T00:00:00+00:00").finish({"acc": 0.5}, out)["path"]
+
+
+def test_identical_runs_in_the_same_second_keep_every_record(tmp_path, monkeypatch):
+    # concurrent processes: same experiment, config and start second
+    import multiprocessing
+    with multiprocessing.get_context("fork").Pool(4) as pool:
+        paths = pool.map(_finish_same_second, [tmp_path / "a"] * 8)
+    assert len(set(paths)) == 8 and len(list((tmp_path / "a").glob("*.json"))) == 8
+    assert all(os.path.basename(p).startswith("table1_digits_seed0_20250101T000000Z_") for p in paths)
+    # even when the random part repeats, the second write takes another name instead of replacing
+    import secrets
+    tokens, real = iter(["aaaa", "aaaa", "bbbb"]), secrets.token_hex
+    monkeypatch.setattr(secrets, "token_hex", lambda n=None: next(tokens) if n == 4 else real(n))
+    first, second = _finish_same_second(tmp_path / "b"), _finish_same_second(tmp_path / "b")
+    assert first != second and len(list((tmp_path / "b").glob("*.json"))) == 2
+
+
+def test_records_are_readable_by_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = make_run().finish({"acc": 0.5}, tmp_path)["path"]
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "", ".hidden", "-rf", "x" * 101, None])
+def test_names_that_would_leave_the_folder_are_refused(tmp_path, name):
+    with pytest.raises(ValueError, match="file name"):
+        make_run(experiment=name)
+    with pytest.raises(ValueError, match="file name"):
+        make_run(dataset=name)
+    assert make_run(experiment="fig3_16", dataset="mnist+notmnist").finish({}, tmp_path)["path"].startswith(
+        str(tmp_path))
+
+
+def test_malformed_records_are_skipped_with_a_warning_naming_them(tmp_path):
+    good = make_run().finish({"acc": 0.5}, tmp_path)
+    rec = {k: v for k, v in good.items() if k != "path"}
+    bad = {"null.json": "null", "number.json": "3", "list.json": "[]",
+           "config.json": json.dumps({**rec, "config": "alpha=1"}),
+           "started.json": json.dumps({**rec, "started_at": 5}),
+           "seed.json": json.dumps({**rec, "seed": "0"})}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "latin1.json").write_bytes(b'{"experiment": "caf\xe9"}')
+    with pytest.warns(RuntimeWarning) as caught:
+        recs = load_records(tmp_path)
+    assert [r["path"] for r in recs] == [good["path"]]
+    messages = " ".join(str(w.message) for w in caught)
+    for name in [*bad, "latin1.json"]:
+        assert str(tmp_path / name) in messages
+    with pytest.raises(ValueError, match="latin1.json"):
+        read_record(tmp_path / "latin1.json")
 
 
 def test_missing_fields_and_bad_files_raise(tmp_path):

@@ -5,7 +5,9 @@ digits, a few dozen steps each."""
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+import os
+import re
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -67,7 +69,7 @@ def test_killed_run_resumes_to_the_same_result(digits, tmp_path):
     kill = KillAt(12)
     with pytest.raises(KeyboardInterrupt):
         train(c, digits, checkpoint_dir=tmp_path, checkpoint_every=5, progress=False, transform=kill)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # plain types only
     assert state["step"] == 10  # the last checkpoint before the kill
     resumed_from = []
     resumed = train(c, digits, checkpoint_dir=tmp_path, checkpoint_every=5, progress=False,
@@ -96,7 +98,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(digit
         train(cfg(steps=20, alpha=alpha), digits, checkpoint_dir=tmp_path, checkpoint_every=5, progress=False,
               transform=KillAt(k, nan=True))
     assert str(tmp_path / "checkpoint.pt") in str(err.value) and "\n" not in str(err.value)
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # plain types only
     assert state["step"] == last_good
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
@@ -205,6 +207,14 @@ def test_evaluate_matches_a_manual_count_and_restores_the_mode(digits):
     (dict(batch_size=-1), "batch_size must be >= 1"),
     (dict(temperature=0.0), "temperature must be finite and > 0"),
     (dict(temperature=float("inf")), "temperature must be finite and > 0"),
+    (dict(alpha=float("nan")), "alpha must be finite, got nan"),
+    (dict(lr_decay=-1.0), "lr_decay must be finite and > 0"),
+    (dict(lr=0.0), "lr must be finite and > 0"),
+    (dict(size=0), "size must be >= 1"),
+    (dict(channels=0), "channels must be >= 1"),
+    (dict(channels=-1), "channels must be >= 1"),
+    (dict(n_train=0), "n_train must be >= 1"),
+    (dict(experiment="../../x"), "experiment name '../../x' cannot be part of a file name"),
 ])
 def test_config_errors_are_one_clear_line(bad, match):
     with pytest.raises(ValueError, match=match) as err:
@@ -228,3 +238,125 @@ def test_results_record_has_the_required_fields(digits, tmp_path):
     assert rec["history"]["test_accuracy"] == r.history["test_accuracy"]
     assert rec["wall_seconds"] > 0 and rec["torch_version"] == torch.__version__
     assert [x["path"] for x in load_records(tmp_path, "table1", dataset="digits")] == [r.record["path"]]
+
+
+class RunsCode:
+    """Unpickling it creates a file: what a crafted checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(digits, tmp_path):
+    from snnl.checkpointing import CheckpointError
+    from snnl.experiments.checkpoints import checkpoint_step
+
+    c, marker = cfg(steps=5), tmp_path / "code-ran"
+    torch.save({"config": asdict(c), "step": 3, "payload": RunsCode(marker)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=re.escape(str(tmp_path / "checkpoint.pt"))) as err:
+        train(c, digits, checkpoint_dir=tmp_path, progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError):
+        checkpoint_step(tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04 truncated zip"])
+def test_a_corrupted_checkpoint_is_one_line_naming_the_file(digits, tmp_path, content):
+    from snnl.checkpointing import CheckpointError
+
+    (tmp_path / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(str(tmp_path / "checkpoint.pt"))) as err:
+        train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False)
+    assert "\n" not in str(err.value)
+    torch.save({"config": asdict(cfg(steps=5)), "step": 2}, tmp_path / "checkpoint.pt")  # keys missing
+    with pytest.raises(CheckpointError, match="checkpoint.pt: KeyError"):
+        train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False)
+
+
+HOLD = """
+import sys, time
+from snnl.checkpointing import CheckpointLock
+CheckpointLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_live_process_on_a_checkpoint_folder_is_refused_and_a_dead_ones_lock_taken_over(digits, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from snnl.checkpointing import CheckpointLocked
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        steps = []
+        with pytest.raises(CheckpointLocked, match=rf"pid {holder.pid}\b") as err:
+            train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False, callback=lambda s, m: steps.append(s))
+        assert steps == [] and "\n" not in str(err.value)
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays, its lock goes with the process
+        holder.wait()
+    assert (tmp_path / "checkpoint.lock").exists()
+    done = train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False)
+    from snnl.checkpointing import CheckpointLock
+
+    with CheckpointLock(tmp_path):  # held by another run: a finished checkpoint is still read, unchanged
+        mtime = (tmp_path / "checkpoint.pt").stat().st_mtime_ns
+        assert train(cfg(steps=5), digits, checkpoint_dir=tmp_path, progress=False).metrics == done.metrics
+        assert (tmp_path / "checkpoint.pt").stat().st_mtime_ns == mtime
+        with pytest.raises(CheckpointLocked):  # more steps: it would write
+            train(cfg(steps=8), digits, checkpoint_dir=tmp_path, progress=False)
+
+
+def _save_many(path):
+    from snnl.checkpointing import save_checkpoint
+
+    for i in range(30):
+        save_checkpoint(path, {"step": i, "w": torch.full((1000,), float(i))})
+    return True
+
+
+def test_concurrent_checkpoint_writes_use_their_own_temporary_files(tmp_path):
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        assert pool.map(_save_many, [tmp_path / "checkpoint.pt"] * 3) == [True] * 3
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 29 and torch.equal(state["w"], torch.full((1000,), 29.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_output_places_are_checked_before_the_first_step(digits, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for kw, match in [(dict(out_dir=tmp_path / "file"), "output folder .* is a file"),
+                      (dict(out_dir=tmp_path / "file" / "sub"), "output folder .* cannot be written"),
+                      (dict(checkpoint_dir=tmp_path / "file"), "checkpoint folder .* is a file")]:
+        steps = []
+        with pytest.raises(ValueError, match=match):
+            train(cfg(steps=5), digits, progress=False, callback=lambda s, m: steps.append(s), **kw)
+        assert steps == []
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(digits):
+    small = replace(digits, x_train=digits.x_train[:40], y_train=digits.y_train[:40])
+    with pytest.raises(ValueError, match="batch_size 64 is larger than the training set \\(40 points\\)"):
+        train(cfg(steps=5), small, progress=False)
+    assert train(cfg(steps=2, batch_size=40), small, progress=False).metrics
+
+
+def test_inconsistent_data_is_refused_before_training(digits):
+    from snnl.data import DatasetError
+
+    for bad, match in [(dict(y_train=digits.y_train[:-7]), "1297 images but 1290 labels"),
+                       (dict(y_test=digits.y_test + 10), "labels must be integers in 0..9"),
+                       (dict(x_test=digits.x_test[:, :, :14, :14]), "training images are")]:
+        with pytest.raises(DatasetError, match=match):
+            train(cfg(steps=2), replace(digits, **bad), progress=False)

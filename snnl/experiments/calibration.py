@@ -38,6 +38,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from snnl.attacks import BIM, FGSM
+from snnl.checkpointing import load_checkpoint
 from snnl.dknn import DkNN, extract_features
 from snnl.experiments.calibration_models import (  # noqa: F401 (re-exported: one import for chapters)
     ATTACKS, PAPER, PAPER_BIM_STEPS, TITLES, CalibrationConfig, checkpoint_name, make_config, model_configs,
@@ -200,7 +201,7 @@ def transfer_matrix(config: CalibrationConfig, models: dict | None = None, out_d
 
 def _finished(folder: Path, steps: int) -> bool:
     ckpt = folder / "checkpoint.pt"
-    return ckpt.exists() and torch.load(ckpt, map_location="cpu", weights_only=False)["step"] >= steps
+    return ckpt.exists() and load_checkpoint(ckpt, map_location="cpu")["step"] >= steps
 
 
 def main(argv=None) -> int:

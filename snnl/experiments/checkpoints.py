@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
+from snnl.checkpointing import load_checkpoint
 
 
 def checkpoint_step(folder) -> int | None:
@@ -19,7 +19,7 @@ def checkpoint_step(folder) -> int | None:
     path = Path(folder) / "checkpoint.pt"
     if not path.exists():
         return None
-    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+    return int(load_checkpoint(path, map_location="cpu")["step"])
 
 
 def checkpoint_finished(folder, steps: int) -> bool:

@@ -34,7 +34,7 @@ from snnl.experiments.report_figures import (_calibration, _fig3_16, _fig7, _fig
 from snnl.experiments.report_items import (  # noqa: F401 (re-exported: the report's vocabulary)
     BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, TABLE1_TOLERANCE, _commit, _item,
     _table1, _table2)
-from snnl.results import load_records, read_record
+from snnl.results import load_records
 
 _IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields that do not change a result
 
@@ -43,19 +43,9 @@ _IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields th
 def paper_records(results_dir="results") -> dict[str, list[dict]]:
     """Paper-profile records under ``results_dir`` by experiment, oldest first; of records with
     the same experiment, dataset, seed and config only the newest (a re-run replaces a run).
-    Files that are not records are skipped."""
-    try:
-        recs = load_records(results_dir, profile="paper")
-    except ValueError:  # one unreadable file: read the others one by one
-        recs = []
-        for p in sorted(Path(results_dir).rglob("*.json")) if Path(results_dir).exists() else []:
-            try:
-                rec = read_record(p)
-            except ValueError:
-                continue
-            if rec.get("profile") == "paper":
-                recs.append({**rec, "path": str(p)})
-        recs.sort(key=lambda r: str(r.get("started_at")))
+    Files that are not records (not JSON, or fields missing or of the wrong type) are skipped
+    with a warning naming them (:func:`snnl.load_records`)."""
+    recs = load_records(results_dir, profile="paper")
     newest = {}
     for r in recs:
         cfg = {k: v for k, v in (r.get("config") or {}).items() if k not in _IGNORED}

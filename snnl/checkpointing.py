@@ -1,0 +1,125 @@
+"""Checkpoint files of resumable runs (:func:`snnl.train.train`, :func:`snnl.gan.train_gan`).
+
+* :func:`load_checkpoint` opens a checkpoint with ``torch.load(..., weights_only=True)``:
+  only tensors, numbers, strings and plain containers are read back, so a crafted
+  ``checkpoint.pt`` cannot run code when a run resumes from it. A file that is not such a
+  checkpoint raises a one-line :class:`CheckpointError` naming it.
+* :func:`save_checkpoint` writes to a temporary file with a name of its own (process id and
+  a random part) in the same folder, then renames it over the checkpoint: a killed write
+  never leaves a half-written checkpoint, and two writers never share a temporary file.
+* :class:`CheckpointLock` holds ``checkpoint.lock`` in a checkpoint folder while a run uses
+  it (an advisory ``flock``): a second live process resuming the same folder is refused
+  with :class:`CheckpointLocked`; the lock of a process that died is released by the
+  operating system, so the next run takes it over. :func:`use_folder` takes the lock for
+  a run, and lets a run that only reads a *finished* checkpoint (a model trained elsewhere,
+  reused) go ahead without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+import torch
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (the temporary names stay unique)
+    fcntl = None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read (corrupt, truncated, or holding other objects)."""
+
+
+class CheckpointLocked(RuntimeError):
+    """Another live process holds the checkpoint folder."""
+
+
+def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
+    """The dict saved at ``path``, read with ``weights_only=True`` (no code runs)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling, zip and OS errors alike become one line
+        msg = " ".join(str(e).split())
+        if len(msg) > 300:
+            msg = msg[:300] + " ..."
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(e).__name__}: {msg or 'unreadable'}; "
+                              "remove it or use another folder") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"cannot load checkpoint {path}: it holds a {type(state).__name__}, not a dict; "
+                              "remove it or use another folder")
+    return state
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write ``state`` at ``path`` atomically, through a temporary file of this write's own."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class CheckpointLock:
+    """``with CheckpointLock(folder):`` -- hold ``folder/checkpoint.lock`` for this process.
+
+    Raises :class:`CheckpointLocked` (naming the holder's process id) when another open
+    lock holds it; a lock left by a process that died is free again."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = Path(folder) / "checkpoint.lock"
+        self._fd = None
+
+    def acquire(self) -> CheckpointLock:
+        if fcntl is None or self._fd is not None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise CheckpointLocked(f"{self.path.parent} is in use by another running process (pid {holder}); "
+                                   "wait for it to finish or use another checkpoint folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> CheckpointLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+@contextlib.contextmanager
+def use_folder(folder: str | os.PathLike, steps: int):
+    """Hold ``folder``'s lock while a run of ``steps`` steps uses it. When another live process
+    holds it, go ahead only if ``folder/checkpoint.pt`` already has ``steps`` steps (the run
+    then only reads it: nothing is written); else :class:`CheckpointLocked`."""
+    lock = CheckpointLock(folder)
+    try:
+        lock.acquire()
+    except CheckpointLocked:
+        ckpt = Path(folder) / "checkpoint.pt"
+        if not (ckpt.exists() and int(load_checkpoint(ckpt, map_location="cpu").get("step", -1)) >= steps):
+            raise
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
