@@ -1,7 +1,7 @@
 """Section 5 / Apps. E, G, H experiments: gradients, OOD, hidden layer under attack, Table 2.
 
 Everything runs on scikit-learn's digits at their native 8x8 size (``load_dataset`` is patched in
-the experiment module), so models train in seconds.
+snnl.experiments.geometry_base), so models train in seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import snnl.experiments.geometry as geo
+import snnl.experiments.geometry_base as geometry_base
 from snnl.attacks import FGSM
 from snnl.data import Dataset
 from snnl.experiments.robustness import LAYER_MAP, PAPER_TABLE2, PGDSchedule, layer_entanglement, run_table2, table2_rows
@@ -33,7 +34,7 @@ def tiny_digits(name="digits", **_) -> Dataset:
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setattr(geo, "load_dataset", tiny_digits)
+    monkeypatch.setattr(geometry_base, "load_dataset", tiny_digits)
     return geo.config_for("small", train_steps=80, batch_size=64, lr=3e-3, n_points=40, n_eval=100,
                           n_calibration=60, dknn_k=10, dknn_train=500, knn_k=5, perplexity=10.0,
                           adv_train_steps=150, pgd_eps=0.15, pgd_alpha=0.05, pgd_steps=4, adv_lr=3e-3,
@@ -160,8 +161,13 @@ def test_second_seed_models_have_their_own_steps_and_folder(tiny, tmp_path):
     assert (first.steps, first.experiment, second.steps, second.experiment) == (80, "geometry", 30, "other")
     assert geo.checkpoint_dir(cfg, second).name == "x_digits_a10_s1_30"
     assert geo.checkpoint_dir(cfg, first).name == "geometry_digits_a10_s0"
-    paper = geo.config_for("paper")
-    assert geo.checkpoint_dir(paper, geo.model_config(paper, "fashion-mnist", 0.0, 0)).name == "t1_fmnist_a0_s0"
+    paper = replace(geo.config_for("paper"), checkpoint_root=str(tmp_path / "runs"))
+    t1 = geo.model_config(paper, "fashion-mnist", 0.0, 0)
+    assert geo.checkpoint_dir(paper, t1).name == "table1_fashion-mnist_a0_s0"  # Table 1's own folder name
+    (tmp_path / "runs" / "t1_fmnist_a0_s0").mkdir(parents=True)  # the older name, still accepted
+    assert geo.checkpoint_dir(paper, t1).name == "t1_fmnist_a0_s0"
+    (tmp_path / "runs" / "table1_fashion-mnist_a0_s0").mkdir()  # both: the current name wins
+    assert geo.checkpoint_dir(paper, t1).name == "table1_fashion-mnist_a0_s0"
 
 
 def test_table2_pgd_model_is_more_robust_and_records(tiny, tmp_path):

@@ -25,7 +25,8 @@ import torch.nn as nn
 from snnl.attacks import PGD
 from snnl.data import Dataset
 from snnl.dknn import extract_features
-from snnl.experiments.geometry import GeometryConfig, _models_out, _run, load, model_config, trained_model
+from snnl.experiments.common import models_out, start_run
+from snnl.experiments.geometry_base import GeometryConfig, load, model_config, trained_model
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
 
 PAPER_TABLE2 = {  # paper layer: (baseline, PGD model)
@@ -99,7 +100,7 @@ def run_table2(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> 
     """Table 2: entanglement per layer of the cross-entropy and the PGD-trained model on
     ``table2_batches`` disjoint batches of ``table2_batch`` test points (mean, std; the first batch is
     the paper's single measurement). Returns ``{"rows": {layer: {...}}, "accuracy": {...}, "record"}``."""
-    run = _run(cfg, "table2", cfg.dataset)
+    run = start_run(cfg, "table2", cfg.dataset)
     run.config["adversarial_training"] = (
         f"{cfg.adv_train_steps} steps, batch {cfg.adv_batch_size}, Adam lr {cfg.adv_lr:g}; PGD eps {cfg.pgd_eps:g}, "
         f"{cfg.pgd_steps} steps of {cfg.pgd_alpha:g}, random start"
@@ -108,8 +109,8 @@ def run_table2(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> 
         + (f"; eps and step ramped up linearly over the first {cfg.adv_eps_ramp} steps" if cfg.adv_eps_ramp else "")
         + ". Madry et al.: 100,000 steps, batch 50, lr 1e-4, 40 steps of 0.01.")
     data = load(cfg, cfg.dataset)
-    models = {"baseline": trained_model(cfg, data, 0.0, None, cache, _models_out(out_dir)),
-              "pgd": adversarial_model(cfg, data, cache, _models_out(out_dir))}
+    models = {"baseline": trained_model(cfg, data, 0.0, None, cache, models_out(out_dir)),
+              "pgd": adversarial_model(cfg, data, cache, models_out(out_dir))}
     n_b = min(cfg.table2_batches, len(data.x_test) // cfg.table2_batch)
     if n_b < 1:
         raise ValueError(f"table2_batch={cfg.table2_batch} > {len(data.x_test)} {data.name} test points")
