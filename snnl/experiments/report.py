@@ -25,11 +25,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from snnl.experiments.report_figures import (_calibration, _fig3_16, _fig7, _fig8, _fig15, _gans, _gradients,
-                                             _hidden, _ood, _synthetic, _transfer, _triplet)
+from snnl.experiments.report_figures import (calibration_items, fig3_16_items, fig7_items, fig8_items, fig15_items,
+                                             gan_items, gradient_items, hidden_items, ood_items, synthetic_items,
+                                             transfer_items, triplet_items)
 from snnl.experiments.report_items import (  # noqa: F401 (re-exported: the report's vocabulary)
-    BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, TABLE1_TOLERANCE, _commit, _item,
-    _table1, _table2)
+    BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, TABLE1_TOLERANCE, report_item,
+    short_commit, table1_items, table2_items)
 from snnl.results import load_records, read_record
 
 _IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields that do not change a result
@@ -65,17 +66,17 @@ def paper_records(results_dir="results") -> dict[str, list[dict]]:
 
 # ---- the report -------------------------------------------------------------------------------
 SECTIONS = [  # (experiments whose records it reads, builder)
-    (("figure1", "figure13", "figure2", "temperature_curve"), _synthetic),
-    (("fig15",), lambda b: _fig15(b.get("fig15", []))), (("fig3_16",), lambda b: _fig3_16(b.get("fig3_16", []))),
-    (("gan_entanglement", "snnl_gan", "snnl_gan_learned"), _gans),
-    (("table1",), lambda b: _table1(b.get("table1", []))), (("fig7",), lambda b: _fig7(b.get("fig7", []))),
-    (("fig8",), lambda b: _fig8(b.get("fig8", []))),
-    (("dknn_calibration",), lambda b: _calibration(b.get("dknn_calibration", []))),
-    (("dknn_calibration_triplet",), lambda b: _triplet(b.get("dknn_calibration_triplet", []))),
-    (("transferability",), lambda b: _transfer(b.get("transferability", []))),
-    (("adversarial_gradients",), lambda b: _gradients(b.get("adversarial_gradients", []))),
-    (("ood",), lambda b: _ood(b.get("ood", []))), (("hidden_adversarial",), lambda b: _hidden(b.get("hidden_adversarial", []))),
-    (("table2",), lambda b: _table2(b.get("table2", []))),
+    (("figure1", "figure13", "figure2", "temperature_curve"), synthetic_items),
+    (("fig15",), lambda b: fig15_items(b.get("fig15", []))), (("fig3_16",), lambda b: fig3_16_items(b.get("fig3_16", []))),
+    (("gan_entanglement", "snnl_gan", "snnl_gan_learned"), gan_items),
+    (("table1",), lambda b: table1_items(b.get("table1", []))), (("fig7",), lambda b: fig7_items(b.get("fig7", []))),
+    (("fig8",), lambda b: fig8_items(b.get("fig8", []))),
+    (("dknn_calibration",), lambda b: calibration_items(b.get("dknn_calibration", []))),
+    (("dknn_calibration_triplet",), lambda b: triplet_items(b.get("dknn_calibration_triplet", []))),
+    (("transferability",), lambda b: transfer_items(b.get("transferability", []))),
+    (("adversarial_gradients",), lambda b: gradient_items(b.get("adversarial_gradients", []))),
+    (("ood",), lambda b: ood_items(b.get("ood", []))), (("hidden_adversarial",), lambda b: hidden_items(b.get("hidden_adversarial", []))),
+    (("table2",), lambda b: table2_items(b.get("table2", []))),
 ]
 
 
@@ -90,7 +91,7 @@ def reproduction_report(results_dir="results") -> list[dict]:
             items += build(by_exp)
         except Exception as e:  # noqa: BLE001 - a record format this report does not know
             recs = [r for x in exps for r in by_exp.get(x, [])]
-            items.append(_item(exps[0], f"records of {', '.join(exps)}", "–", exps[0], recs, status=ERROR,
+            items.append(report_item(exps[0], f"records of {', '.join(exps)}", "–", exps[0], recs, status=ERROR,
                                note=f"{type(e).__name__}: {e}"))
     return items
 

@@ -5,23 +5,24 @@ the number the companion adds to the figure (the criterion is in the item)."""
 from __future__ import annotations
 
 from snnl.experiments.calibration_models import PAPER as CALIBRATION_PAPER
-from snnl.experiments.report_items import NOT_RUN, _better, _by, _item, _num, _verdict
+from snnl.experiments.report_items import NOT_RUN, better, by_key, fmt_num, report_item, verdict
+from snnl.experiments.representations import LayerEntanglement
 
 
 # ---- figures: one item per paper dataset (not run when missing) and per extra dataset ----------
 def _per_dataset(section, name, paper, experiment, recs, wanted, key, judge, criterion):
     """``judge(record) -> (ours, ok, note)``; ``wanted``: the paper's datasets (keys), listed
     even without a record; records of other datasets follow."""
-    found = _by(recs, key)
+    found = by_key(recs, key)
     items = []
     for ds in list(wanted) + [k for k in found if k not in wanted]:
         rec = found.get(ds)
         title = f"{name} ({ds})"
         if rec is None:
-            items.append(_item(section, title, paper, experiment, criterion=criterion))
+            items.append(report_item(section, title, paper, experiment, criterion=criterion))
             continue
         ours, ok, note = judge(rec)
-        items.append(_item(section, title, paper, experiment, [rec], ours=ours, status=_verdict(ok), note=note,
+        items.append(report_item(section, title, paper, experiment, [rec], ours=ours, status=verdict(ok), note=note,
                            criterion=criterion))
     return items
 
@@ -36,14 +37,14 @@ def _scale(rec) -> str:
     return f" (victims {steps} steps, paper {paper:,})" if steps and steps < paper else ""
 
 
-def _calibration(recs):
+def calibration_items(recs):
     items = []
     for ds, fig in (("svhn", "Fig. 9"), ("mnist", "Fig. 18"), ("fashion-mnist", "Fig. 19")):
-        rec = _by(recs, _stands).get(ds)
+        rec = by_key(recs, _stands).get(ds)
         claim = "credibility more correlated with accuracy for the entangled model"
         crit = "Pearson r (mean credibility vs accuracy over eps) higher for the entangled model"
         if rec is None:
-            items.append(_item(fig, f"{fig}: DkNN calibration ({ds})", claim, "dknn_calibration", criterion=crit))
+            items.append(report_item(fig, f"{fig}: DkNN calibration ({ds})", claim, "dknn_calibration", criterion=crit))
             continue
         rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
         c = rec["config"]
@@ -52,27 +53,27 @@ def _calibration(recs):
             e, b = rows.get(("entangled", attack)), rows.get(("baseline", attack))
             if e is None or b is None:
                 continue
-            ours = (f"r {_num(e['pearson'])} vs {_num(b['pearson'])}; gap {_num(e['gap'])} vs {_num(b['gap'])}"
+            ours = (f"r {fmt_num(e['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(e['gap'])} vs {fmt_num(b['gap'])}"
                     + _scale(rec))
-            items.append(_item(fig, f"{fig}: DkNN calibration ({ds}), {attack}", claim, "dknn_calibration", [rec],
-                               ours=ours, status=_verdict(_better(e["pearson"], b["pearson"])), criterion=crit,
+            items.append(report_item(fig, f"{fig}: DkNN calibration ({ds}), {attack}", claim, "dknn_calibration", [rec],
+                               ours=ours, status=verdict(better(e["pearson"], b["pearson"])), criterion=crit,
                                note=note + "; gap = mean |credibility − accuracy|, shown, not judged"))
     return items
 
 
-def _triplet(recs):
+def triplet_items(recs):
     def judge(rec):
         rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
         t, b = rows[("triplet", "fgsm")], rows[("baseline", "fgsm")]
-        return (f"FGSM r {_num(t['pearson'])} vs {_num(b['pearson'])}; gap {_num(t['gap'])} vs {_num(b['gap'])}"
+        return (f"FGSM r {fmt_num(t['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(t['gap'])} vs {fmt_num(b['gap'])}"
                 + _scale(rec),
-                not _better(t["pearson"], b["pearson"]), f"triplet alpha {rec['config'].get('alpha')}")
+                not better(t["pearson"], b["pearson"]), f"triplet alpha {rec['config'].get('alpha')}")
     return _per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", "no improvement (FGSM)",
                         "dknn_calibration_triplet", recs, ["mnist"], _stands, judge,
                         "the triplet model's Pearson r is not higher than the baseline's (FGSM)")
 
 
-def _transfer(recs):
+def transfer_items(recs):
     def judge(rec):
         on = [e > 0 for e in rec["metrics"]["eps"]]
         mean = lambda p: p["mean_model_accuracy"] if "mean_model_accuracy" in p else \
@@ -87,7 +88,7 @@ def _transfer(recs):
                         "the CE model is more accurate on examples crafted on the entangled model than on a CE one")
 
 
-def _ood(recs):
+def ood_items(recs):
     def judge(rec):
         m = rec["metrics"]
         e, b = m["entangled"], m["baseline"]
@@ -99,7 +100,7 @@ def _ood(recs):
                         "AUROC of DkNN credibility (in vs out) higher for the entangled model")
 
 
-def _gradients(recs):
+def gradient_items(recs):
     def judge(rec):
         m = {k: v["cross_model_knn_accuracy"] for k, v in rec["metrics"].items()}
         cos = {k: v["cosine_sign"] for k, v in rec["metrics"].items()}
@@ -112,7 +113,7 @@ def _gradients(recs):
                         "CE pair's cross-model kNN accuracy above the entangled and the mixed pair's")
 
 
-def _hidden(recs):
+def hidden_items(recs):
     def judge(rec):
         e, b = rec["metrics"]["entangled"], rec["metrics"]["baseline"]
         return (f"kNN real-vs-adversarial accuracy {e['knn_accuracy_layer']:.3f} vs {b['knn_accuracy_layer']:.3f}",
@@ -124,12 +125,12 @@ def _hidden(recs):
                         "kNN accuracy at telling real from adversarial higher for the entangled model")
 
 
-def _gans(by_exp):
+def gan_items(by_exp):
     def rises(rec):
         m = rec["metrics"]
         rho = m.get("entanglement_spearman")
         return (f"entanglement {m['entanglement_start']:.3f} → {m['entanglement_end']:.3f} "
-                f"(Spearman with step {_num(rho, '.2f')})", m["entanglement_end"] > m["entanglement_start"]
+                f"(Spearman with step {fmt_num(rho, '.2f')})", m["entanglement_end"] > m["entanglement_start"]
                 and (rho is None or rho > 0), f"{rec['config'].get('steps')} steps")
 
     def variant(r):
@@ -142,7 +143,7 @@ def _gans(by_exp):
                 f"{m.get('classified_samples', '?')} samples (smallest {min(hist, default=0):.1%})",
                 bool(hist) and m["class_coverage"] == len(hist),
                 f"real data: {m.get('real_class_coverage')} classes; classifier accuracy "
-                f"{_num(m.get('classifier_test_accuracy'))}")
+                f"{fmt_num(m.get('classifier_test_accuracy'))}")
 
     return (_per_dataset("Figs. 4, 5, 17", "Figs. 4, 5, 17: GAN real/synthetic entanglement rises", "rises over training",
                          "gan_entanglement", by_exp.get("gan_entanglement", []),
@@ -157,7 +158,7 @@ def _gans(by_exp):
 
 
 # ---- representations over training (Figs. 15, 3, 16), Figs. 7, 8 and Section 2 ------------------
-def _fig15(recs):
+def fig15_items(recs):
     def judge(rec):
         a, b = rec["metrics"]["batch_snnl_start"], rec["metrics"]["batch_snnl_end"]
         return ("; ".join(f"{n} {a[n]:.2f} → {b[n]:.2f}" for n in a), all(b[n] < a[n] for n in a),
@@ -166,8 +167,7 @@ def _fig15(recs):
                         "fig15", recs, ["mnist"], _stands, judge, "last < first in every hidden layer")
 
 
-def _fig3_16(recs):
-    from snnl.experiments.representations import LayerEntanglement
+def fig3_16_items(recs):
 
     def fig16(rec):
         r = LayerEntanglement.from_record(rec)
@@ -191,11 +191,11 @@ def _fig3_16(recs):
                            "inner layers rise after their minimum; the block's output ends below its start"))
 
 
-def _fig7(recs):
+def fig7_items(recs):
     name, paper = "Fig. 7: test accuracy against alpha", "large alpha (maximising entanglement) is best"
     crit = "the best mean test accuracy is at an alpha > 0"
     if not recs:
-        return [_item("Fig. 7", name + " (cifar10)", paper, "fig7", criterion=crit)]
+        return [report_item("Fig. 7", name + " (cifar10)", paper, "fig7", criterion=crit)]
     acc: dict[float, list[float]] = {}
     for r in recs:
         acc.setdefault(float(r["config"]["alpha"]), []).append(100 * r["metrics"]["test_accuracy"])
@@ -203,13 +203,13 @@ def _fig7(recs):
     best = max(mean, key=mean.get)
     flat = [x for v in acc.values() for x in v]
     ours = f"best alpha {best:g} ({mean[best]:.2f}%)" + (f"; alpha 0: {mean[0.0]:.2f}%" if 0.0 in mean else "")
-    return [_item("Fig. 7", name, paper, "fig7", recs, ours=ours, status=_verdict(best > 0), criterion=crit,
+    return [report_item("Fig. 7", name, paper, "fig7", recs, ours=ours, status=verdict(best > 0), criterion=crit,
                   spread=f"{min(flat):.2f}–{max(flat):.2f}%",
                   note=f"{len(acc)} alphas, mean accuracy (%) per alpha: "
                        + ", ".join(f"{a:g}: {mean[a]:.2f}" for a in sorted(mean)) + " (paper: 64 ResNet runs)")]
 
 
-def _fig8(recs):
+def fig8_items(recs):
     def curves(rs):
         h = [r["history"] for r in rs]
         mean = {k: [sum(x) / len(x) for x in zip(*(hh[k] for hh in h))] for k in ("train_ce", "test_ce")}
@@ -221,15 +221,15 @@ def _fig8(recs):
     name, paper = "Fig. 8: overfitting over long training", "entangled overfits ~5,000 steps later, and less"
     crit = "entangled: test-CE minimum later and final test − train CE gap smaller"
     if not all(var.values()):
-        return [_item("Fig. 8", name + " (svhn)", paper, "fig8", recs, criterion=crit, status=NOT_RUN,
+        return [report_item("Fig. 8", name + " (svhn)", paper, "fig8", recs, criterion=crit, status=NOT_RUN,
                       note="needs both variants" if recs else "")]
     (sb, gb), (se, ge) = curves(var["baseline"]), curves(var["entangled"])
-    return [_item("Fig. 8", name, paper, "fig8", recs, criterion=crit, status=_verdict(se > sb and ge < gb),
+    return [report_item("Fig. 8", name, paper, "fig8", recs, criterion=crit, status=verdict(se > sb and ge < gb),
                   ours=f"minimum at step {se} vs {sb} ({se - sb:+d}); gap {ge:.3f} vs {gb:.3f}",
                   note=f"{len(var['baseline'])} + {len(var['entangled'])} runs averaged")]
 
 
-def _synthetic(by_exp):
+def synthetic_items(by_exp):
     def fig1(rec):
         i, f = rec["metrics"]["initial"], rec["metrics"]["final"]
         return (f"1-NN purity {i['purity']:.2f} → {f['purity']:.2f}; loss {i['loss']:.3f} → {f['loss']:.3f}",

@@ -8,6 +8,9 @@ import json
 import math
 
 from snnl.banner import data_label
+from snnl.experiments.regularization import (ENTANGLED_ALPHA, PAPER_TABLE1, regularizer_of, table1_config,
+                                             table1_summary)
+from snnl.experiments.robustness import LAYER_MAP, PAPER_TABLE2
 
 
 MATCHES, NO_MATCH = "matches", "does not match"
@@ -46,46 +49,45 @@ REGENERATE = {
 REGENERATE["transferability"] = REGENERATE["dknn_calibration"]
 
 
-def _commit(c) -> str:
+def short_commit(c) -> str:
     c = str(c or "unknown")
     return c if c == "unknown" else c[:7] + ("-dirty" if c.endswith("-dirty") else "")
 
 
-def _item(section, item, paper, experiment, recs=(), **kw) -> dict:
+def report_item(section, item, paper, experiment, recs=(), **kw) -> dict:
     """One row; provenance (runs, data, device, commits) from ``recs``; ``kw`` sets the rest."""
     recs = list(recs)
     row = {"section": section, "item": item, "paper": paper, "ours": "–", "runs": len(recs), "spread": "–",
            "dataset": ", ".join(dict.fromkeys(data_label(r) for r in recs)) or "–",
            "device": ", ".join(sorted({str(r.get("device")) for r in recs})) or "–",
-           "commit": ", ".join(sorted({_commit(r.get("git_commit")) for r in recs})) or "–",
+           "commit": ", ".join(sorted({short_commit(r.get("git_commit")) for r in recs})) or "–",
            "status": NOT_RUN, "criterion": "", "note": "", "experiment": experiment,
            "regenerate": REGENERATE.get(experiment, "")}
     row.update(kw)
     return row
 
 
-def _verdict(ok) -> str:
+def verdict(ok) -> str:
     return HOLDS if ok else FAILS
 
 
-def _num(v, fmt=".3f") -> str:
+def fmt_num(v, fmt=".3f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
-def _better(a, b) -> bool:
+def better(a, b) -> bool:
     """a > b, where None / NaN never wins."""
     ok = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))
     return ok(a) and (not ok(b) or a > b)
 
 
-def _by(recs, key) -> dict:
+def by_key(recs, key) -> dict:
     """The newest record per ``key(record)``."""
     return {key(r): r for r in recs}
 
 
 # ---- Table 1 ----------------------------------------------------------------------------------
-def _table1(recs):
-    from snnl.experiments.regularization import ENTANGLED_ALPHA, PAPER_TABLE1, regularizer_of, table1_summary
+def table1_items(recs):
 
     def stands_for(r):
         return (r.get("config") or {}).get("substitute_for") or r["dataset"]
@@ -108,13 +110,13 @@ def _table1(recs):
                 paper = f"{p[stat][col]:.2f}{sic}"
                 crit = f"|ours - paper| <= {TABLE1_TOLERANCE} points"
                 if not rs:
-                    items.append(_item("Table 1", name, paper, "table1", runs=f"0 (paper {p['runs']})",
+                    items.append(report_item("Table 1", name, paper, "table1", runs=f"0 (paper {p['runs']})",
                                        criterion=crit))
                     continue
                 ours = row[stat]
                 spread = (f"std {row['std']:.2f}" if row["std"] is not None else "–") if stat == "mean" \
                     else (f"{min(acc):.2f}–{max(acc):.2f}" if len(acc) > 1 else "–")
-                items.append(_item("Table 1", name, paper, "table1", rs, ours=f"{ours:.2f}",
+                items.append(report_item("Table 1", name, paper, "table1", rs, ours=f"{ours:.2f}",
                                    runs=f"{len(rs)} (paper {p['runs']})", spread=spread, criterion=crit,
                                    status=MATCHES if abs(ours - p[stat][col]) <= TABLE1_TOLERANCE else NO_MATCH,
                                    note=f"{row['steps'][0]} steps; diff {ours - p[stat][col]:+.2f}"
@@ -126,10 +128,10 @@ def _table1(recs):
         kw = dict(criterion="our entangled mean > our baseline mean")
         if len(means) == 2:
             d = means["entangled"] - means["baseline"]
-            kw.update(ours=f"{means['entangled']:.2f} vs {means['baseline']:.2f} ({d:+.2f})", status=_verdict(d > 0))
+            kw.update(ours=f"{means['entangled']:.2f} vs {means['baseline']:.2f} ({d:+.2f})", status=verdict(d > 0))
         elif means:
             kw.update(note=f"only the {next(iter(means))} variant has records")
-        items.append(_item("Table 1", name, f"{p['mean'][0]:.2f} vs {p['mean'][1]:.2f} ({gain:+.2f})", "table1",
+        items.append(report_item("Table 1", name, f"{p['mean'][0]:.2f} vs {p['mean'][1]:.2f} ({gain:+.2f})", "table1",
                            both, **kw))
         items += _table1_reference(recs, ds, p)
     return items
@@ -139,7 +141,6 @@ def _table1_reference(recs, ds, p):
     """Entangled runs with the authors' formula (regularizer ``snnl-reference``) of the paper's
     recipe, where there are any: the paper's entangled mean next to theirs and to ours with
     Eq. 1 in the same configuration (seed included)."""
-    from snnl.experiments.regularization import ENTANGLED_ALPHA, regularizer_of, table1_config
 
     def key(r):  # the seed and the configuration but the regulariser (and the device)
         return r["seed"], json.dumps({k: v for k, v in r["config"].items() if k not in ("regularizer", "device")},
@@ -156,7 +157,7 @@ def _table1_reference(recs, ds, p):
     mean = sum(acc) / len(acc)
     same = [100 * exact[k]["metrics"]["test_accuracy"] for k in ref if k in exact]
     vs = f" vs {sum(same) / len(same):.2f} with Eq. 1 on the same seeds" if same else ""
-    return [_item("Table 1", f"Table 1: {ds}, entangled (alpha={ENTANGLED_ALPHA:g}) with the authors' formula "
+    return [report_item("Table 1", f"Table 1: {ds}, entangled (alpha={ENTANGLED_ALPHA:g}) with the authors' formula "
                   "(snnl-reference), mean test accuracy (%)", f"{p['mean'][0]:.2f}", "table1", list(ref.values()),
                   ours=f"{mean:.2f}{vs}", runs=f"{len(ref)} (paper {p['runs']})",
                   spread=f"{min(acc):.2f}–{max(acc):.2f}" if len(acc) > 1 else "–",
@@ -168,8 +169,7 @@ def _table1_reference(recs, ds, p):
 
 
 # ---- Table 2 ----------------------------------------------------------------------------------
-def _table2(recs):
-    from snnl.experiments.robustness import LAYER_MAP, PAPER_TABLE2
+def table2_items(recs):
 
     rec, items = (recs[-1] if recs else None), []
     for layer, paper_layer in LAYER_MAP.items():
@@ -181,16 +181,16 @@ def _table2(recs):
         t = rec["config"].get("table2_temperature", 100.0) if rec else 100.0
         crit = f"PGD − baseline has the paper's sign, SNNL at T={t:g} (the paper's T is illegible: values not compared)"
         if rec is None:
-            items.append(_item("Table 2", name, paper, "table2", criterion=crit))
+            items.append(report_item("Table 2", name, paper, "table2", criterion=crit))
             continue
         r = rec["metrics"]["rows"][layer]
         ours = (f"at T: {r['baseline_snnl_at_T']:.2f} vs {r['pgd_snnl_at_T']:.2f}; "
                 f"min over T: {r['baseline_entanglement']:.2f} vs {r['pgd_entanglement']:.2f}")
         n = rec["metrics"].get("n_batches", "?")
-        items.append(_item("Table 2", name, paper, "table2", [rec], ours=ours, criterion=crit,
+        items.append(report_item("Table 2", name, paper, "table2", [rec], ours=ours, criterion=crit,
                            runs=f"1 pair, {n} batches of {rec['config'].get('table2_batch', 128)}",
                            spread=f"std {r['baseline_snnl_at_T_std']:.2f} / {r['pgd_snnl_at_T_std']:.2f}",
-                           status=_verdict((r["pgd_snnl_at_T"] > r["baseline_snnl_at_T"]) == (p > b)),
+                           status=verdict((r["pgd_snnl_at_T"] > r["baseline_snnl_at_T"]) == (p > b)),
                            note="min over T: sign " + ("agrees" if (r["pgd_entanglement"] > r["baseline_entanglement"])
                                                        == (p > b) else "differs")))
     return items
