@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from snnl.data import DatasetError, load_dataset
+from snnl.experiments import common
 from snnl.experiments import representations as rep
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
 from snnl.models import build_model
@@ -105,7 +106,7 @@ def test_a_missing_cifar10_is_replaced_and_labelled(monkeypatch, tmp_path):
             raise DatasetError("cifar10: data not found")
         return load_dataset("digits", n_train=48, n_test=24, size=kw.get("size"), channels=kw.get("channels"))
 
-    monkeypatch.setattr(rep, "load_dataset", fake_load)
+    monkeypatch.setattr(common, "load_dataset", fake_load)  # load_or_substitute's
     with pytest.warns(UserWarning, match="substitute for CIFAR-10"):
         r = rep.layer_entanglement_over_training("3", dataset="cifar10", steps=1, batch_size=16, measure_points=1,
                                                  measure_size=16, out_dir=tmp_path, progress=False)

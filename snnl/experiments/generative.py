@@ -37,6 +37,7 @@ from sklearn.manifold import TSNE
 from torchvision.utils import make_grid
 
 from snnl.data import Dataset, load_dataset
+from snnl.experiments.common import profile_values
 from snnl.gan import GANConfig, GANResult, sample, train_gan
 from snnl.results import Run, device_name, resolve_device
 from snnl.train import TrainConfig, TrainResult, train
@@ -69,9 +70,8 @@ PROFILES = {
 
 
 def get_profile(profile: str) -> Profile:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    return PROFILES[profile]
+    """The settings of ``profile`` (small or paper)."""
+    return profile_values(PROFILES, profile)
 
 
 # ----------------------------------------------------------------------------------------------
