@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from snnl.data import Dataset, load_dataset
 from snnl.losses import DISTANCES, Entanglement, SoftNearestNeighborLoss, entanglement
 from snnl.results import Run, device_name, resolve_device, seed_everything
+from snnl.resume import checkpoint_file, diverged, load_checkpoint, save_checkpoint
 
 VARIANTS = ("fc", "dcgan")
 OBJECTIVES = ("gan", "snnl", "snnl-learned")
@@ -249,12 +249,6 @@ def _measure(generator, real, z, distance="euclidean") -> tuple[Entanglement, fl
     return real_fake_entanglement(real, fake, distance), nearest_neighbour_accuracy(real, fake)
 
 
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500,
               progress: bool = True) -> GANResult:
@@ -299,26 +293,21 @@ def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.
             loss_module(emb.detach(), labels)  # the temperature step only
         return -log_other_class_probability(emb, labels, loss_module.temperature, config.distance).mean()
 
-    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != asdict(config):
-            raise ValueError(f"{ckpt} belongs to a different configuration; remove it or use another folder")
+    ckpt = checkpoint_file(checkpoint_dir)
+    if (state := load_checkpoint(ckpt, asdict(config), device)) is not None:
         G.load_state_dict(state["G"]); opt_g.load_state_dict(state["opt_g"]); snnl.load_state_dict(state["snnl"])
         if D is not None:
             D.load_state_dict(state["D"]); opt_d.load_state_dict(state["opt_d"])
         gen.set_state(state["gen"]); torch.set_rng_state(state["torch_rng"])
         step, history, snapshots = state["step"], state["history"], state["snapshots"]
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     def checkpoint():
         if ckpt is not None:
-            _save(ckpt, {"config": asdict(config), "G": G.state_dict(), "opt_g": opt_g.state_dict(),
-                         "D": D.state_dict() if D is not None else None,
-                         "opt_d": opt_d.state_dict() if D is not None else None, "snnl": snnl.state_dict(),
-                         "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                         "history": history, "snapshots": snapshots})
+            save_checkpoint(ckpt, {"config": asdict(config), "G": G.state_dict(), "opt_g": opt_g.state_dict(),
+                                   "D": D.state_dict() if D is not None else None,
+                                   "opt_d": opt_d.state_dict() if D is not None else None, "snnl": snnl.state_dict(),
+                                   "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+                                   "history": history, "snapshots": snapshots})
 
     def observe():
         if step % config.measure_every == 0 or step == config.steps:
@@ -358,7 +347,7 @@ def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.
             snnl.train()
         if not torch.isfinite(g_loss):
             bar.close()
-            raise RuntimeError(f"non-finite generator loss at step {step}")
+            raise diverged("generator loss", step, ckpt)
         opt_g.zero_grad(set_to_none=True); g_loss.backward(); opt_g.step()
         if step % config.log_every == 0:
             history["step"].append(step)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -35,6 +34,7 @@ from snnl.layerwise import layerwise_snnl
 from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss, triplet_loss
 from snnl.models import MODELS, build_model
 from snnl.results import Run, device_name, resolve_device, seed_everything
+from snnl.resume import TrainingDiverged, checkpoint_file, diverged, load_checkpoint, save_checkpoint  # noqa: F401 (TrainingDiverged: snnl.train.TrainingDiverged)
 
 REGULARIZERS = ("snnl", "snnl-reference", "triplet")
 OPTIMIZERS = ("adam", "sgd")
@@ -96,10 +96,6 @@ class TrainResult:
     record: dict = field(default_factory=dict)
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
-
-
 def load_for(config: TrainConfig) -> Dataset:
     """The dataset a config asks for (subsets, resizing)."""
     return load_dataset(config.dataset, n_train=config.n_train, n_test=config.n_test,
@@ -135,12 +131,6 @@ def activation_scale(h: torch.Tensor, temperature: float, distance: str = "eucli
     else:
         d = torch.pdist(h).square()
     return float(d.median()) / float(temperature) if d.numel() else float("nan")
-
-
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
@@ -190,26 +180,21 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
                "eval_step": [], "train_ce": [], "train_accuracy": [], "test_ce": [], "test_accuracy": []}
     step, perm, pos = 0, torch.randperm(len(x_tr), generator=gen), 0
 
-    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] != asdict(config):
-            raise ValueError(f"{ckpt} belongs to a different configuration; remove it or use another folder")
+    ckpt = checkpoint_file(checkpoint_dir)
+    if (state := load_checkpoint(ckpt, asdict(config), device)) is not None:
         model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"]); snnl.load_state_dict(state["snnl"])
         gen.set_state(state["gen"]); torch.set_rng_state(state["torch_rng"])
         step, perm, pos, history = state["step"], state["perm"], state["pos"], state["history"]
         history.setdefault("scale", {n: [] for n in layers})  # checkpoints written before it was recorded
     resumed_from = step  # > 0: the record's wall time and commit are of this process, from that step on
-    if ckpt is not None:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     def checkpoint():
         if ckpt is not None:
-            _save(ckpt, {"config": asdict(config), "model": model.state_dict(), "opt": opt.state_dict(),
-                         "sched": sched.state_dict(), "snnl": snnl.state_dict(), "gen": gen.get_state(),
-                         "torch_rng": torch.get_rng_state(), "step": step, "perm": perm, "pos": pos,
-                         "history": history})
+            save_checkpoint(ckpt, {"config": asdict(config), "model": model.state_dict(), "opt": opt.state_dict(),
+                                   "sched": sched.state_dict(), "snnl": snnl.state_dict(), "gen": gen.get_state(),
+                                   "torch_rng": torch.get_rng_state(), "step": step, "perm": perm, "pos": pos,
+                                   "history": history})
 
     def do_eval():
         tr = evaluate(model, x_tr[eval_idx], y_tr[eval_idx])
@@ -251,11 +236,9 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
         loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 and bad is None else ce
         if bad is not None or not torch.isfinite(loss):
             bar.close()
-            where = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
             what = (f"non-finite activations in layer {bad}" if bad is not None else
                     f"regulariser {[round(float(v), 4) for v in reg.values()]}")
-            raise TrainingDiverged(f"non-finite loss at step {step} (cross-entropy {ce.item():.4g}, "
-                                   f"{what}){where}")
+            raise diverged("loss", step, ckpt, f" (cross-entropy {ce.item():.4g}, {what})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -143,6 +143,22 @@ def test_killed_run_resumes_to_the_same_result(tiny, tmp_path, monkeypatch, obje
         train_gan(replace(c, lr=1e-3), tiny, checkpoint_dir=tmp_path, progress=False)
 
 
+def test_non_finite_generator_loss_is_training_diverged(tiny, tmp_path, monkeypatch):
+    from snnl.train import TrainingDiverged  # one error for both training loops (snnl.resume)
+
+    real_bce = gan.F.binary_cross_entropy_with_logits
+    calls = {"n": 0}
+
+    def bce(logits, target):  # the generator loss of step 5 is NaN (three calls a step: D real, D fake, G)
+        calls["n"] += 1
+        out = real_bce(logits, target)
+        return out * float("nan") if calls["n"] == 3 * 5 + 3 else out
+
+    monkeypatch.setattr(gan.F, "binary_cross_entropy_with_logits", bce)
+    with pytest.raises(TrainingDiverged, match=r"non-finite generator loss at step 5; the last good checkpoint"):
+        train_gan(cfg(objective="gan", steps=12), tiny, checkpoint_dir=tmp_path, checkpoint_every=4, progress=False)
+
+
 def test_snnl_generator_increases_real_synthetic_snnl(tiny):
     c = cfg(objective="snnl", steps=150, lr=3e-3, temperature=0.5, learn_temperature=False, measure_every=150,
             measure_size=64,
