@@ -17,6 +17,8 @@ import snnl.experiments.geometry as geo
 import snnl.experiments.geometry_base as geometry_base
 from snnl.attacks import FGSM
 from snnl.data import Dataset
+from snnl.experiments import adversarial_gradients, hidden_adversarial, ood, robustness
+from snnl.experiments.report_rows import FAILS, HOLDS
 from snnl.experiments.robustness import LAYER_MAP, PAPER_TABLE2, PGDSchedule, layer_entanglement, run_table2, table2_rows
 from snnl.models import CNN
 from snnl.results import read_record
@@ -178,6 +180,8 @@ def test_table2_pgd_model_is_more_robust_and_records(tiny, tmp_path):
     assert rec["experiment"] == "table2" and "adversarial_training" in rec["config"]
     assert rec["metrics"]["rows"]["conv1"]["paper_pgd"] == 2.21
     table = table2_rows(res["rows"])
+    rows = robustness.report_items({"table2": [rec]})  # the report reads the record run_table2 wrote
+    assert len(rows) == 4 and all(r["status"] in (HOLDS, FAILS) and r["runs"] for r in rows)
     assert [r["layer (ours)"] for r in table] == list(LAYER_MAP)
 
 
@@ -192,6 +196,10 @@ def test_run_all_writes_one_record_per_part(tiny, tmp_path):
     for r in o.values():
         assert 0 <= r["auroc_credibility"] <= 1 and r["embedding"].shape == (2 * tiny.n_points, 2)
     assert len(list((tmp_path / "models").glob("*.json"))) == 4  # four models trained, one record each
+    for module, part in ((adversarial_gradients, "gradients"), (ood, "ood"), (hidden_adversarial, "hidden")):
+        rec = read_record(out[part]["record"]["path"])  # the item's report rows read the record its run wrote
+        ran = [r for r in module.report_items({rec["experiment"]: [rec]}) if r["runs"]]
+        assert len(ran) == 1 and ran[0]["status"] in (HOLDS, FAILS) and ran[0]["item"].endswith(f"({rec['dataset']})")
 
 
 def test_checkpoints_are_reused_and_unfinished_ones_refused(tiny, tmp_path):

@@ -14,6 +14,7 @@ import torch.nn as nn
 import snnl.gan as gan
 from snnl.data import Dataset, load_dataset
 from snnl.experiments import generative as gen
+from snnl.experiments.report_rows import FAILS, HOLDS
 from snnl.gan import (GANConfig, build_gan, log_other_class_probability, nearest_neighbour_accuracy,
                       real_fake_entanglement, train_gan)
 from snnl.losses import soft_nearest_neighbor_loss
@@ -248,6 +249,8 @@ def test_gan_entanglement_record(fast_profile, tmp_path):
     m = rec["metrics"]
     assert m["entanglement_start"] == rec["history"]["entanglement"][0]
     assert 0 <= m["class_coverage"] <= 10 and len(m["class_histogram"]) == 10
+    [row] = [i for i in gen.report_items({"gan_entanglement": [rec]}) if i["runs"]]  # the report reads it
+    assert row["status"] in (HOLDS, FAILS) and ", fc)" in row["item"]
 
 
 def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
@@ -255,6 +258,7 @@ def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
     rec = read_record(res.record["path"])
     m = rec["metrics"]
     assert rec["experiment"] == "snnl_gan" and rec["config"]["objective"] == "snnl"
+    snnl_rec = rec
     assert 0 <= m["class_coverage"] <= 10 and abs(sum(m["class_histogram"]) - 1) < 1e-3
     assert m["classified_samples"] == 50 and 0 <= m["classifier_test_accuracy"] <= 1
     assert gen.decode_grid(rec["history"]["grids"]["sweep"]).shape == (8 * 8 + 9 * 2,) * 2
@@ -262,4 +266,6 @@ def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
                                device="cpu")
     rec = read_record(res.record["path"])
     assert rec["experiment"] == "snnl_gan_learned" and rec["config"]["embed_dim"] == 10
+    ran = [i for i in gen.report_items({"snnl_gan": [snnl_rec], "snnl_gan_learned": [rec]}) if i["runs"]]
+    assert [i["section"] for i in ran] == ["Fig. 6", "Fig. 23"] and all(i["status"] in (HOLDS, FAILS) for i in ran)
     assert [s["step"] for s in rec["history"]["snapshots"]] == [0, 4]

@@ -17,6 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
 from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.report_rows import per_dataset
 from snnl.models import logits_of
 
 
@@ -83,3 +84,20 @@ def run_adversarial_gradients(cfg: GeometryConfig, out_dir=None, cache: dict | N
     res = {k: gradient_alignment(a, b, x[idx], label, target, cfg.knn_k, cfg.seed, cfg.perplexity)
            for k, (a, b) in pairs.items()}
     return {"pairs": res, "record": finish_record(run, res, ("embedding", "model", "label"), out_dir)}
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of this item, from the paper-profile records by experiment."""
+    recs = records.get("adversarial_gradients", [])
+
+    def judge(rec):
+        m = {k: v["cross_model_knn_accuracy"] for k, v in rec["metrics"].items()}
+        cos = {k: v["cosine_sign"] for k, v in rec["metrics"].items()}
+        return (f"cross-model kNN accuracy: CE pair {m['baseline']:.3f}, entangled pair {m['entangled']:.3f}, "
+                f"mixed {m['mixed']:.3f}", m["baseline"] > max(m["entangled"], m["mixed"]),
+                "sign-gradient cosine " + ", ".join(f"{k} {v:.3f}" for k, v in cos.items()))
+    return per_dataset("Figs. 10, 11", "Figs. 10, 11: targeted-FGSM gradients aligned",
+                       "aligned for two CE models, not with entangled ones", "adversarial_gradients", recs,
+                       ["mnist"], lambda r: r["dataset"], judge,
+                       "CE pair's cross-model kNN accuracy above the entangled and the mixed pair's")

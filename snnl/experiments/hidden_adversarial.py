@@ -16,6 +16,7 @@ from snnl.attacks import BIM, FGSM
 from snnl.dknn import extract_features
 from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
 from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.report_rows import per_dataset
 
 
 def real_vs_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, layer: str = "conv1",
@@ -52,3 +53,19 @@ def run_hidden_adversarial(cfg: GeometryConfig, out_dir=None, cache: dict | None
             raise ValueError(f"unknown attack {cfg.hidden_attack!r}; choose fgsm or bim")
         out[name] = real_vs_adversarial(model, x, y, attack, cfg.hidden_layer, cfg.knn_k, cfg.seed, cfg.perplexity)
     return {"models": out, "record": finish_record(run, out, ("embedding", "is_adversarial"), out_dir)}
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of this item, from the paper-profile records by experiment."""
+    recs = records.get("hidden_adversarial", [])
+
+    def judge(rec):
+        e, b = rec["metrics"]["entangled"], rec["metrics"]["baseline"]
+        return (f"kNN real-vs-adversarial accuracy {e['knn_accuracy_layer']:.3f} vs {b['knn_accuracy_layer']:.3f}",
+                e["knn_accuracy_layer"] > b["knn_accuracy_layer"], f"{rec['config'].get('hidden_attack')} "
+                f"eps {rec['config'].get('hidden_eps')}, layer {rec['config'].get('hidden_layer')}")
+    return per_dataset("Fig. 22", "Fig. 22: adversarial points apart in the first hidden layer",
+                       "separate in the entangled model, mixed in the CE model", "hidden_adversarial", recs,
+                       ["fashion-mnist"], lambda r: r["dataset"], judge,
+                       "kNN accuracy at telling real from adversarial higher for the entangled model")

@@ -19,6 +19,7 @@ from snnl.data import Dataset
 from snnl.dknn import DkNN, extract_features
 from snnl.experiments.common import finish_record, models_out, start_run, tsne
 from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.report_rows import per_dataset
 
 
 def ood_scores(model: nn.Module, data: Dataset, x_in: torch.Tensor, x_out: torch.Tensor,
@@ -68,3 +69,19 @@ def run_ood(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dic
             r[f"mean_{key}_in"], r[f"mean_{key}_out"] = float(r[f"{key}_in"].mean()), float(r[f"{key}_out"].mean())
         out[name] = r
     return {"models": out, "record": finish_record(run, out, ("embedding", "is_ood", "label"), out_dir)}
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of this item, from the paper-profile records by experiment."""
+    recs = records.get("ood", [])
+
+    def judge(rec):
+        m = rec["metrics"]
+        e, b = m["entangled"], m["baseline"]
+        return (f"AUROC credibility {e['auroc_credibility']:.3f} vs {b['auroc_credibility']:.3f}; "
+                f"softmax {e['auroc_softmax']:.3f} vs {b['auroc_softmax']:.3f}",
+                e["auroc_credibility"] > b["auroc_credibility"], "in- vs out-of-distribution, entangled vs baseline")
+    return per_dataset("Figs. 12, 21", "Figs. 12, 21: OOD inputs set apart", "the entangled model separates OOD data",
+                       "ood", recs, ["svhn+cifar10", "mnist+notmnist"], lambda r: r["dataset"], judge,
+                       "AUROC of DkNN credibility (in vs out) higher for the entangled model")

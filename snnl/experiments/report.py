@@ -12,8 +12,10 @@ device, commit(s), and a status:
 * ``"could not be evaluated"`` -- a record is there but not in a format this report reads.
 
 :func:`format_report` renders the items as a Markdown table, :func:`headline` counts them.
-The items themselves are built in :mod:`snnl.experiments.report_items` (statuses, Tables 1
-and 2) and :mod:`snnl.experiments.report_figures` (the figures).
+The rows of each paper item are built next to the code that writes its records: ``report_items``
+in each experiment module (Section 4's Table 1 and Figs. 7, 8 in :mod:`snnl.experiments.report_items`),
+with the vocabulary of :mod:`snnl.experiments.report_rows`; this module reads the records and
+assembles the rows.
 :func:`update_readme` writes the headline and the items run into the README.
 Command line: ``python -m snnl.experiments.report [--results results] [--table] [--readme README.md]``.
 """
@@ -25,12 +27,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from snnl.experiments.report_figures import (calibration_items, fig3_16_items, fig7_items, fig8_items, fig15_items,
-                                             gan_items, gradient_items, hidden_items, ood_items, synthetic_items,
-                                             transfer_items, triplet_items)
-from snnl.experiments.report_items import (  # noqa: F401 (re-exported: the report's vocabulary)
-    BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, TABLE1_TOLERANCE, report_item,
-    short_commit, table1_items, table2_items)
+from snnl.experiments import (adversarial_gradients, calibration, generative, hidden_adversarial, ood,
+                              representations, robustness, synthetic)
+from snnl.experiments.report_items import TABLE1_TOLERANCE, fig7_items, fig8_items, table1_items  # noqa: F401
+from snnl.experiments.report_rows import (  # noqa: F401 (re-exported: the report's vocabulary)
+    BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, report_item, short_commit)
 from snnl.results import load_records, read_record
 
 _IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields that do not change a result
@@ -65,18 +66,16 @@ def paper_records(results_dir="results") -> dict[str, list[dict]]:
 
 
 # ---- the report -------------------------------------------------------------------------------
-SECTIONS = [  # (experiments whose records it reads, builder)
-    (("figure1", "figure13", "figure2", "temperature_curve"), synthetic_items),
-    (("fig15",), lambda b: fig15_items(b.get("fig15", []))), (("fig3_16",), lambda b: fig3_16_items(b.get("fig3_16", []))),
-    (("gan_entanglement", "snnl_gan", "snnl_gan_learned"), gan_items),
+SECTIONS = [  # (experiments whose records it reads, builder of their rows from the records by experiment)
+    (("figure1", "figure13", "figure2", "temperature_curve"), synthetic.report_items),
+    (("fig15", "fig3_16"), representations.report_items),
+    (("gan_entanglement", "snnl_gan", "snnl_gan_learned"), generative.report_items),
     (("table1",), lambda b: table1_items(b.get("table1", []))), (("fig7",), lambda b: fig7_items(b.get("fig7", []))),
     (("fig8",), lambda b: fig8_items(b.get("fig8", []))),
-    (("dknn_calibration",), lambda b: calibration_items(b.get("dknn_calibration", []))),
-    (("dknn_calibration_triplet",), lambda b: triplet_items(b.get("dknn_calibration_triplet", []))),
-    (("transferability",), lambda b: transfer_items(b.get("transferability", []))),
-    (("adversarial_gradients",), lambda b: gradient_items(b.get("adversarial_gradients", []))),
-    (("ood",), lambda b: ood_items(b.get("ood", []))), (("hidden_adversarial",), lambda b: hidden_items(b.get("hidden_adversarial", []))),
-    (("table2",), lambda b: table2_items(b.get("table2", []))),
+    (("dknn_calibration", "dknn_calibration_triplet", "transferability"), calibration.report_items),
+    (("adversarial_gradients",), adversarial_gradients.report_items),
+    (("ood",), ood.report_items), (("hidden_adversarial",), hidden_adversarial.report_items),
+    (("table2",), robustness.report_items),
 ]
 
 

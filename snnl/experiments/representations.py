@@ -32,9 +32,10 @@ import torch.nn as nn
 
 from snnl.banner import data_label
 from snnl.data import Dataset
-from snnl.losses import entanglement
 from snnl.experiments.common import (PAPER_RECIPE, SUBSTITUTES, ds_key, find_record,  # noqa: F401 (names of this module)
                                     load_or_substitute, train_recorded)
+from snnl.experiments.report_rows import per_dataset, stands_for
+from snnl.losses import entanglement
 from snnl.results import Run
 from snnl.train import TrainConfig, train
 
@@ -290,6 +291,46 @@ def plot_figure3_16(r: LayerEntanglement):
 
 # ----------------------------------------------------------------------------------------------
 # command line
+# ---- the reproduction report's rows -------------------------------------------------------------
+def fig15_items(recs):
+    def judge(rec):
+        a, b = rec["metrics"]["batch_snnl_start"], rec["metrics"]["batch_snnl_end"]
+        return ("; ".join(f"{n} {a[n]:.2f} → {b[n]:.2f}" for n in a), all(b[n] < a[n] for n in a),
+                "training-batch SNNL at the learned T, first vs last logged batches")
+    return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", "decreases in every layer",
+                       "fig15", recs, ["mnist"], stands_for, judge, "last < first in every hidden layer")
+
+
+def fig3_16_items(recs):
+
+    def fig16(rec):
+        r = LayerEntanglement.from_record(rec)
+        kept = {n: v[-1] / v[0] for n, v in r.entanglement.items() if n in r.blocks and v[0] > 0}
+        last, lower = r.blocks[-2], r.blocks[:-2]
+        return (", ".join(f"{n} {100 * kept[n]:.0f}%" for n in r.blocks[:-1] if n in kept) + " kept",
+                all(kept[last] < kept[n] for n in lower if n in kept), f"{rec['config'].get('steps')} steps, cosine")
+
+    def fig3(rec):
+        r = LayerEntanglement.from_record(rec)
+        inner, out = r.last_block[:-1], r.last_block[-1]
+        curve = r.entanglement
+        rose = [n for n in inner if curve[n][-1] > min(curve[n]) and curve[n].index(min(curve[n])) > 0]
+        return ("; ".join(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f}"
+                          for n in r.last_block), len(rose) == len(inner) and curve[out][-1] < curve[out][0], "")
+    return (per_dataset("Fig. 16", "Fig. 16: per residual block", "lower blocks stay entangled, the last disentangles",
+                        "fig3_16", recs, ["cifar10"], stands_for, fig16,
+                        "the last block keeps a smaller share of its entanglement than every lower block")
+            + per_dataset("Fig. 3", "Fig. 3: inside the last block", "inner layers re-entangle, the output does not",
+                          "fig3_16", recs, ["cifar10"], stands_for, fig3,
+                          "inner layers rise after their minimum; the block's output ends below its start"))
+
+
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of Figs. 15, 16 and 3, from the paper-profile records by
+    experiment."""
+    return fig15_items(records.get("fig15", [])) + fig3_16_items(records.get("fig3_16", []))
+
+
 def main(argv=None) -> int:
     """``python -m snnl.experiments.representations --figure 15 --profile paper --out results/paper/fig15``"""
     import argparse
