@@ -18,12 +18,12 @@ entanglement of the hidden layers (the authors' code: alpha = 10, T0 = 100, lear
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from snnl.data import Dataset
+from snnl.experiments.checkpoints import model_checkpoint
 from snnl.experiments.common import PAPER_RECIPE, find_record, load_or_substitute, train_recorded
 from snnl.experiments.representations import RESNET_PAPER
 from snnl.train import TrainConfig, TrainingDiverged, load_for, train
@@ -89,8 +89,7 @@ def table1(dataset: str = "digits", profile: str = "small", runs: int = 2, alpha
                 records.append(rec)
                 continue
             run_data = data if data is not None else _load(cfg, cache)
-            ckpt = None if checkpoint_root is None else os.path.join(
-                checkpoint_root, f"table1_{cfg.dataset}_a{alpha:g}_s{seed}")
+            ckpt = None if checkpoint_root is None else model_checkpoint(checkpoint_root, "table1", cfg.dataset, alpha, seed)
             res = train(cfg, run_data, out_dir=out_dir, checkpoint_dir=ckpt, progress=progress)
             records.append(res.record)
     return records
