@@ -326,7 +326,6 @@ def plot_class_histograms(records: list[dict]):
 def report_items(records: dict[str, list[dict]]) -> list[dict]:
     """The reproduction report's rows of Figs. 4-6, 17 and 23, from the paper-profile records by
     experiment."""
-    by_exp = records
 
     def rises(rec):
         m = rec["metrics"]
@@ -348,14 +347,14 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
                 f"{fmt_num(m.get('classifier_test_accuracy'))}")
 
     return (per_dataset("Figs. 4, 5, 17", "Figs. 4, 5, 17: GAN real/synthetic entanglement rises", "rises over training",
-                        "gan_entanglement", by_exp.get("gan_entanglement", []),
+                        "gan_entanglement", records.get("gan_entanglement", []),
                         ["cifar10, dcgan", "cifar10, fc", "mnist, dcgan", "mnist, fc"], variant, rises,
                         "entanglement at the end > at the start, positive Spearman correlation with the step")
             + per_dataset("Fig. 6", "Fig. 6: SNNL generator covers every class", "varied digits of all classes",
-                          "snnl_gan", by_exp.get("snnl_gan", []), ["mnist"], lambda r: r["dataset"], coverage,
+                          "snnl_gan", records.get("snnl_gan", []), ["mnist"], lambda r: r["dataset"], coverage,
                           "a CNN classifies ≥ 1% of the samples as each class")
             + per_dataset("Fig. 23", "Fig. 23: SNNL-GAN in a learned space", "samples approach the data",
-                          "snnl_gan_learned", by_exp.get("snnl_gan_learned", []), ["mnist"], lambda r: r["dataset"],
+                          "snnl_gan_learned", records.get("snnl_gan_learned", []), ["mnist"], lambda r: r["dataset"],
                           rises, "real/synthetic pixel-space entanglement rises (end > start)"))
 
 

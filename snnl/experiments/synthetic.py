@@ -244,7 +244,6 @@ def temperature_curve(points=None, labels=None, distance: str = "euclidean", t_m
 def report_items(records: dict[str, list[dict]]) -> list[dict]:
     """The reproduction report's rows of Section 2 (Figs. 1, 13, 2, Eq. 2), from the paper-profile
     records by experiment."""
-    by_exp = records
 
     def fig1(rec):
         i, f = rec["metrics"]["initial"], rec["metrics"]["final"]
@@ -277,7 +276,7 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
     note = "the book's Section 2 chapter runs these at every profile"
     items = []
     for exp, name, paper, judge, crit in spec:
-        rows = per_dataset("Section 2", name, paper, exp, by_exp.get(exp, []), [] if by_exp.get(exp) else
+        rows = per_dataset("Section 2", name, paper, exp, records.get(exp, []), [] if records.get(exp) else
                            ["synthetic"], lambda r: r["dataset"], judge, crit)
         items += [{**r, "note": r["note"] or note} for r in rows]
     return items
