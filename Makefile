@@ -3,8 +3,8 @@
 #   make test                   install if needed, run the test suite
 #   make book                   execute every chapter at the small profile, render _build/html/
 #   make -j2 book               the same, two notebooks at a time
-#   make site-check             after `make book`: every page in headless Chromium from file://
-#                               (installs Debian's chromium package when missing)
+#   make site-check             after `make book`: every page in headless Chromium from file://, as a
+#                               reader sees it (installs Debian's chromium package when missing)
 #   make screenshot             after `make book`: docs/screenshot.png (the README's picture)
 #   make reproduce              the paper profile: _build/paper/_build/html/ + records in results/
 #   make book PROFILE=paper SEED=1 DEVICE=cuda   any profile / seed / device
@@ -12,9 +12,13 @@
 # Book pipeline, for each page listed in _toc.yml (book/<name>.py or book/<name>.md):
 #   book/<name>.py --jupytext--> _build/ipynb/<name>.ipynb (unexecuted)
 #                  --papermill-> _build/<profile>/<name>.ipynb (executed, cwd = repository root,
-#                                parameters: profile, results_dir [, seed, device, PARAMS])
+#                                parameters: profile, results_dir [, seed, device, PARAMS];
+#                                the cell papermill injects is collapsed, tag hide-input)
 #   book/<name>.md --copy------> _build/<profile>/<name>.md
-#   _build/<profile>/ --jupyter-book build (execution off, -W -n --keep-going)--> the HTML site
+#   _build/<profile>/ --jupyter-book build (execution off, -W -n --keep-going)--> the HTML site, every
+#                        page rendered anew (--all): the landing page pastes numbers from the report's
+#                        notebook (glue), and a change of book/_static alone must reach the site
+#                        (book/api.md: autodoc imports this checkout's snnl, PYTHONPATH=repository root)
 # A notebook that fails is moved to _build/<profile>-failed/<name>.ipynb (executed up to the
 # error) and the build stops.
 SHELL := /bin/bash
@@ -93,17 +97,21 @@ bench: $(INSTALLED)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # The built site (_build/html) in headless Chromium, offline, from file://: figures, math, no error
-# output, search (tests/test_site.py, tests/test_book.py). Chromium comes from Debian's packages when
-# missing (as root, else through sudo); SNNL_SITE_CHECK=1 makes a missing browser or site a failure.
+# output, search, and what a reader sees: tables rendered as tables, no bare Python repr, prose in the
+# first screen, no broken link (tests/test_site.py, tests/test_book.py; the checks of
+# tests/site_checks.py are first shown able to fail, tests/test_site_checks.py). Chromium comes
+# from Debian's packages when missing (as root, else through sudo); SNNL_SITE_CHECK=1 makes a
+# missing browser or site a failure.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 site-check: $(INSTALLED)
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
 	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
-	SNNL_SITE_CHECK=1 $(PY) -m pytest tests/test_site.py tests/test_book.py $(PYTEST_ARGS)
+	SNNL_SITE_CHECK=1 $(PY) -m pytest tests/test_site_checks.py tests/test_site.py tests/test_book.py $(PYTEST_ARGS)
 
-# docs/screenshot.png, the README's picture of the book: a chapter of the built site (after
-# `make book`) in headless Chromium, offline, from file://
-SCREENSHOT_PAGE ?= regularization
+# docs/screenshot.png, the README's picture of the book: a page of the built site (after
+# `make book`; by default the reproduction report, as a reader first sees it) in headless Chromium,
+# offline, from file://
+SCREENSHOT_PAGE ?= reproduction
 BROWSER_FLAGS := --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
 	--disable-sync --no-first-run --hide-scrollbars --virtual-time-budget=15000
 screenshot:
@@ -116,7 +124,7 @@ screenshot:
 book: $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
 		$(MARKDOWN:%=$(STAGE)/%.md) $(NOTEBOOKS:%=$(STAGE)/%.ipynb)
 	$(if $(wildcard book/_static),mkdir -p $(STAGE)/_static && cp -r book/_static/. $(STAGE)/_static/)
-	$(BIN)jupyter-book build $(STAGE) --path-output $(OUT) -W -n --keep-going
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)jupyter-book build $(STAGE) --path-output $(OUT) --all -W -n --keep-going
 	rm -rf $(HTML)/_static/mathjax && mkdir -p $(HTML)/_static/mathjax
 	cp -r $(addprefix $(MATHJAX)/,$(MATHJAX_FILES)) $(HTML)/_static/mathjax/
 	@echo "book ($(PROFILE) profile): $(HTML)/index.html"
@@ -136,7 +144,15 @@ $(STAGE)/%.ipynb: _build/ipynb/%.ipynb $(STAGE)/.params $(PKG_SRC) $(INSTALLED)
 	@$(THREADS) $(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar $(PM_ARGS) \
 	  || { echo "notebook book/$*.py failed" >&2; ! mv -f $@ $(FAILED)/$*.ipynb 2>/dev/null \
 	       || echo "executed up to the error: $(FAILED)/$*.ipynb" >&2; exit 1; }
+	@$(PY) -c '$(COLLAPSE_INJECTED)' $@
 	@rm -f $(FAILED)/$*.ipynb
+
+# papermill's "injected-parameters" cell (the values this build set) is collapsed on the page, as the
+# parameters cell is (tag hide-input): the page shows its story first
+COLLAPSE_INJECTED := import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); \
+	[c.metadata.setdefault("tags", []).append("hide-input") for c in nb.cells \
+	 if "injected-parameters" in c.metadata.get("tags", []) and "hide-input" not in c.metadata["tags"]]; \
+	nbformat.write(nb, sys.argv[1])
 
 # rewritten only when the papermill arguments change, so a new SEED/DEVICE re-executes
 $(STAGE)/.params: FORCE

@@ -47,9 +47,10 @@ n_test = 0  # attacked test points; 0 = the profile's (small: 300, paper: 1,000)
 records_dir = "results"  # committed paper-profile records, shown at the end
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 import snnl
 from snnl.experiments import calibration as cal
@@ -78,7 +79,7 @@ print("showing the committed paper-profile records" if reuse else
 # At the small profile the models are the CNN trained 200 steps on the embedded digits at
 # 14x14; the paper-profile records at the end are the numbers to compare with the paper.
 
-# %%
+# %% tags=["hide-input"]
 sweep = found["dknn_calibration"][-1] if found.get("dknn_calibration") else \
     cal.credibility_sweep(config, models, cache=cache, **run)
 cal.plot_calibration(sweep)
@@ -86,8 +87,11 @@ plt.show()
 display(Markdown(cal.summary_table([sweep])))
 print("\n".join(sweep["config"]["notes"]))
 
-# %%
+# %% tags=["hide-input"]
 c = cal.compare(sweep)
+clean = sweep["metrics"]["eps"].index(0.0)  # the clean test points, quoted in the next paragraph
+glue("clean_credibility", ", ".join(f"{m} {curves[next(iter(curves))]['credibility'][clean]:.2f}"
+                                    for m, curves in sweep["metrics"]["curves"].items()), display=False)
 print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled model's credibility correlates "
       f"better with accuracy for {len(c['pearson_better'])} of {len(c['attacks'])} attacks "
       f"({', '.join(c['pearson_better'])}) and lies closer to the identity line for {len(c['gap_smaller'])} "
@@ -95,7 +99,7 @@ print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled
 
 # %% [markdown]
 # Two things to read in the plot besides the correlation. Credibility on clean data is
-# about 0.5, not 1: p-values of a calibrated conformal predictor are spread evenly between 0
+# about 0.5 ({glue:text}`clean_credibility` in this run), not 1: p-values of a calibrated conformal predictor are spread evenly between 0
 # and 1 on data like the calibration set, so perfect agreement with the identity line is not
 # attainable at $\varepsilon = 0$. And a model whose credibility *rises* again at large
 # $\varepsilon$ (the attack moves the input deep into another class's neighbourhood in every
@@ -109,14 +113,14 @@ print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled
 # paper's claim is that the lines of the cross-entropy victim stay high when the examples come
 # from an entangled model.
 
-# %%
+# %% tags=["hide-input"]
 transfer = found["transferability"][-1] if found.get("transferability") else \
     cal.transfer_matrix(config, models, cache=cache, **run)
 cal.plot_transfer(transfer)
 plt.show()
 display(Markdown(cal.transfer_table([transfer])))
 
-# %%
+# %% tags=["hide-input"]
 pairs = {(p["source"], p["victim"]): p["mean_model_accuracy"] for p in transfer["metrics"]["pairs"]}
 print(f"Measured ({transfer['profile']} profile, {transfer['dataset']}), mean accuracy of the baseline over "
       f"eps > 0: {pairs[('entangled', 'baseline')]:.3f} on examples from the entangled model, "
@@ -134,7 +138,7 @@ print(f"Measured ({transfer['profile']} profile, {transfer['dataset']}), mean ac
 # $\alpha = 10^{-4}$ here. At the paper's scale $\alpha = 10^{-3}$ blew the activations up within
 # 1,000 steps (triplet loss $> 10^{9}$, test accuracy at chance). White-box attacks only.
 
-# %%
+# %% tags=["hide-input"]
 tconfig = cal.make_config(profile, seed=seed, device=device, regularizer="triplet", attacks=("fgsm", "bim"), **over)
 triplet = found["dknn_calibration_triplet"][-1] if found.get("dknn_calibration_triplet") else \
     cal.credibility_sweep(tconfig, cal.train_models(tconfig, known=models, progress=False), cache=cache, **run)
@@ -156,7 +160,7 @@ print(f"Measured ({triplet['profile']} profile, {triplet['dataset']}): the tripl
 # victims and, in brackets, of the transfer sources; BIM steps; attacked points) is in each row.
 # The triplet comparison was run at the scale of the transfer sources (see its "steps" column).
 
-# %%
+# %% tags=["hide-input"]
 recs = {e: snnl.load_records(records_dir, e, profile="paper")
         for e in ("dknn_calibration", "dknn_calibration_triplet", "transferability")}
 if recs["dknn_calibration"] or recs["dknn_calibration_triplet"]:

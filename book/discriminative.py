@@ -42,7 +42,7 @@ steps = 0  # training steps of Fig. 15; 0 means the profile default (small: 300,
 resnet_steps = 0  # training steps of Figs. 3/16; 0 means the profile default (small: 150, paper: 106 epochs)
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 
 import snnl
@@ -60,7 +60,7 @@ banner = snnl.Banner(profile, [dataset or ("digits" if profile == "small" else "
 # training batch at every hidden layer, with one learnable temperature per layer
 # ($T = T_0/t$, $T_0 = 100$, one gradient step on $t$ per record).
 
-# %%
+# %% tags=["hide-input"]
 fig15 = rep.layer_entanglement_over_training(
     "15", dataset=dataset or None, out_dir=f"{results_dir}/{profile}/fig15",
     **({"steps": steps} if steps else {}), **common)
@@ -68,7 +68,7 @@ rep.plot_figure15(fig15)
 plt.show()
 print(fig15.summary())
 
-# %%
+# %% tags=["hide-input"]
 batch = fig15.change("batch")
 fell = [n for n, (a, b) in batch.items() if b < a]
 print(f"Measured ({profile} profile, {fig15.data_label}): "
@@ -86,7 +86,7 @@ print(f"Measured ({profile} profile, {fig15.data_label}): "
 # and the block's output. The model runs in training mode for the measurements (batch
 # statistics, on a copy of the model), so batch normalisation sees what it sees in training.
 
-# %%
+# %% tags=["hide-input"]
 fig3 = rep.layer_entanglement_over_training(
     "3", dataset=resnet_dataset or None, out_dir=f"{results_dir}/{profile}/fig3_16",
     **({"steps": resnet_steps} if resnet_steps else {}), **common)
@@ -96,7 +96,7 @@ print(fig3.summary())
 if fig3.substitute_for:
     print(f"Data: {fig3.data_note}.")
 
-# %%
+# %% tags=["hide-input"]
 ent = fig3.change()
 first, last = fig3.blocks[0], fig3.blocks[-2]  # the first block and the last block's output
 print(f"Measured ({profile} profile, {fig3.data_label}, {fig3.config['steps']} steps): the entanglement "

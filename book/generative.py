@@ -40,8 +40,9 @@ steps = 0  # training steps of every model; 0 for the defaults of the profile (g
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 paper_results = "results/paper/gan"  # committed paper-profile records shown next to ours
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
+from myst_nb import glue
 
 import snnl
 from snnl.experiments import generative as gen
@@ -67,7 +68,7 @@ if not reuse:
 # (fully connected generator and discriminator) and `dcgan` (transposed convolutions with
 # batch norm / strided convolutions). Generators end in a sigmoid (images are in [0, 1]).
 
-# %%
+# %% tags=["hide-input"]
 if reuse:
     gans = paper["gan_entanglement"]
 else:
@@ -84,7 +85,7 @@ for r in gans:
 # The t-SNE panels (Fig. 4) embed the real and generated images of each snapshot together;
 # titles give the entanglement at that step.
 
-# %%
+# %% tags=["hide-input"]
 for r in gans:
     gen.plot_tsne(r)
     plt.show()
@@ -110,7 +111,7 @@ for r in gans:
 # Fig. 6's grid, one noise vector with two of its dimensions swept over $[-3, 3]$ (rows,
 # columns), the others fixed.
 
-# %%
+# %% tags=["hide-input"]
 snnl_rec = paper["snnl_gan"][-1] if reuse else gen.snnl_gan(**common).record
 g = snnl_rec["history"]["grids"]
 gen.plot_grids([("samples", g["samples"]), ("2 noise dimensions swept", g["sweep"])], size=4)
@@ -128,7 +129,7 @@ print(f"class coverage {m['class_coverage']}/10 (classes with >= {m['coverage_th
 # given a class, so coverage means something only together with the grids and the mean
 # confidence. Then, from the paper-profile records, the plain $-\ell_{sn}$ beside ours.
 
-# %%
+# %% tags=["hide-input"]
 gen.plot_class_histograms([snnl_rec, *gans])
 plt.show()
 forms = {r["config"]["g_loss"]: r for r in paper["snnl_gan"]}
@@ -148,7 +149,7 @@ if len(forms) == 2:
 # $-\ell_{sn}$ has vanishing gradients (the same reason the standard GAN's generator uses
 # $-\log D(G(z))$). On the digits, with the plain $-\ell_{sn}$ the generator did not learn.
 
-# %%
+# %% tags=["hide-input"]
 learned = paper["snnl_gan_learned"][-1] if reuse else gen.snnl_gan_learned(**common).record
 gen.plot_grids([(f"step {s['step']}", s["grid"]) for s in learned["history"]["snapshots"]], size=2.6)
 plt.show()
@@ -166,7 +167,7 @@ plt.show()
 # `python -m snnl.experiments.generative --profile paper --out results/paper/gan` (MNIST,
 # CPU; the steps are in each record's config).
 
-# %%
+# %% tags=["hide-input"]
 recs = [r for e in gen.EXPERIMENTS for r in paper[e]]
 if not recs:
     print(f"no paper-profile records under {paper_results}")
@@ -179,12 +180,21 @@ for r in recs:
 if recs and not reuse:
     gen.plot_entanglement(recs, title="paper profile (MNIST), committed records")
     plt.show()
+# the numbers of the next paragraph, from these records ("nan" / "n/a" without them)
+nan = float("nan")
+glue("paper_start_entanglement", max((r["metrics"]["entanglement_start"] for r in recs), default=nan), display=False)
+glue("paper_start_nn", min((r["metrics"]["nn_accuracy_start"] for r in recs), default=nan), display=False)
+glue("paper_gan_peak_step", max((max(zip(r["history"]["entanglement"], r["history"]["measure_step"]))[1]
+                                 for r in paper["gan_entanglement"]), default="n/a"), display=False)
+plain = [r for r in paper["snnl_gan"] if r["config"]["g_loss"] == "maximize"]  # the paper's -l_sn
+glue("paper_collapse_entanglement", plain[-1]["metrics"]["entanglement_end"] if plain else nan, display=False)
 
 # %% [markdown]
 # **What we find** (paper profile, MNIST). Every generator starts fully separable from the
-# real data (entanglement 0, 1-NN accuracy 1) and ends entangled with it, so in that weak
+# real data (entanglement {glue:text}`paper_start_entanglement:.2f`, 1-NN accuracy
+# {glue:text}`paper_start_nn:.2f`) and ends entangled with it, so in that weak
 # sense the claim holds. The path is not a steady rise: both GANs jump to their highest
-# entanglement within the first 250 steps, while their samples are still blurry averages
+# entanglement within the first {glue:text}`paper_gan_peak_step` steps, while their samples are still blurry averages
 # lying *between* real digits, and fall as the samples sharpen. The DCGAN's entanglement then
 # rises steadily over the rest of training (the behaviour of the paper's Fig. 17); the fully
 # connected GAN's stays low while it drops whole classes (its class histogram). The minimum
@@ -192,8 +202,9 @@ if recs and not reuse:
 # soft 1-nearest-neighbour two-sample test, and the two curves mostly mirror each other. The
 # generator trained on the soft nearest neighbor loss alone becomes the *most* entangled with
 # the real data and covers all ten classes, but only in the non-saturating form: with the
-# paper's $-\ell_{sn}$ it collapses onto the mean digit, which the entanglement (about
-# $\log 2$, its maximum) rates as perfectly entangled. Its digits are grainier than the
+# paper's $-\ell_{sn}$ it collapses onto the mean digit, which the entanglement
+# ({glue:text}`paper_collapse_entanglement:.3f`; its maximum is $\log 2 \approx 0.693$) rates as
+# perfectly entangled. Its digits are grainier than the
 # GANs', not smoother as in the paper, and moving two of its 64 noise dimensions changes a
 # sample only a little. The learned-space SNNL-GAN (App. I) learns MNIST digits, with an
 # entanglement that rises throughout training. The small profile, on the 8x8 digits

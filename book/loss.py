@@ -30,8 +30,9 @@ device = "auto"  # unused here: these 2-D problems always run on the CPU
 dataset = "digits"  # real images for the temperature curve (paper profile: "mnist")
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
+from myst_nb import glue
 
 import snnl
 from snnl.experiments import synthetic
@@ -52,7 +53,7 @@ banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
 # and the *1-NN purity* (the share of points whose nearest other point has their label;
 # 0.25 is chance for 4 balanced classes).
 
-# %%
+# %% tags=["hide-input"]
 fig1 = synthetic.figure1(steps=steps, **common)
 plot_figure1(fig1)
 plt.show()
@@ -74,7 +75,7 @@ print(f"loss at T={fig1['config']['temperature']}: {a['loss']:.3f} -> {b['loss']
 # at different sites. Number we add: per class, a 2-means split of its points compared with
 # the true modes (adjusted Rand index; 1 = the two modes are two separate groups).
 
-# %%
+# %% tags=["hide-input"]
 fig13 = synthetic.figure13(steps=steps, **common)
 plot_figure13(fig13)
 plt.show()
@@ -95,17 +96,18 @@ print(f"1-NN purity {a['purity']:.2f} -> {b['purity']:.2f}; modes split (ARI) {a
 # distances to the centroid: 0 on a circle, about 0.52 for a 2-D Gaussian, 0.35 for a
 # uniform disc. The plots zoom on 95% of the points.
 
-# %%
+# %% tags=["hide-input"]
 fig2 = synthetic.figure2(steps=steps, **common)
 plot_figure2(fig2)
 plt.show()
 for key, m in fig2["metrics"].items():
     moved = f"{m['objective_start']:.3g} -> {m['objective_end']:.3g}" if "objective_end" in m else ""
     print(f"{key:12s} own loss {moved:22s} 1-NN purity {m['purity']:.2f}   radial CV {m['radial_cv']:.2f}")
+glue("fig2_min_purity", min(fig2["metrics"][f"{loss}_min"]["purity"] for loss in ("snnl", "triplet")), display=False)
 
 # %% [markdown]
 # What we see, with plain gradient steps of a fixed size: minimising either loss separates
-# the classes (purity 1), as the paper says. Minimising the triplet loss leaves four tight
+# the classes (1-NN purity {glue:text}`fig2_min_purity:.2f` or more), as the paper says. Minimising the triplet loss leaves four tight
 # clusters at about the same distance from the centre (a low radial CV). Maximising has no
 # end point: both losses grow without bound under plain gradient ascent (at a fixed $T$ a
 # point gains by pushing its own class ever farther away), so the picture depends on how long
@@ -120,7 +122,7 @@ for key, m in fig2["metrics"].items():
 # $T$ for the points of Fig. 1 before and after minimising, and for raw pixels of real
 # images; circles mark `snnl.entanglement` (open when the minimum is at the range's edge).
 
-# %%
+# %% tags=["hide-input"]
 ds = snnl.load_dataset(dataset, n_train=n_images, seed=seed)
 curves = [
     synthetic.temperature_curve(fig1["initial"], fig1["labels"], **common, name="figure1-start"),

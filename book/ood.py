@@ -41,7 +41,7 @@ results_dir = "_build/results"  # records of this run go here ("results" at pape
 paper_results = "results/paper/geometry"  # committed paper-profile records shown next to ours
 wait = 0.0  # paper profile: seconds to wait for Table 1 checkpoints still being trained
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -63,9 +63,6 @@ def paper_record(experiment):  # the latest committed paper-profile record, or N
     recs = load_records(paper_results, experiment, profile="paper")
     return recs[-1] if recs else None
 
-
-cfg
-
 # %% [markdown]
 # ## Figs. 10, 11: the gradients of a targeted attack
 #
@@ -78,7 +75,7 @@ cfg
 # other model's points (`cross_model_knn_accuracy`: high when the two models' class clusters
 # line up). The third pair mixes a cross-entropy and an entangled model.
 
-# %%
+# %% tags=["hide-input"]
 grads = run_adversarial_gradients(cfg, out_dir, cache)
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 plot_geometry("gradients", grads["pairs"], axes)
@@ -86,7 +83,7 @@ plt.show()
 keys = ("cosine_raw", "cosine_sign", "cross_model_knn_accuracy", "knn_accuracy", "model_mixing")
 display(table([{"pair": k, **{q: r[q] for q in keys}} for k, r in grads["pairs"].items()]))
 
-# %%
+# %% tags=["hide-input"]
 rec = paper_record("adversarial_gradients")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, {rec['config']['n_points']} inputs, device {rec['device']}):"))
@@ -104,7 +101,7 @@ if rec:
 # (all hidden layers and the logits, k = 75, calibrated on held-out test points), with the
 # AUROC of the softmax maximum as the usual reference (0.5 = no separation, 1 = perfect).
 
-# %%
+# %% tags=["hide-input"]
 ood = run_ood(cfg, out_dir, cache)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 plot_geometry("ood", ood["models"], axes)
@@ -112,7 +109,7 @@ plt.show()
 okeys = ("auroc_credibility", "auroc_softmax", "mean_credibility_in", "mean_credibility_out", "accuracy_in")
 display(table([{"model": k, **{q: r[q] for q in okeys}} for k, r in ood["models"].items()]))
 
-# %%
+# %% tags=["hide-input"]
 rec = paper_record("ood")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
@@ -129,7 +126,7 @@ if rec:
 # neighbour classifier telling real from adversarial points in that layer (5-fold, a point and
 # its adversarial twin always in the same fold), and in the 2-D embedding.
 
-# %%
+# %% tags=["hide-input"]
 hidden = run_hidden_adversarial(cfg, out_dir, cache)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 plot_geometry("hidden", hidden["models"], axes)
@@ -137,7 +134,7 @@ plt.show()
 hkeys = ("knn_accuracy_layer", "knn_accuracy_tsne", "clean_accuracy", "adversarial_accuracy")
 display(table([{"model": k, **{q: r[q] for q in hkeys}} for k, r in hidden["models"].items()]))
 
-# %%
+# %% tags=["hide-input"]
 rec = paper_record("hidden_adversarial")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
@@ -161,13 +158,13 @@ if rec:
 # scale of a layer's activations (the same class structure at smaller distances looks more
 # entangled), while the minimum over $T$ does not depend on scale; the minimising $T$ is shown too.
 
-# %%
+# %% tags=["hide-input"]
 t2 = run_table2(cfg, out_dir, cache)
 display(table(table2_rows(t2["rows"])))
 display(table([{"model": k, "clean accuracy": a["clean"], "PGD accuracy": a["pgd"]} for k, a in t2["accuracy"].items()]))
 print(t2["record"]["config"]["adversarial_training"])
 
-# %%
+# %% tags=["hide-input"]
 rec = paper_record("table2")
 if rec:
     display(Markdown(f"**Paper profile**, device {rec['device']}; adversarial training: "

@@ -28,9 +28,27 @@ from snnl.losses import (
     triplet_loss,
 )
 from snnl.layerwise import layerwise_snnl, soft_nearest_neighbor_losses
+from snnl.regularizer import SNNLRegularizer
 from snnl.models import CNN, CNN1, MODELS, ResNetV2, build_model, logits_of
 from snnl.attacks import BIM, FGSM, PGD, Attack
 from snnl.dknn import DkNN, DkNNResult, extract_features
 from snnl.train import TrainConfig, TrainingDiverged, TrainResult, evaluate
 from snnl.gan import GANConfig, GANResult, build_gan, real_fake_entanglement, train_gan
 from snnl.banner import Banner
+
+# the public names, each documented on the book's API page (book/api.md; tests/test_package.py checks both)
+__all__ = [
+    # the loss (Eq. 1, 2, 4) and the layers of a network (Eq. 3)
+    "soft_nearest_neighbor_loss", "SoftNearestNeighborLoss", "soft_nearest_neighbor_loss_reference",
+    "entanglement", "Entanglement", "NonFiniteEmbeddings", "triplet_loss",
+    "soft_nearest_neighbor_losses", "layerwise_snnl", "SNNLRegularizer",
+    # models, training, GANs
+    "CNN", "CNN1", "ResNetV2", "MODELS", "build_model", "logits_of",
+    "TrainConfig", "TrainResult", "TrainingDiverged", "evaluate",
+    "GANConfig", "GANResult", "build_gan", "train_gan", "real_fake_entanglement",
+    # attacks and Deep k-NN
+    "Attack", "FGSM", "BIM", "PGD", "DkNN", "DkNNResult", "extract_features",
+    # data, results records, the run banner
+    "DATASETS", "Dataset", "DatasetError", "load_dataset",
+    "Run", "write_record", "read_record", "load_records", "resolve_device", "seed_everything", "Banner",
+]

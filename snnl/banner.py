@@ -61,7 +61,7 @@ class Banner:
         profile: ``"small"``, ``"paper"``, or ``"records"`` for a page that only reads
             committed records.
         datasets: what the chapter trains or measures on (names, records or results, see
-            :func:`data_label`); duplicates are shown once.
+            ``snnl.banner.data_label``); duplicates are shown once.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, a ``torch.device``; shown resolved (the GPU's
             name). None: the page trains nothing.
         show: display (in IPython) or print the banner now.

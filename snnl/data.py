@@ -28,6 +28,7 @@ and the files expected.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
@@ -37,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import datasets as tvd
 
 DEFAULT_ROOT = Path("~/.cache/snnl/data").expanduser()
 DATASETS = ("digits", "mnist", "fashion-mnist", "notmnist", "svhn", "cifar10")
@@ -129,30 +129,36 @@ def _check_name(name: str) -> str:
 
 
 # torchvision classes, adapted: notMNIST (test split only) and SVHN / CIFAR-10 checking
-# that files exist when loading (torchvision's download step verifies checksums).
-class _NotMNIST(tvd.MNIST):
-    mirrors: list[str] = []
-    resources = [("t10k-images-idx3-ubyte.gz", None), ("t10k-labels-idx1-ubyte.gz", None)]
+# that files exist when loading (torchvision's download step verifies checksums). Made on first
+# use: `import snnl` does not load torchvision.
+@functools.cache
+def _torchvision_classes() -> dict[str, type]:
+    from torchvision import datasets as tvd
 
-    @property
-    def raw_folder(self) -> str:
-        return os.path.join(self.root, "notMNIST", "raw")
+    class _NotMNIST(tvd.MNIST):
+        mirrors: list[str] = []
+        resources = [("t10k-images-idx3-ubyte.gz", None), ("t10k-labels-idx1-ubyte.gz", None)]
 
+        @property
+        def raw_folder(self) -> str:
+            return os.path.join(self.root, "notMNIST", "raw")
 
-class _SVHN(tvd.SVHN):
-    def _check_integrity(self) -> bool:
-        return os.path.isfile(os.path.join(self.root, self.filename))
+    class _SVHN(tvd.SVHN):
+        def _check_integrity(self) -> bool:
+            return os.path.isfile(os.path.join(self.root, self.filename))
 
+    class _CIFAR10(tvd.CIFAR10):
+        def _check_integrity(self) -> bool:
+            d = os.path.join(self.root, self.base_folder)
+            return all(os.path.isfile(os.path.join(d, f)) for f, _ in self.train_list + self.test_list)
 
-class _CIFAR10(tvd.CIFAR10):
-    def _check_integrity(self) -> bool:
-        d = os.path.join(self.root, self.base_folder)
-        return all(os.path.isfile(os.path.join(d, f)) for f, _ in self.train_list + self.test_list)
+        def _load_meta(self) -> None:
+            import pickle
+            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
 
-    def _load_meta(self) -> None:
-        import pickle
-        with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
-            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+    return {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "notmnist": _NotMNIST, "svhn": _SVHN,
+            "cifar10": _CIFAR10}
 
 
 def _expected(name: str, root: Path) -> tuple[Path, list[str]]:
@@ -165,14 +171,14 @@ def _expected(name: str, root: Path) -> tuple[Path, list[str]]:
 
 def _read_torchvision(name: str, root: Path, train: bool, download: bool):
     """Return (images uint8 (N, H, W) or (N, C, H, W), labels) via torchvision."""
+    cls = _torchvision_classes()[name]
     if name in ("mnist", "fashion-mnist", "notmnist"):
-        cls = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST, "notmnist": _NotMNIST}[name]
         ds = cls(str(root), train=train, download=download and name != "notmnist")
         return ds.data, ds.targets
     if name == "svhn":
-        ds = _SVHN(str(root / "SVHN"), split="train" if train else "test", download=download)
+        ds = cls(str(root / "SVHN"), split="train" if train else "test", download=download)
         return torch.from_numpy(ds.data), torch.from_numpy(ds.labels)
-    ds = _CIFAR10(str(root), train=train, download=download)
+    ds = cls(str(root), train=train, download=download)
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.tensor(ds.targets)
 
 
@@ -253,7 +259,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: 
     """Load ``name`` (one of :data:`DATASETS`) as in-memory tensors.
 
     Args:
-        root: data root (default ``$SNNL_DATA`` or :data:`DEFAULT_ROOT`).
+        root: data root (default ``$SNNL_DATA`` or ``snnl.data.DEFAULT_ROOT``).
         download: let torchvision download missing files (where online).
         source: a folder of idx files (``.gz`` or plain) to import missing files from.
         n_train, n_test: keep a random subset of this size (seeded by ``seed``).

@@ -31,7 +31,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import torch
 import torch.nn as nn
@@ -143,6 +142,8 @@ class DkNN:
             layers = [_l2_normalize(f) for f in layers]
             self.centers_ = [f.mean(axis=0, dtype=np.float64).astype(np.float32) for f in layers]
             layers = [f - m for f, m in zip(layers, self.centers_)]
+        import faiss  # here, not at the top: `import snnl` does not load faiss
+
         gpu = faiss.get_num_gpus() > 0 if self.use_gpu is None else bool(self.use_gpu)
         self.indexes_ = [self._make_index(f, gpu) for f in layers]
         self.train_labels_ = labels
@@ -150,6 +151,8 @@ class DkNN:
         return self
 
     def _make_index(self, x: np.ndarray, gpu: bool):
+        import faiss
+
         index = None
         if gpu:
             try:

@@ -283,7 +283,7 @@ def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mappin
     (in training mode) take the same step on it as their own ``forward`` would; any other
     module is called on its own. The result, the gradients and the temperatures after
     the call are those of calling each module in turn. A representation with NaN or
-    inf raises :class:`snnl.losses.NonFiniteEmbeddings` naming its layer.
+    inf raises :class:`snnl.NonFiniteEmbeddings` naming its layer.
     """
     missing = [n for n in losses if n not in hidden]
     if missing:

@@ -10,6 +10,7 @@ or a test is ``None`` (never a made-up number).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -17,6 +18,13 @@ import numpy as np
 from scipy import stats
 
 LEVEL = 0.95
+
+
+def _quiet(fn, *args):
+    """A scipy test without its "nearly identical data" warning (degenerate cases are handled here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args)
 
 
 @dataclass
@@ -54,7 +62,7 @@ def summarize(values: Sequence[float], level: float = LEVEL) -> Summary:
     if std == 0:
         ci = (float(x.mean()), float(x.mean()))
     else:
-        lo, hi = stats.ttest_1samp(x, 0.0).confidence_interval(level)
+        lo, hi = _quiet(stats.ttest_1samp, x, 0.0).confidence_interval(level)
         ci = (float(lo), float(hi))
     return Summary(len(x), float(x.mean()), std, ci)
 
@@ -70,6 +78,16 @@ class Comparison:
     welch_p: float | None  # Welch's two-sided t-test
     paired_p: float | None  # paired two-sided t-test over the shared seeds (None when not paired)
     paired_n: int  # number of shared seeds
+
+    @property
+    def direction(self) -> str:
+        """``"higher"`` / ``"lower"`` when the 95% CI of the difference excludes 0, else
+        ``"no significant difference"``; ``"too few runs"`` without an interval."""
+        if self.diff_ci is None:
+            return "too few runs"
+        if self.diff_ci[0] > 0:
+            return "higher"
+        return "lower" if self.diff_ci[1] < 0 else "no significant difference"
 
     @property
     def p(self) -> float | None:
@@ -95,7 +113,7 @@ def compare(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int] | Non
     diff = float(xa.mean() - xb.mean())
     welch_p, diff_ci = None, None
     if len(xa) > 1 and len(xb) > 1 and (xa.std() > 0 or xb.std() > 0):
-        res = stats.ttest_ind(xa, xb, equal_var=False)
+        res = _quiet(lambda a, b: stats.ttest_ind(a, b, equal_var=False), xa, xb)
         welch_p = _finite_or_none(res.pvalue)
         diff_ci = tuple(float(v) for v in res.confidence_interval(level))
     paired_p, paired_n = None, 0
@@ -109,7 +127,7 @@ def compare(a: Sequence[float], b: Sequence[float], seeds_a: Sequence[int] | Non
             pa, pb = np.array(pairs).T
             d = pa - pb
             if d.std() > 0:
-                res = stats.ttest_rel(pa, pb)
+                res = _quiet(stats.ttest_rel, pa, pb)
                 paired_p = _finite_or_none(res.pvalue)
                 diff_ci = tuple(float(v) for v in res.confidence_interval(level))
             diff = float(d.mean()) if paired_n == len(xa) == len(xb) else diff

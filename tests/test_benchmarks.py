@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks import bench_train
+import pytest
+
+from benchmarks import bench_import, bench_regularizer, bench_train
 from benchmarks.__main__ import discover
 
 
 def test_every_benchmark_is_found():
-    assert {"dknn", "losses", "train"} <= set(discover())
+    assert {"dknn", "losses", "train", "regularizer", "import"} <= set(discover())
 
 
 def test_bench_train_reports_the_steps_their_ratio_and_the_floor(capsys):
@@ -36,3 +38,23 @@ def test_bench_train_rejects_an_unknown_variant():
 
     with pytest.raises(ValueError, match="baseline, entangled, products"):
         bench_train.make_step("fast", 8)
+
+
+def test_bench_regularizer_times_both_ways_of_the_same_step(capsys):
+    out = bench_regularizer.main(["--batch-size", "16", "--rounds", "2", "--steps", "1", "--warmup", "1"])
+    assert set(out["wall_s"]) == set(bench_regularizer.VARIANTS) and out["ratio"] > 0
+    assert "hooks / layerwise" in capsys.readouterr().out
+
+
+def test_bench_regularizer_steps_are_the_same_computation():
+    """The two variants: same model, batch and loss, so the same losses step after step."""
+    hooks, layerwise = (bench_regularizer.make_step(k, 16) for k in ("hooks", "layerwise"))
+    for _ in range(3):
+        assert hooks() == pytest.approx(layerwise(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_bench_import_measures_both_imports(capsys):
+    out = bench_import.main(["--rounds", "1"])
+    assert out["seconds"]["snnl"] > 0 and out["max_rss"]["torch"] > 0 and out["heavy"] == []
+    assert "snnl / torch" in capsys.readouterr().out

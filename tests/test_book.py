@@ -57,6 +57,8 @@ def test_config_renders_executed_notebooks_with_local_mathjax():
     assert CONFIG["only_build_toc_files"] is True
     assert not re.match(r"https?://", CONFIG["sphinx"]["config"]["mathjax_path"])
     assert "dollarmath" in CONFIG["parse"]["myst_enable_extensions"]
+    # tables shown with display(Markdown(...)) render as tables (MyST-NB's default, CommonMark, has none)
+    assert CONFIG["sphinx"]["config"]["nb_render_markdown_format"] == "myst"
 
 
 @pytest.mark.parametrize("chapter", chapters())
@@ -74,6 +76,50 @@ def test_chapter_has_a_small_profile_parameters_cell(chapter):
     assert isinstance(values.get("seed"), int) and isinstance(values.get("results_dir"), str), values
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
         f"{chapter}: the first cell is a markdown title"
+
+
+STORY_TAGS = {"hide-input", "remove-input", "hide-cell", "remove-cell"}  # code collapsed or off the page
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`(?:([\w.-]+)::)?([\w-]+)[^`]*`|```\{glue\}\s+([\w-]+)\s*\n:doc:\s*(\S+)")
+
+
+def glued_keys(path) -> set[str]:
+    return set(re.findall(r"""\bglue\(\s*["']([\w-]+)["']""", path.read_text()))
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_chapter_tells_the_story_before_the_code(chapter):
+    """The page opens with prose; every code cell is collapsed ("show code") or off the page, the
+    parameters cell collapsed but there; no cell ends in a bare expression (its repr would be
+    the cell's output)."""
+    jupytext = pytest.importorskip("jupytext")
+    nb = jupytext.read(REPO / "book" / f"{chapter}.py", fmt="py:percent")
+    intro = nb.cells[0].source.split("\n", 1)[-1]
+    assert len(re.findall(r"[A-Za-z]{2,}", intro)) >= 40, f"{chapter}: the page opens without an introduction"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        first = cell.source.strip().splitlines()[0]
+        assert tags & STORY_TAGS, f"{chapter}: code cell {i} ({first!r}) is shown: tag it hide-input or remove-input"
+        if "parameters" in tags:
+            assert tags & STORY_TAGS == {"hide-input"}, f"{chapter}: the parameters cell is collapsed, not removed"
+        body = ast.parse(cell.source).body
+        last = body[-1] if body else None
+        assert not (isinstance(last, ast.Expr) and not isinstance(last.value, ast.Call)), \
+            f"{chapter}: code cell {i} ends in the expression {ast.unparse(last)!r}: its repr would be printed"
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_numbers_pasted_into_prose_are_glued(page):
+    """Every ``{glue:...}`key``` of a page's text names a value its notebook glues (``glue("key",
+    ...)``), or for ``notebook.ipynb::key``, that notebook; else the build fails late, or worse,
+    a number would be typed by hand."""
+    source = REPO / "book" / (f"{page}.py" if (REPO / "book" / f"{page}.py").exists() else f"{page}.md")
+    for doc, key, block_key, block_doc in GLUE_ROLE.findall(source.read_text()):
+        doc, key = (doc or block_doc), (key or block_key)
+        other = REPO / "book" / (doc.removesuffix(".ipynb") + ".py") if doc else source
+        assert other.exists(), f"{page}: glue from {doc}, which is not a notebook of the book"
+        assert key in glued_keys(other), f"{page}: {key!r} is pasted but {other.name} never glues it"
 
 
 def test_no_notebook_is_committed():

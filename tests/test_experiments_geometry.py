@@ -220,3 +220,11 @@ def test_checkpoints_are_reused_and_unfinished_ones_refused(tiny, tmp_path):
 def test_cli_rejects_unknown_fields():
     with pytest.raises(SystemExit):
         geo.main(["--set", "n_pointz=3"])
+
+
+def test_markdown_table_right_aligns_columns_of_numbers():
+    rows = [{"model": "baseline", "auroc": 0.8761, "n": 3, "note": None}, {"model": "x", "auroc": None, "n": 4, "note": "a"}]
+    lines = geo.markdown_table(rows).splitlines()
+    assert lines[0] == "| model | auroc | n | note |"
+    assert lines[1] == "|---|---:|---:|---|"  # text and a column with text stay left-aligned
+    assert lines[2:] == ["| baseline | 0.876 | 3 | - |", "| x | - | 4 | a |"]

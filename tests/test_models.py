@@ -7,7 +7,7 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from snnl.models import CNN, CNN1, MODELS, ResNetV2, build_model, logits_of
+from snnl.models import CNN, CNN1, MODELS, ResNetV2, ZooCNN, build_model, logits_of
 
 
 def forward(model, shape, b=3):
@@ -56,7 +56,27 @@ def test_classes_and_build_model_agree():
     assert isinstance(build_model("cnn"), CNN)
     assert isinstance(build_model("cnn1"), CNN1)
     assert isinstance(build_model("resnet", (3, 32, 32)), ResNetV2)
-    assert set(MODELS) == {"cnn", "cnn1", "resnet"}
+    assert isinstance(build_model("zoo"), ZooCNN)
+    assert build_model("cnn-wide").fc1.out_features == 1024
+    assert set(MODELS) == {"cnn", "cnn1", "resnet", "zoo", "cnn-wide"}
+
+
+def test_zoo_model_is_the_authors_released_network():
+    """cleverhans' model-zoo SNNL CNN: conv 64 8x8/2 'same', 128 6x6/2 'valid', 128 5x5/1 'valid', ReLU,
+    no pooling, linear logits; std 1/sqrt(fan_in) weights, zero biases."""
+    torch.manual_seed(0)
+    m = ZooCNN()
+    logits, h = m(torch.rand(5, 1, 28, 28))
+    assert logits.shape == (5, 10)
+    assert [tuple(v.shape[1:]) for v in h.values()] == [(64, 14, 14), (128, 5, 5), (128, 1, 1)]
+    assert all((v >= 0).all() for v in h.values()), "ReLU after every conv"
+    for layer, fan_in in ((m.conv1, 64), (m.conv2, 64 * 36), (m.conv3, 128 * 25), (m.logits, 128)):
+        assert layer.bias.abs().max() == 0
+        assert abs(layer.weight.std().item() * fan_in ** 0.5 - 1) < 0.1, layer
+    # TF "same" padding at stride 2 with an 8x8 kernel on 28x28: 3 zeros on each side
+    x = torch.rand(2, 1, 28, 28)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (3, 3, 3, 3)), m.conv1.weight, m.conv1.bias, 2)
+    assert torch.allclose(m(x)[1]["conv1"], ref.relu())
 
 
 def test_resnet_has_the_6n_plus_2_weighted_layers():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
@@ -230,3 +231,88 @@ def test_table1_runs_with_the_authors_formula_get_their_own_row(tmp_path):
     assert ref["ours"] == "88.90 vs 88.50 with Eq. 1 on the same seeds" and ref["runs"] == "1 (paper 4)"
     assert ref["paper"] == f"{PAPER_TABLE1['fashion-mnist']['mean'][0]:.2f}" and ref["status"] == rp.NO_MATCH
     assert not [i for i in items if i["item"].startswith("Table 1: mnist, entangled (alpha=10) with the authors'")]
+
+
+# ---- the ledger as the book shows it -----------------------------------------------------------
+def table_rows(markdown: str) -> list[list[list[str]]]:
+    """The cells of every Markdown table in ``markdown`` (header and delimiter rows dropped)."""
+    tables, rows = [], None
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            rows = [] if rows is None else rows
+            rows.append([c.strip() for c in line.strip().strip("|").replace("\\|", "\0").split("|")])
+        elif rows is not None:
+            tables.append([[c.replace("\0", "|") for c in r] for r in rows[2:]])
+            rows = None
+    return tables
+
+
+def test_every_item_has_its_paper_section_once_in_the_papers_order():
+    items = rp.reproduction_report(REPO / "results")
+    stray = {**items[0], "section": "Fig. 99", "item": "an item of a section the ledger does not know"}
+    groups = rp.by_paper_section([stray, *items])
+    assert [id(i) for _, _, g in groups for i in g] == [id(i) for i in items] + [id(stray)]  # each once
+    headings = [h for h, _, _ in groups]
+    assert headings[-1] == rp.OTHER and headings[:-1] == [h for h, _, _ in rp.PAPER_SECTIONS if h in headings]
+    for heading, chapter, group in groups[:-1]:
+        assert (REPO / "book" / f"{chapter}.py").exists()
+        sections = next(s for h, _, s in rp.PAPER_SECTIONS if h == heading)
+        assert all(i["section"] in sections for i in group)
+    # every section the report knows (all items of an empty folder) has its paper section
+    assert rp.OTHER not in [h for h, _, _ in rp.by_paper_section(rp.reproduction_report(REPO / "no-such-folder"))]
+
+
+def test_status_badge_keeps_the_word():
+    kinds, words = {}, {}
+    for status in rp.STATUSES:
+        badge = rp.status_badge(status)
+        word = re.fullmatch(r'<span class="snnl-status snnl-status-(\w+)" title="([^"]+)">([^<]+)</span>', badge)
+        assert word and word[2] == status, badge  # the full status as a tooltip
+        kinds[status], words[status] = word[1], word[3]
+    assert words == {rp.MATCHES: "matches", rp.NO_MATCH: "does not match", rp.HOLDS: "holds",
+                     rp.FAILS: "does not hold", rp.NOT_RUN: "not run", rp.ERROR: "not evaluated"}
+    assert kinds[rp.MATCHES] == kinds[rp.HOLDS] != kinds[rp.NO_MATCH] == kinds[rp.FAILS] != kinds[rp.NOT_RUN]
+    assert len({kinds[rp.HOLDS], kinds[rp.FAILS], kinds[rp.NOT_RUN], kinds[rp.ERROR]}) == 4
+
+
+def test_ledger_is_one_table_per_paper_section_with_paper_beside_ours():
+    items = rp.reproduction_report(REPO / "results")
+    md = rp.format_ledger(items)
+    groups = rp.by_paper_section(items)
+    assert [line for line in md.splitlines() if line.startswith("**")] == \
+        [f"**{h}** ([chapter]({c}.ipynb))" for h, c, _ in groups]
+    header = next(line for line in md.splitlines() if line.startswith("| item"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols.index("ours") == cols.index("paper") + 1
+    tables = table_rows(md)
+    assert [len(t) for t in tables] == [len(g) for _, _, g in groups]
+    for rows, (_, _, group) in zip(tables, groups):
+        for row, item in zip(rows, group):
+            assert row[cols.index("item")] == item["item"].replace("\n", " ")
+            assert row[cols.index("status")] == rp.status_badge(item["status"])
+
+
+def test_summary_counts_each_sections_statuses(tmp_path):
+    table1(tmp_path, "mnist", 0.0, [0.988, 0.9885])
+    items = rp.reproduction_report(tmp_path)
+    md = rp.format_summary(items)
+    lines = md.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert lines[1] == "|---|" + "---:|" * (len(header) - 1)  # the counts right-aligned
+    kinds = [s for s in rp.STATUSES if any(i["status"] == s for i in items)]
+    assert header == ["paper section", *map(rp.status_badge, kinds), "items"]
+    rows = table_rows(md)[0]
+    groups = rp.by_paper_section(items)
+    assert [r[0] for r in rows] == [h.split(" (")[0] for h, _, _ in groups] + ["**all**"]
+    for row, (_, _, group) in zip(rows, groups):
+        for k, status in enumerate(kinds, 1):
+            n = sum(i["status"] == status for i in group)
+            assert row[k] == (str(n) if n else "–")
+        assert row[-1] == str(len(group))
+    assert rows[-1][1:] == [f"**{sum(i['status'] == s for i in items)}**" for s in kinds] + [f"**{len(items)}**"]
+    assert rows[-1][kinds.index(rp.MATCHES) + 1] == "**2**"  # best and mean of the baseline
+
+
+def test_format_report_right_aligns_the_columns_named():
+    lines = rp.format_report([{"a": "x", "b": 1}], columns=("a", "b"), right=("b",)).splitlines()
+    assert lines[1] == "|---|---:|" and lines[2] == "| x | 1 |"

@@ -1,5 +1,7 @@
 """The built site works offline from ``file://`` in headless Chromium: every page of ``_toc.yml``
 shows its figures, typesets its math and carries no error output, and the search page finds pages.
+What a reader sees (tests/site_checks.py): tables rendered as tables, no bare Python repr, prose in
+the first screen of every page, and every link between the site's files resolving.
 
 Runs after ``make book`` (``_build/html``); skipped, saying why, without a built site or without
 Chromium. ``make site-check`` installs Chromium when missing and sets ``SNNL_SITE_CHECK=1``, which
@@ -19,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+import site_checks
 from conftest import REPO
 from test_book import BROWSERS, FLAGS, toc_pages
 
@@ -73,6 +76,42 @@ def notebook_figures(page: str) -> int:
     nbformat = pytest.importorskip("nbformat")
     cells = nbformat.read(nb, as_version=4).cells
     return sum(any(k.startswith("image/") for k in o.get("data", {})) for c in cells for o in c.get("outputs", []))
+
+
+def notebook_tables(page: str) -> int:
+    """Markdown tables among the outputs of the executed notebook of ``page`` (0 for a .md page)."""
+    nb = EXECUTED / f"{page}.ipynb"
+    if not nb.exists():
+        return 0
+    nbformat = pytest.importorskip("nbformat")
+    cells = nbformat.read(nb, as_version=4).cells
+    texts = [o.get("data", {}).get("text/markdown", "") for c in cells for o in c.get("outputs", [])]
+    return sum(len(re.findall(r"^\|(?:\s*:?-{3,}:?\s*\|)+\s*$", t, re.M)) for t in texts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_reads_as_a_page(page, doms):
+    """What a reader sees: the tables of the notebook as tables, no raw Markdown table syntax, no
+    bare repr of a Python object, prose in the first screen, code only behind "show code"."""
+    dom = doms[page]
+    body = article(dom)
+    expected, shown = notebook_tables(page), len(re.findall(r"<table\b", body))
+    assert shown >= expected, f"{page}: {expected} Markdown table(s) in the notebook's outputs, {shown} on the page"
+    raw = site_checks.raw_markdown_tables(dom)
+    assert not raw, f"{page}: Markdown table syntax shown as text: {raw[:3]}"
+    reprs = site_checks.bare_reprs(dom)
+    assert not reprs, f"{page}: a Python object's repr as output: {reprs[:3]}"
+    words = site_checks.first_screen_prose(dom)
+    assert words >= site_checks.MIN_PROSE_WORDS, f"{page}: {words} words of prose in the first screen"
+    code = site_checks.shown_code(dom)
+    assert not code, f"{page}: code shown open, not behind a 'show code' toggle: {code[:3]}"
+
+
+def test_links_between_the_sites_files_resolve():
+    if not (HTML / "index.html").exists():
+        unavailable(f"no built book at {HTML} (run `make book`)")
+    broken = site_checks.broken_links(HTML)
+    assert not broken, f"{len(broken)} broken link(s): {broken[:10]}"
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -62,7 +62,7 @@ def plot_transfer(record: dict):
 def summary_table(records: list[dict]) -> str:
     """A Markdown table of correlation and gap per dataset, model and attack, with the scale."""
     lines = ["| profile | dataset | steps (source) | BIM steps | attacked | model | attack | Pearson r | mean gap |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---:|---:|---:|---|---|---:|---:|"]
     for rec in records:
         c = rec["config"]
         for s in rec["metrics"]["summary"]:
@@ -85,7 +85,7 @@ def compare(record: dict, name: str = "entangled") -> dict:
 def transfer_table(records: list[dict]) -> str:
     """A Markdown table: mean accuracy of each victim (and its DkNN) over the eps > 0 of each source."""
     lines = ["| profile | dataset | victim | source | kind | model accuracy | DkNN accuracy | DkNN credibility |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---:|---:|---:|"]
     for rec in records:
         on = np.array(rec["metrics"]["eps"]) > 0
         for p in rec["metrics"]["pairs"]:

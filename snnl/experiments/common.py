@@ -155,8 +155,11 @@ def knn_accuracy(x: np.ndarray, labels: np.ndarray, k: int = 10, groups: np.ndar
 
 # ---- tables ------------------------------------------------------------------------------------
 def markdown_table(rows: list[dict]) -> str:
-    """A list of dicts (same keys) as a Markdown table; floats with 3 decimals."""
+    """A list of dicts (same keys) as a Markdown table; floats with 3 decimals, columns of numbers
+    right-aligned."""
     keys = list(rows[0])
     cell = lambda v: f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    number = lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    lines = ["| " + " | ".join(keys) + " |", "|" + "".join("---:|" if all(number(r[k]) for r in rows) else "---|"
+                                                           for k in keys)]
     return "\n".join(lines + ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows])

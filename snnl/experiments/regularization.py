@@ -148,7 +148,7 @@ def format_table1(rows: list[dict]) -> str:
         return "–" if v is None else f"{v:.2f}"
 
     out = ["| profile | dataset | variant | alpha | steps | runs | best | paper best | mean ± std | paper mean |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         std = "" if r["std"] is None else f" ± {r['std']:.2f}"
         sic = " (sic)" if "sic" in r["note"] else ""

@@ -11,7 +11,10 @@ device, commit(s), and a status:
 * ``"not run at the paper profile"`` -- no record yet (listed, never hidden);
 * ``"could not be evaluated"`` -- a record is there but not in a format this report reads.
 
-:func:`format_report` renders the items as a Markdown table, :func:`headline` counts them.
+:func:`format_report` renders the items as a Markdown table, :func:`headline` counts them. The book
+shows them with :func:`format_summary` (per paper section, how many items have each status) and
+:func:`format_ledger` (one table per paper section, :data:`PAPER_SECTIONS`, the status as a
+coloured badge that keeps its word, :func:`status_badge`).
 The rows of each paper item are built next to the code that writes its records: ``report_items``
 in each experiment module (Section 4's Table 1 and Figs. 7, 8 in :mod:`snnl.experiments.report_items`),
 with the vocabulary of :mod:`snnl.experiments.report_rows`; this module reads the records and
@@ -23,6 +26,7 @@ Command line: ``python -m snnl.experiments.report [--results results] [--table] 
 from __future__ import annotations
 
 import argparse
+import html
 import json
 from collections import Counter
 from pathlib import Path
@@ -111,11 +115,76 @@ def headline(items: list[dict]) -> str:
 COLUMNS = ("item", "paper", "ours", "runs", "spread", "dataset", "device", "commit", "status", "criterion")
 
 
-def format_report(items: list[dict], columns=COLUMNS) -> str:
-    """The items as a Markdown table (``columns`` of each item; ``|`` escaped)."""
+def format_report(items: list[dict], columns=COLUMNS, right=()) -> str:
+    """The items as a Markdown table (``columns`` of each item; ``|`` escaped); the columns named
+    in ``right`` (numbers) are right-aligned."""
     cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ") if v not in (None, "") else "–"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "".join("---:|" if c in right else "---|" for c in columns)]
     return "\n".join(lines + ["| " + " | ".join(cell(i.get(c)) for c in columns) + " |" for i in items])
+
+
+# ---- the ledger as the book shows it ------------------------------------------------------------
+# The paper's sections in order: (heading, the book's chapter that runs them, the items' "section").
+# Items of a section not listed here come last, under OTHER, so that none is ever left out.
+PAPER_SECTIONS = (
+    ("Section 2: the soft nearest neighbor loss (Figs. 1, 2, 13; Eq. 2)", "loss", ("Section 2",)),
+    ("Section 3.1: discriminative models (Figs. 3, 15, 16)", "discriminative", ("Fig. 15", "Fig. 16", "Fig. 3")),
+    ("Section 3.2: generative models (Figs. 4, 5, 6, 17, 23)", "generative", ("Figs. 4, 5, 17", "Fig. 6", "Fig. 23")),
+    ("Section 4: entanglement as a regulariser (Table 1, Figs. 7, 8)", "regularization", ("Table 1", "Fig. 7", "Fig. 8")),
+    ("Section 5.1: calibrated Deep k-NN uncertainty (Figs. 9, 14, 18, 19)", "adversarial",
+     ("Fig. 9", "Fig. 18", "Fig. 19", "Fig. 14")),
+    ("Section 5.2: transferability (Figs. 10, 11, 20)", "adversarial", ("Fig. 20", "Figs. 10, 11")),
+    ("Section 5.3, Appendices E and H: out-of-distribution and adversarial inputs (Figs. 12, 21, 22; Table 2)",
+     "ood", ("Figs. 12, 21", "Fig. 22", "Table 2")),
+)
+OTHER = "Other items"
+# the word a status shows as, and its kind (the badge's colour: snnl-status-<kind> in the book's CSS)
+STATUS_BADGES = {MATCHES: ("matches", "ok"), HOLDS: ("holds", "ok"), NO_MATCH: ("does not match", "fail"),
+                 FAILS: ("does not hold", "fail"), NOT_RUN: ("not run", "pending"), ERROR: ("not evaluated", "error")}
+LEDGER_COLUMNS = ("item", "paper", "ours", "status", "runs", "spread", "dataset")
+
+
+def status_badge(status: str) -> str:
+    """``status`` as an inline HTML badge for a Markdown table: its short word (read by screen
+    readers and search), a class for its colour, the full status as a tooltip."""
+    word, kind = STATUS_BADGES.get(status, (status, "error"))
+    return f'<span class="snnl-status snnl-status-{kind}" title="{html.escape(status)}">{html.escape(word)}</span>'
+
+
+def by_paper_section(items: list[dict]) -> list[tuple[str, str | None, list[dict]]]:
+    """The items grouped by the paper's section, in the paper's order: ``(heading, chapter,
+    items)`` for each section with items; every item exactly once, in its original order."""
+    where = {s: k for k, (_, _, sections) in enumerate(PAPER_SECTIONS) for s in sections}
+    groups = [(h, ch, [i for i in items if where.get(i["section"]) == k]) for k, (h, ch, _) in enumerate(PAPER_SECTIONS)]
+    groups.append((OTHER, None, [i for i in items if i["section"] not in where]))
+    return [g for g in groups if g[2]]
+
+
+def format_ledger(items: list[dict], columns=LEDGER_COLUMNS) -> str:
+    """The items as Markdown, one table per paper section (:func:`by_paper_section`), each under
+    a bold line naming the section and linking the chapter; statuses as :func:`status_badge`."""
+    out = []
+    for heading, chapter, group in by_paper_section(items):
+        link = f" ([chapter]({chapter}.ipynb))" if chapter else ""
+        rows = [{**i, "status": status_badge(i["status"])} for i in group]
+        out += [f"**{heading}**{link}", "", format_report(rows, columns), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def format_summary(items: list[dict]) -> str:
+    """A Markdown table: per paper section (its heading without the list of figures), how many
+    items have each status (the statuses that occur, as badges), then the total of every column."""
+    kinds = [s for s, n in counts(items).items() if n]
+    head = {s: status_badge(s) for s in kinds}
+    rows = []
+    for heading, _, group in by_paper_section(items):
+        c = Counter(i["status"] for i in group)
+        rows.append({"paper section": heading.split(" (")[0], **{head[s]: c.get(s) or "–" for s in kinds},
+                     "items": len(group)})
+    total = counts(items)
+    rows.append({"paper section": "**all**", **{head[s]: f"**{total[s]}**" for s in kinds}, "items": f"**{len(items)}**"})
+    cols = ("paper section", *head.values(), "items")
+    return format_report(rows, cols, right=cols[1:])
 
 
 README_START, README_END = "<!-- report-headline -->", "<!-- /report-headline -->"

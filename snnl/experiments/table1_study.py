@@ -33,18 +33,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from snnl.experiments.regularization import PAPER_TABLE1
+from snnl.experiments.curves import mean_history, plot_training
+from snnl.experiments.runner import run_pending, spawn
 from snnl.results import load_records
 from snnl.stats import compare, fmt_ci, fmt_p
-from snnl.train import TrainConfig, load_for, train
+from snnl.train import TrainConfig, load_for
 
 EXPERIMENT = "table1_study"
 PAPER = PAPER_TABLE1  # the paper's Table 1 (entangled, baseline), in percent
@@ -71,7 +71,6 @@ class Variant:
     dataset: str
     fields: dict
     profile: str = "screen"  # "paper": declared at full length; "screen": 3,000 steps first
-    what: str = ""
 
     def config(self, seed: int, profile: str, device: str = "auto") -> TrainConfig:
         f = dict(self.fields)
@@ -94,26 +93,19 @@ class Cell:
 def _variants() -> dict[str, Variant]:
     v = []
     for ds, short in (("mnist", "mnist"), ("fashion-mnist", "fmnist")):
-        v += [Variant(f"zoo-{short}-base", ds, {**ZOO, "alpha": 0.0}, "paper", "authors' recipe, alpha 0"),
-              Variant(f"zoo-{short}-fixedT", ds, {**ZOO, "alpha": 10.0}, "paper",
-                      "authors' recipe: alpha 10, fixed T = 100, their 1e-5 formula")]
-    v.append(Variant("zoo-mnist-learnedT", "mnist", {**ZOO, "alpha": 10.0, "learn_temperature": True}, "paper",
-                     "authors' recipe with their learned-temperature default"))
+        v += [Variant(f"zoo-{short}-base", ds, {**ZOO, "alpha": 0.0}, "paper"),
+              Variant(f"zoo-{short}-fixedT", ds, {**ZOO, "alpha": 10.0}, "paper")]
+    v.append(Variant("zoo-mnist-learnedT", "mnist", {**ZOO, "alpha": 10.0, "learn_temperature": True}, "paper"))
     for ds, short in (("mnist", "mnist"), ("fashion-mnist", "fmnist")):
-        v += [Variant(f"cnn-{short}-base", ds, {**CNN, "alpha": 0.0}, what="our CNN, alpha 0"),
-              Variant(f"cnn-{short}-fixedT", ds, {**CNN, "alpha": 10.0, "learn_temperature": False},
-                      what="alpha 10, fixed T = 100"),
-              Variant(f"cnn-{short}-nopenult", ds, {**CNN, "alpha": 10.0, "layers": ("conv1", "conv2", "fc1")},
-                      what="alpha 10, penultimate layer (fc2) left out"),
-              Variant(f"cnn-{short}-conv", ds, {**CNN, "alpha": 10.0, "layers": ("conv1", "conv2")},
-                      what="alpha 10, conv layers only"),
-              Variant(f"cnn-{short}-a0.1", ds, {**CNN, "alpha": 0.1}, what="alpha 0.1"),
-              Variant(f"cnn-{short}-a1", ds, {**CNN, "alpha": 1.0}, what="alpha 1")]
-    v.append(Variant("wide-fmnist6k-base", "fashion-mnist", {**WIDE, "alpha": 0.0},
-                     what="wide CNN, 6,000 training images, alpha 0 (overfits)"))
+        v += [Variant(f"cnn-{short}-base", ds, {**CNN, "alpha": 0.0}),
+              Variant(f"cnn-{short}-fixedT", ds, {**CNN, "alpha": 10.0, "learn_temperature": False}),
+              Variant(f"cnn-{short}-nopenult", ds, {**CNN, "alpha": 10.0, "layers": ("conv1", "conv2", "fc1")}),
+              Variant(f"cnn-{short}-conv", ds, {**CNN, "alpha": 10.0, "layers": ("conv1", "conv2")}),
+              Variant(f"cnn-{short}-a0.1", ds, {**CNN, "alpha": 0.1}),
+              Variant(f"cnn-{short}-a1", ds, {**CNN, "alpha": 1.0})]
+    v.append(Variant("wide-fmnist6k-base", "fashion-mnist", {**WIDE, "alpha": 0.0}))
     for a in (0.1, 1.0, 10.0):
-        v.append(Variant(f"wide-fmnist6k-a{a:g}", "fashion-mnist", {**WIDE, "alpha": a},
-                         what=f"wide CNN, 6,000 training images, alpha {a:g}"))
+        v.append(Variant(f"wide-fmnist6k-a{a:g}", "fashion-mnist", {**WIDE, "alpha": a}))
     return {x.name: x for x in v}
 
 
@@ -232,87 +224,39 @@ def run_one(run: PlannedRun, out_dir, checkpoint_root=None, device: str = "auto"
     return res.record
 
 
-def _claim(lock_dir: Path, run: PlannedRun) -> bool:
-    """Take ``run`` for this process (an exclusive lock file; a lock of a dead process is taken over)."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_dir / f"{run.key}.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            return True
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text() or 0)
-                os.kill(pid, 0)
-                return False  # a live process holds it
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)
-            except PermissionError:
-                return False
-    return False
-
-
 def worker(out_dir, checkpoint_root, profile: str = "paper", device: str = "auto", log=print) -> int:
     """Run pending runs one after the other until none is left; returns how many it ran."""
-    lock_dir = Path(checkpoint_root) / "locks"
-    n = 0
-    while True:
-        todo = pending(out_dir, profile)
-        mine = next((r for r in todo if _claim(lock_dir, r)), None)
-        if mine is None:
-            return n
-        try:
-            t0 = time.time()
-            if _norm(run_config(mine)) in done_configs(load_records(out_dir, EXPERIMENT)):
-                continue  # finished by another process meanwhile
-            rec = run_one(mine, out_dir, checkpoint_root, device)
-            log(f"[{os.getpid()}] {mine.key}: test accuracy {100 * rec['metrics']['test_accuracy']:.2f}% "
-                f"({time.time() - t0:.0f} s)")
-            n += 1
-        finally:
-            (lock_dir / f"{mine.key}.lock").unlink(missing_ok=True)
+    def run(r):
+        return f"test accuracy {100 * run_one(r, out_dir, checkpoint_root, device)['metrics']['test_accuracy']:.2f}%"
+
+    return run_pending(lambda: pending(out_dir, profile), lambda r: r.key, run, Path(checkpoint_root) / "locks", log)
 
 
 def run_study(out_dir, checkpoint_root, jobs: int = 1, profile: str = "paper", device: str = "auto") -> int:
-    """Run every pending run of the study with ``jobs`` processes (one math thread each when
-    ``jobs > 1``); resumable: a run with a record is skipped, a killed run resumes from its
-    checkpoint. Returns the number of runs done."""
+    """Run every pending run of the study with ``jobs`` processes (:mod:`snnl.experiments.runner`);
+    resumable: a run with a record is skipped, a killed run resumes from its checkpoint. Returns
+    the number of runs this call did (``jobs == 1``) or the number of records (``jobs > 1``)."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     if jobs == 1:
         return worker(out_dir, checkpoint_root, profile, device)
-    import subprocess
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "snnl.experiments.table1_study", "--out", str(out_dir), "--checkpoints",
-           str(checkpoint_root), "--profile", profile, "--device", device, "--jobs", "1"]
-    procs = []
-    for _ in range(jobs):
-        procs.append(subprocess.Popen(cmd, env=env))
-        time.sleep(2)  # let the first claim its run
-    rcs = [p.wait() for p in procs]
+    rcs = spawn("snnl.experiments.table1_study", ["--out", str(out_dir), "--checkpoints", str(checkpoint_root),
+                                                  "--profile", profile, "--device", device, "--jobs", "1"], jobs)
     if any(rcs):
         raise RuntimeError(f"a study worker failed (exit codes {rcs})")
     return len(load_records(out_dir, EXPERIMENT))
 
 
 # ---- results ---------------------------------------------------------------------------------
+def _runs(records: list[dict], variant: str, profile: str) -> list[dict]:
+    return [r for r in records if (r.get("config") or {}).get("variant") == variant and r.get("profile") == profile]
+
+
 def _accuracies(records: list[dict], variant: str, profile: str) -> dict[int, float]:
     """seed -> test accuracy (%) of ``variant`` at ``profile`` (the newest record per seed)."""
-    out = {}
-    for r in sorted(records, key=lambda r: str(r.get("started_at"))):
-        cfg = r.get("config") or {}
-        if cfg.get("variant") == variant and r.get("profile") == profile:
-            out[int(r["seed"])] = 100.0 * float(r["metrics"]["test_accuracy"])
-    return out
-
-
-def _final(records: list[dict], variant: str, profile: str, key: str) -> list[float]:
-    return [float(r["metrics"][key]) for r in records
-            if (r.get("config") or {}).get("variant") == variant and r.get("profile") == profile]
+    runs = sorted(_runs(records, variant, profile), key=lambda r: str(r.get("started_at")))
+    return {int(r["seed"]): 100.0 * float(r["metrics"]["test_accuracy"]) for r in runs}
 
 
 def study_table(records: list[dict], cells=None) -> list[dict]:
@@ -329,8 +273,8 @@ def study_table(records: list[dict], cells=None) -> list[dict]:
             cmp = compare(list(a.values()), list(b.values()), list(a), list(b))
             steps = sorted({int(r["config"]["steps"]) for r in records
                             if r["config"].get("variant") in (c.variant, c.baseline) and r["profile"] == profile})
-            tr_a = _final(records, c.variant, profile, "train_accuracy")
-            tr_b = _final(records, c.baseline, profile, "train_accuracy")
+            tr_a, tr_b = ([float(r["metrics"]["train_accuracy"]) for r in _runs(records, v, profile)]
+                          for v in (c.variant, c.baseline))
             rows.append({"cell": c.name, "question": c.question, "profile": profile, "steps": steps,
                          "dataset": _variant(c.variant).dataset, "variant": c.variant, "baseline": c.baseline,
                          "seeds": sorted(set(a) | set(b)), "n": (len(a), len(b)), "comparison": cmp,
@@ -342,14 +286,8 @@ def study_table(records: list[dict], cells=None) -> list[dict]:
 def verdict(row: dict) -> str:
     """``"entangling helps"`` / ``"entangling hurts"`` (the 95% CI of the difference excludes 0),
     ``"no significant difference"``, or ``"too few runs"``."""
-    ci = row["comparison"].diff_ci
-    if ci is None:
-        return "too few runs"
-    if ci[0] > 0:
-        return "entangling helps"
-    if ci[1] < 0:
-        return "entangling hurts"
-    return "no significant difference"
+    return {"higher": "entangling helps", "lower": "entangling hurts"}.get(row["comparison"].direction,
+                                                                         row["comparison"].direction)
 
 
 def format_study(rows: list[dict]) -> str:
@@ -367,55 +305,13 @@ def format_study(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def curves(records: list[dict], variant: str, profile: str) -> dict:
-    """Per-step means over seeds of ``variant``'s training history: per-layer SNNL, temperature
-    and activation scale, and the train/test CE at evaluations."""
-    hs = [r["history"] for r in records if (r.get("config") or {}).get("variant") == variant
-          and r.get("profile") == profile and r.get("history")]
-    if not hs:
-        return {}
-    n = min(len(h["step"]) for h in hs)
-    m = min(len(h["eval_step"]) for h in hs)
-    out = {"step": hs[0]["step"][:n], "eval_step": hs[0]["eval_step"][:m], "runs": len(hs)}
-    for key in ("snnl", "temperature", "scale"):
-        layers = [k for k in hs[0].get(key, {}) if all(len(h.get(key, {}).get(k, [])) >= n for h in hs)]
-        out[key] = {k: np.mean([h[key][k][:n] for h in hs], axis=0).tolist() for k in layers}
-    for key in ("train_ce", "test_ce", "train_accuracy", "test_accuracy"):
-        out[key] = np.mean([h[key][:m] for h in hs], axis=0).tolist()
-    return out
-
-
 def plot_study_curves(records: list[dict], cell: Cell | str, profile: str = "paper"):
-    """Per-layer training SNNL, temperature and activation scale (median squared distance / T),
-    and train/test CE, over steps: baseline (dashed) vs entangled (solid), averaged over seeds."""
-    import matplotlib.pyplot as plt
-
+    """Per-layer training SNNL, temperature and activation scale, and train/test CE over steps:
+    baseline (dashed) vs entangled (solid), averaged over seeds (:func:`plot_training`)."""
     cell = cell if isinstance(cell, Cell) else {c.name: c for c in CELLS + SMALL_CELLS}[cell]
-    ent, base = curves(records, cell.variant, profile), curves(records, cell.baseline, profile)
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for cur, ls, lab in ((ent, "-", "entangled"), (base, "--", "baseline")):
-        if not cur:
-            continue
-        for i, layer in enumerate(cur["snnl"]):
-            col = colors[i % len(colors)]
-            axes[0].plot(cur["step"], cur["snnl"][layer], ls, color=col, label=f"{layer} ({lab})")
-            axes[1].plot(cur["step"], cur["temperature"][layer], ls, color=col)
-            if cur["scale"].get(layer):
-                axes[2].plot(cur["step"], cur["scale"][layer], ls, color=col)
-        axes[3].plot(cur["eval_step"], cur["train_ce"], ls, color="k", label=f"train ({lab})")
-        axes[3].plot(cur["eval_step"], cur["test_ce"], ls, color="tab:red", label=f"test ({lab})")
-    axes[0].axhline(np.log(9), color="0.6", lw=0.8)
-    axes[0].set(title="training SNNL per layer", xlabel="step", ylabel="SNNL")
-    axes[1].set(title="temperature T", xlabel="step", yscale="log")
-    axes[2].set(title="median squared distance / T", xlabel="step", yscale="log")
-    axes[3].set(title="cross-entropy", xlabel="step", yscale="log")
-    axes[0].legend(fontsize=6, ncol=2)
-    axes[3].legend(fontsize=7)
-    fig.suptitle(f"{cell.name} ({profile}): {cell.question}; solid entangled, dashed baseline "
-                 f"({ent.get('runs', 0)} + {base.get('runs', 0)} runs)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return plot_training({"entangled": _runs(records, cell.variant, profile),
+                          "baseline": _runs(records, cell.baseline, profile)},
+                         f"{cell.name} ({profile}): {cell.question}")
 
 
 def plot_study(rows: list[dict], ax=None):
@@ -436,6 +332,41 @@ def plot_study(rows: list[dict], ax=None):
     ax.set(xlabel="test accuracy, entangled - baseline (points), 95% CI",
            title="Table 1 study: the entangling gain per recipe")
     return ax
+
+
+def final_scales(records: list[dict], cell: Cell, profile: str = "paper") -> dict[str, tuple[float, float]]:
+    """Per layer: the activation scale (median squared distance / T) at the end of training,
+    entangled and baseline, averaged over seeds."""
+    ent, base = mean_history(_runs(records, cell.variant, profile)), mean_history(_runs(records, cell.baseline, profile))
+    if not ent or not base:
+        return {}
+    return {k: (ent["scale"][k][-1], base["scale"][k][-1]) for k in ent.get("scale", {}) if k in base.get("scale", {})}
+
+
+def study_verdict(rows: list[dict], records: list[dict]) -> list[str]:
+    """The study's findings in sentences, computed from its rows (see :func:`study_table`)."""
+    out = []
+    cells = {c.name: c for c in CELLS + SMALL_CELLS}
+    for r in rows:
+        if r["cell"].startswith("zoo") and r["profile"] == "paper":
+            c = r["comparison"]
+            ci = "" if c.diff_ci is None else f" (95% CI [{c.diff_ci[0]:+.2f}, {c.diff_ci[1]:+.2f}], p = {fmt_p(c.p)})"
+            out.append(f"{r['cell']} ({cells[r['cell']].question}; {r['n'][0]} + {r['n'][1]} runs of "
+                       f"{r['steps'][-1]} steps): entangled {c.a.mean:.2f}% vs baseline {c.b.mean:.2f}%, "
+                       f"{c.diff:+.2f} points{ci}: {verdict(r)}.")
+            sc = final_scales(records, cells[r["cell"]])
+            if sc:
+                out.append(f"{r['cell']}: median squared distance / T at the end, entangled vs baseline: "
+                           + ", ".join(f"{k} {a:.3g} vs {b:.3g}" for k, (a, b) in sc.items()) + ".")
+    counts = {}
+    for r in rows:
+        counts.setdefault(verdict(r), []).append(f"{r['cell']} ({r['profile']})")
+    out.append("All cells: " + "; ".join(f"{k}: {len(v)} ({', '.join(v)})" for k, v in sorted(counts.items())) + ".")
+    if rows:
+        best = max(rows, key=lambda r: r["gain"])
+        out.append(f"Largest gain: {best['cell']} ({best['profile']}), {best['gain']:+.2f} points, "
+                   f"p = {fmt_p(best['comparison'].p)}.")
+    return out
 
 
 def report_items(records: list[dict]) -> list[dict]:

@@ -1,0 +1,64 @@
+"""Training histories averaged over runs, and their plot (per-layer SNNL, temperature, scale, CE).
+
+A training record's ``history`` (see :func:`snnl.train.train`) holds, at logged steps, every
+regularised layer's SNNL of the training batch, its temperature and its activation scale
+(median pairwise distance / T), and at evaluations the train and test cross-entropy and accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LAYERED = ("snnl", "temperature", "scale")
+EVALUATED = ("train_ce", "test_ce", "train_accuracy", "test_accuracy")
+
+
+def mean_history(records: list[dict]) -> dict:
+    """The mean over ``records`` of their histories, cut to the shortest; ``{}`` without any."""
+    hs = [r["history"] for r in records if r.get("history")]
+    if not hs:
+        return {}
+    n = min(len(h["step"]) for h in hs)
+    m = min(len(h["eval_step"]) for h in hs)
+    out = {"step": hs[0]["step"][:n], "eval_step": hs[0]["eval_step"][:m], "runs": len(hs)}
+    for key in LAYERED:
+        layers = [k for k in hs[0].get(key, {}) if all(len(h.get(key, {}).get(k, [])) >= n for h in hs)]
+        out[key] = {k: np.mean([h[key][k][:n] for h in hs], axis=0).tolist() for k in layers}
+    for key in EVALUATED:
+        out[key] = np.mean([h[key][:m] for h in hs], axis=0).tolist()
+    return out
+
+
+def plot_training(groups: dict[str, list[dict]], title: str = ""):
+    """Four panels over training steps: per-layer SNNL (the grey line: log 10, about the loss of points
+    whose neighbours are drawn at random from 10 balanced classes), temperature, activation scale
+    (median squared distance / T), train (black) and test (red) CE. ``groups``: label -> records;
+    the first label is drawn solid, the others dashed and dotted."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    counts = []
+    for (label, recs), ls in zip(groups.items(), ("-", "--", ":", "-.")):
+        cur = mean_history(recs)
+        counts.append(f"{label} {cur.get('runs', 0)}")
+        if not cur:
+            continue
+        for i, layer in enumerate(cur["snnl"]):
+            col = colors[i % len(colors)]
+            axes[0].plot(cur["step"], cur["snnl"][layer], ls, color=col, label=f"{layer} ({label})")
+            axes[1].plot(cur["step"], cur["temperature"][layer], ls, color=col)
+            if cur.get("scale", {}).get(layer):
+                axes[2].plot(cur["step"], cur["scale"][layer], ls, color=col)
+        axes[3].plot(cur["eval_step"], cur["train_ce"], ls, color="k", label=f"train ({label})")
+        axes[3].plot(cur["eval_step"], cur["test_ce"], ls, color="tab:red", label=f"test ({label})")
+    axes[0].axhline(np.log(10), color="0.6", lw=0.8)
+    axes[0].set(title="training SNNL per layer", xlabel="step", ylabel="SNNL")
+    axes[1].set(title="temperature T", xlabel="step", yscale="log")
+    axes[2].set(title="median squared distance / T", xlabel="step", yscale="log")
+    axes[3].set(title="cross-entropy", xlabel="step", yscale="log")
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[3].legend(fontsize=7)
+    fig.suptitle(f"{title} (runs: {', '.join(counts)})", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,84 @@
+"""The Table 1 recipe study: its declared cells, the run plan, resuming, the statistics table."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from snnl.experiments import table1_study as st
+from snnl.train import activation_scale
+
+
+def _rec(variant, seed, acc, profile="screen", steps=3000):
+    cfg = {**st.run_config(st.PlannedRun(variant, seed, profile)), "steps": steps}
+    return {"experiment": st.EXPERIMENT, "profile": profile, "dataset": "x", "seed": seed, "config": cfg,
+            "metrics": {"test_accuracy": acc / 100, "train_accuracy": 0.99}, "started_at": f"2026-01-01T00:00:0{seed}"}
+
+
+def test_cells_pair_an_entangled_variant_with_a_baseline_of_the_same_recipe():
+    for c in st.CELLS:
+        v, b = st.VARIANTS[c.variant], st.VARIANTS[c.baseline]
+        assert v.fields["alpha"] > 0 and b.fields["alpha"] == 0, c.name
+        assert v.dataset == b.dataset
+        same = {k: x for k, x in v.fields.items() if k not in ("alpha", "learn_temperature", "layers")}
+        assert same == {k: x for k, x in b.fields.items() if k in same}, c.name
+    zoo = st.VARIANTS["zoo-mnist-fixedT"].config(0, "paper")
+    assert (zoo.model, zoo.steps, zoo.batch_size, zoo.lr, zoo.alpha, zoo.temperature, zoo.learn_temperature,
+            zoo.regularizer) == ("zoo", 2814, 128, 1e-3, 10.0, 100.0, False, "snnl-reference")
+    assert st.VARIANTS["cnn-fmnist-fixedT"].config(0, "screen").steps == st.SCREEN_STEPS
+
+
+def test_plan_puts_the_authors_recipe_first_and_promotes_cells_that_beat_their_baseline():
+    p = st.plan([])
+    assert [r.variant for r in p[:2]] == ["zoo-mnist-base", "zoo-mnist-fixedT"]
+    assert len(p) == len(set(p))
+    assert not any(r.variant.startswith("cnn-fmnist-a1") and r.profile == "paper" for r in p)
+    # cnn-fmnist-a1 beats its baseline by 0.5 points at screening: 4 seeds at full length, with its baseline
+    recs = [_rec("cnn-fmnist-base", 0, 88.0), _rec("cnn-fmnist-a1", 0, 88.5),
+            _rec("cnn-fmnist-a0.1", 0, 88.2)]  # +0.2: not promoted
+    assert st.promoted(recs) == ["cnn-fmnist-a1"]
+    full = {(r.variant, r.seed) for r in st.plan(recs) if r.profile == "paper"}
+    assert {("cnn-fmnist-a1", s) for s in range(4)} | {("cnn-fmnist-base", s) for s in range(4)} <= full
+    assert ("cnn-fmnist-a0.1", 0) not in full
+
+
+def test_study_table_has_cis_and_paired_p_values():
+    recs = [_rec("cnn-mnist-base", s, a) for s, a in enumerate((98.0, 98.2, 98.1))] + \
+           [_rec("cnn-mnist-a1", s, a) for s, a in enumerate((97.0, 97.3, 97.0))]
+    [row] = st.study_table(recs)
+    c = row["comparison"]
+    assert row["cell"] == "cnn-mnist-a1" and row["n"] == (3, 3) and c.paired_n == 3
+    assert c.diff == pytest.approx(-1.0)
+    assert c.diff_ci[1] < 0 and st.verdict(row) == "entangling hurts"
+    text = st.format_study([row])
+    assert "cnn-mnist-a1" in text and "entangling hurts" in text and "[" in text
+
+
+def test_activation_scale_is_the_median_pairwise_distance_over_t():
+    torch.manual_seed(0)
+    h = torch.randn(7, 3, 2)
+    flat = h.flatten(1)
+    d = sorted(float(((flat[i] - flat[j]) ** 2).sum()) for i in range(7) for j in range(i + 1, 7))
+    assert activation_scale(h, 4.0) == pytest.approx(d[len(d) // 2] / 4.0)  # 21 pairs: the 11th
+    n = torch.nn.functional.normalize(flat, dim=1)
+    dc = sorted(float(1 - n[i] @ n[j]) for i in range(7) for j in range(i + 1, 7))
+    assert activation_scale(h, 0.5, "cosine") == pytest.approx(dc[len(dc) // 2] / 0.5)
+
+
+@pytest.mark.slow
+def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path):
+    out, ck = tmp_path / "records", tmp_path / "ck"
+    assert len(st.pending(out, "small")) == 4
+    first = st.PlannedRun("zoo-digits-base", 0, "small")
+    rec = st.run_one(first, out, ck)
+    assert rec["experiment"] == "table1_study" and rec["config"]["variant"] == "zoo-digits-base"
+    assert set(rec["history"]["scale"]) == {"conv1", "conv2", "conv3"}
+    assert all(math.isfinite(v) and v > 0 for v in rec["history"]["scale"]["conv1"])
+    assert first not in st.pending(out, "small") and len(st.pending(out, "small")) == 3
+    assert st.worker(out, ck, "small", log=lambda *_: None) == 3
+    assert st.pending(out, "small") == []
+    assert st.worker(out, ck, "small", log=lambda *_: None) == 0, "a finished study runs nothing"
+    [row] = st.study_table(st.load_records(out, st.EXPERIMENT))
+    assert row["profile"] == "small" and row["n"] == (2, 2)
