@@ -15,7 +15,7 @@ from snnl.data import DATASETS, DatasetError, data_root, import_idx
 from snnl.losses import DISTANCES
 from snnl.models import MODELS
 from snnl.checkpointing import CheckpointLocked
-from snnl.train import REGULARIZERS, TrainingDiverged
+from snnl.train import REGULARIZERS, TrainConfig, TrainingDiverged
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,9 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--distance", default="euclidean", choices=DISTANCES)
     t.add_argument("--regularizer", default="snnl", choices=REGULARIZERS,
                    help="snnl (Eq. 1), snnl-reference (the authors' formula, with its 1e-5 terms) or triplet")
-    t.add_argument("--steps", type=int, default=14000)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--steps", type=int, default=TrainConfig.steps)  # the paper recipe: TrainConfig's defaults
+    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    t.add_argument("--lr", type=float, default=TrainConfig.lr)
     t.add_argument("--lr-decay", type=float, default=1.0)
     t.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
     t.add_argument("--eval-every", type=int, default=500)

@@ -1,4 +1,10 @@
-"""Checkpoint files of resumable runs (:func:`snnl.train.train`, :func:`snnl.gan.train_gan`).
+"""Checkpoints of resumable runs, shared by :func:`snnl.train.train` and :func:`snnl.gan.train_gan`.
+
+* A loop keeps one file, ``<checkpoint_dir>/checkpoint.pt``: :func:`checkpoint_file` names it (and
+  makes its folder), :func:`resume_state` reads it back for the same configuration (another
+  configuration's checkpoint is refused with a one-line :class:`CheckpointError`), and a loop
+  whose loss stops being finite raises :class:`TrainingDiverged` (:func:`diverged`), naming the
+  step and the last good checkpoint.
 
 * :func:`load_checkpoint` opens a checkpoint with ``torch.load(..., weights_only=True)``:
   only tensors, numbers, strings and plain containers are read back, so a crafted
@@ -36,6 +42,37 @@ class CheckpointError(ValueError):
 
 class CheckpointLocked(RuntimeError):
     """Another live process holds the checkpoint folder."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became non-finite (the message names the step and the last checkpoint)."""
+
+
+def checkpoint_file(checkpoint_dir) -> Path | None:
+    """``<checkpoint_dir>/checkpoint.pt`` with its folder created (None: no checkpoints)."""
+    if checkpoint_dir is None:
+        return None
+    path = Path(checkpoint_dir) / "checkpoint.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resume_state(path: Path | None, config: dict, device) -> dict | None:
+    """The state saved at ``path`` (None when there is no file), after checking that it was saved
+    for ``config`` (the run's ``asdict(config)``)."""
+    if path is None or not path.exists():
+        return None
+    state = load_checkpoint(path, map_location=device)
+    if state.get("config") != config:
+        raise CheckpointError(f"{path} belongs to a different configuration; remove it or use another folder")
+    return state
+
+
+def diverged(what: str, step: int, path: Path | None, detail: str = "") -> TrainingDiverged:
+    """The error of a loop whose ``what`` (e.g. ``"loss"``) became non-finite at ``step``:
+    ``non-finite <what> at step <step><detail>; the last good checkpoint is <path>``."""
+    where = f"; the last good checkpoint is {path}" if path is not None and path.exists() else ""
+    return TrainingDiverged(f"non-finite {what} at step {step}{detail}{where}")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:

@@ -1,8 +1,7 @@
 """Datasets by name, as in-memory tensors (SPEC section 6).
 
-``load_dataset(name)`` returns a :class:`Dataset` with ``x_train, y_train,
-x_test, y_test``: images as float32 tensors in [0, 1], shape (N, C, H, W),
-labels as int64. Names:
+``load_dataset(name)`` returns a :class:`Dataset` with ``x_train, y_train, x_test, y_test``:
+images as float32 tensors in [0, 1], shape (N, C, H, W), labels as int64. Names:
 
 ==================  =========================================================
 ``digits``          scikit-learn's bundled 8x8 digits (1,797 real handwritten
@@ -15,24 +14,22 @@ labels as int64. Names:
 ``cifar10``         ``torchvision.datasets.CIFAR10``
 ==================  =========================================================
 
-Files live under a data root: the ``root`` argument, else the ``SNNL_DATA``
-environment variable, else ``~/.cache/snnl/data`` (:data:`DEFAULT_ROOT`).
-The layout is torchvision's: ``<root>/MNIST/raw/train-images-idx3-ubyte`` ...,
-``<root>/SVHN/train_32x32.mat``, ``<root>/cifar-10-batches-py/data_batch_1``.
-Where the machine is online, missing files are downloaded by torchvision.
-A folder of gzipped idx files (as distributed by LeCun) can be imported with
-:func:`import_idx` or the ``source=`` argument. A missing or unreadable
-dataset raises a one-line :class:`DatasetError` naming the dataset, the folder
-and the files expected; so do inconsistent splits (as many labels as images, labels
-below the number of classes, the same image size in both splits: :func:`check_dataset`).
-Imported idx files are checked (header, size) before they take their place.
+Files live under a data root: the ``root`` argument, else the ``SNNL_DATA`` environment
+variable, else ``~/.cache/snnl/data`` (:data:`DEFAULT_ROOT`), in torchvision's layout
+(``<root>/MNIST/raw/train-images-idx3-ubyte``, ``<root>/SVHN/train_32x32.mat``,
+``<root>/cifar-10-batches-py/data_batch_1``). Where the machine is online, missing files are
+downloaded by torchvision. A folder of gzipped idx files can be imported with :func:`import_idx`
+or the ``source=`` argument (checked: header, size). A missing or unreadable dataset raises a
+one-line :class:`DatasetError` naming the dataset, the folder and the files expected; so do
+inconsistent splits (labels per image, label range, image size: :func:`check_dataset`).
 
-CIFAR-10's files are Python pickles, by the format's design (torchvision unpickles them):
-unpickling can run code, so put only files from a source you trust under the data root.
+CIFAR-10's files are Python pickles, by the format's design: unpickling can run code, so put
+only files from a source you trust under the data root.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import os
@@ -210,17 +207,10 @@ def _remove_empty(folders: list[Path], trees: bool = False) -> None:
     """Remove those of ``folders`` (deepest first) that are empty (with ``trees``, after
     removing the empty folders inside them)."""
     for p in folders:
-        if trees and p.is_dir():
-            for sub, _, _ in sorted(os.walk(p, topdown=False), key=lambda w: -len(w[0])):
-                if sub != str(p):
-                    try:
-                        os.rmdir(sub)
-                    except OSError:
-                        pass
-        try:
-            p.rmdir()
-        except OSError:
-            pass
+        subs = sorted(os.walk(p, topdown=False), key=lambda w: -len(w[0])) if trees and p.is_dir() else []
+        for sub in [w[0] for w in subs if w[0] != str(p)] + [p]:
+            with contextlib.suppress(OSError):
+                os.rmdir(sub)
 
 
 def _check_name(name: str) -> str:

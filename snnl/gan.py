@@ -25,14 +25,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snnl.checkpointing import CheckpointError, load_checkpoint, save_checkpoint, use_folder
+from snnl.checkpointing import CheckpointError, checkpoint_file, diverged, resume_state, save_checkpoint, use_folder
 from snnl.data import Dataset, check_dataset, load_dataset
 from snnl.losses import DISTANCES, Entanglement, SoftNearestNeighborLoss, entanglement
 from snnl.results import Run, check_folder, check_name, device_name, resolve_device, seed_everything
@@ -316,11 +315,8 @@ def _train_gan(config, data, out_dir, checkpoint_dir, checkpoint_every, progress
             loss_module(emb.detach(), labels)  # the temperature step only
         return -log_other_class_probability(emb, labels, loss_module.temperature, config.distance).mean()
 
-    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, map_location=device)
-        if state.get("config") != asdict(config):
-            raise ValueError(f"{ckpt} belongs to a different configuration; remove it or use another folder")
+    ckpt = checkpoint_file(checkpoint_dir)
+    if (state := resume_state(ckpt, asdict(config), device)) is not None:
         try:
             G.load_state_dict(state["G"]); opt_g.load_state_dict(state["opt_g"]); snnl.load_state_dict(state["snnl"])
             if D is not None:
@@ -377,7 +373,7 @@ def _train_gan(config, data, out_dir, checkpoint_dir, checkpoint_every, progress
             snnl.train()
         if not torch.isfinite(g_loss):
             bar.close()
-            raise RuntimeError(f"non-finite generator loss at step {step}")
+            raise diverged("generator loss", step, ckpt)
         opt_g.zero_grad(set_to_none=True); g_loss.backward(); opt_g.step()
         if step % config.log_every == 0:
             history["step"].append(step)

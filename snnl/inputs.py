@@ -84,3 +84,20 @@ def prepare_embeddings(embeddings, distance):
     if not bool(torch.isfinite(x.detach().sum())):
         raise NonFiniteEmbeddings("embeddings contain NaN or inf")
     return x
+
+
+def fit_dtype(x, t, euclid):
+    """``(x, t)`` in a dtype in which no logit can overflow: float32 inputs go to float64 when
+    ``3 D max|x|^2 / T`` (a bound on ``|2 <x_i, x_j> - |x_j|^2| / T``; ``3 / T`` for cosine)
+    exceeds the float's largest value divided by ``4 b``; where float64 is not enough either,
+    :class:`NonFiniteEmbeddings` (an overflow, as a diverging network makes)."""
+    b = x.shape[0]
+    a = float(x.detach().abs().amax()) if euclid else 1.0
+    scale = a * a * x.shape[1] if euclid else 1.0  # (a * a: inf, not an OverflowError, beyond float64)
+    bound = 3.0 * scale / float(t.detach())
+    if not bound < torch.finfo(x.dtype).max / (4 * b):
+        if x.dtype != torch.float64 and bound < torch.finfo(torch.float64).max / (4 * b):
+            return x.double(), t.double()
+        raise NonFiniteEmbeddings(f"embeddings overflow: squared distances / T reach about {bound:.3g}, "
+                                  "beyond float64; scale them down or raise T")
+    return x, t

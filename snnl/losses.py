@@ -20,7 +20,7 @@ Implementation notes
   ``0`` (still connected to the graph, with zero gradient), never NaN.
 * Inputs in float16/bfloat16 are computed in float32; float64 stays float64. Float32
   inputs so large (or a T so small) that the logits ``d / T`` could overflow float32
-  (:func:`_fit_dtype`: about ``|x|^2 D / T > 1e35``) are computed in float64, and the loss
+  (:func:`snnl.inputs.fit_dtype`: about ``|x|^2 D / T > 1e35``) are computed in float64, and the loss
   comes back in float64; beyond float64's range, :class:`NonFiniteEmbeddings`. Never a
   wrong finite value.
 * The gradient is written out by hand (:class:`_SNNLRows`): with ``P`` the
@@ -46,10 +46,10 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from snnl.inputs import (DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings,  # noqa: F401 (re-exported)
-                         check_temperature, prepare, prepare_labels)
+                         check_temperature, fit_dtype, prepare, prepare_labels)
+from snnl.reference import STABILITY_EPS, soft_nearest_neighbor_loss_reference  # noqa: F401 (re-exported)
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
 
-STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,26 +169,9 @@ def _coef(m, lse, lse_all, yq, g):
     return torch.exp(m - lse_all[None, :]).scatter_add(0, yq[None, :], -same) * g[None, :]
 
 
-def _fit_dtype(x, t, euclid):
-    """``(x, t)`` in a dtype in which no logit can overflow: float32 inputs go to float64 when
-    ``3 D max|x|^2 / T`` (a bound on ``|2 <x_i, x_j> - |x_j|^2| / T``; ``3 / T`` for cosine)
-    exceeds the float's largest value divided by ``4 b``; where float64 is not enough either,
-    :class:`NonFiniteEmbeddings` (an overflow, as a diverging network makes)."""
-    b = x.shape[0]
-    a = float(x.detach().abs().amax()) if euclid else 1.0
-    scale = a * a * x.shape[1] if euclid else 1.0  # (a * a: inf, not an OverflowError, beyond float64)
-    bound = 3.0 * scale / float(t.detach())
-    if not bound < torch.finfo(x.dtype).max / (4 * b):
-        if x.dtype != torch.float64 and bound < torch.finfo(torch.float64).max / (4 * b):
-            return x.double(), t.double()
-        raise NonFiniteEmbeddings(f"embeddings overflow: squared distances / T reach about {bound:.3g}, "
-                                  "beyond float64; scale them down or raise T")
-    return x, t
-
-
 def _terms(x, y, t, euclid, chunk_size, want_dt=False):
     """Per-row terms, validity and d term / dT (labels ``y`` are 0..C-1)."""
-    x, t = _fit_dtype(x, t, euclid)
+    x, t = fit_dtype(x, t, euclid)
     n_classes = int(y.max()) + 1
     if chunk_size is None or chunk_size >= x.shape[0]:
         return _SNNLRows.apply(x, x, t, y, y, 0, euclid, n_classes, True, want_dt)
@@ -250,46 +233,6 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
         t = torch.tensor(float(temperature), device=x.device, dtype=x.dtype)
     terms, valid, _ = _terms(x, y, t, distance == "euclidean", chunk_size)
     return terms.sum() / valid.sum().clamp(min=1)
-
-
-def soft_nearest_neighbor_loss_reference(embeddings: torch.Tensor, labels: torch.Tensor,
-                                         temperature: float | torch.Tensor = 1.0,
-                                         distance: str = "euclidean") -> torch.Tensor:
-    """The authors' TensorFlow formula (cleverhans ``SNNLCrossEntropy.SNNL``), ported literally.
-
-    ``exp(-D / T) - I``, rows divided by ``eps + row sum``, masked by same label,
-    ``-mean(log(eps + sum))`` with ``eps = 1e-5``. For parity checks only: it
-    underflows to ``-log(eps)`` when distances are large, and counts points
-    without a partner as ``-log(eps)``.
-
-    Two guards the TensorFlow code lacks: the distance matrix has an exact zero diagonal
-    and no negative entry (rounding left ``exp(-D_ii / T) - 1`` slightly negative, and a
-    point far from all others then took the log of a negative number: NaN), and float32
-    inputs whose distances would overflow are computed in float64 (as in Eq. 1's
-    implementation). ``T`` must be finite and > 0; a non-finite result raises
-    :class:`NonFiniteEmbeddings`.
-    """
-    check_distance(distance)
-    check_temperature(temperature)
-    x = embeddings.reshape(embeddings.shape[0], -1)
-    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    x, _ = _fit_dtype(x, torch.as_tensor(temperature).detach(), distance == "euclidean")
-    if distance == "cosine":
-        xn = F.normalize(x, dim=1)
-        d = 1.0 - xn @ xn.T
-    else:
-        sq = (x * x).sum(1)
-        d = sq[None, :] + sq[:, None] - 2.0 * x @ x.T
-    eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
-    d = d.clamp(min=0.0).masked_fill(eye, 0.0)
-    f = torch.exp(-(d / temperature)) - eye.to(x.dtype)
-    pick = f / (STABILITY_EPS + f.sum(1, keepdim=True))
-    same = (labels[:, None] == labels[None, :]).to(x.dtype)
-    value = -torch.log(STABILITY_EPS + (pick * same).sum(1)).mean()
-    if not bool(torch.isfinite(value.detach())):
-        raise NonFiniteEmbeddings("the reference formula is not finite: embeddings contain NaN or inf, "
-                                  "or their distances overflow")
-    return value
 
 
 # ----------------------------------------------------------------------------------------------

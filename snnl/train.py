@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -30,7 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snnl.checkpointing import CheckpointError, load_checkpoint, save_checkpoint, use_folder
+from snnl.checkpointing import (  # noqa: F401 (TrainingDiverged: snnl.train.TrainingDiverged)
+    CheckpointError, TrainingDiverged, checkpoint_file, diverged, resume_state, save_checkpoint, use_folder)
 from snnl.data import Dataset, check_dataset, load_dataset
 from snnl.layerwise import layerwise_snnl
 from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss, triplet_loss
@@ -109,10 +109,6 @@ class TrainResult:
     metrics: dict
     history: dict
     record: dict = field(default_factory=dict)
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
 
 
 def load_for(config: TrainConfig) -> Dataset:
@@ -218,11 +214,8 @@ def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, tr
                "eval_step": [], "train_ce": [], "train_accuracy": [], "test_ce": [], "test_accuracy": []}
     step, perm, pos = 0, torch.randperm(len(x_tr), generator=gen), 0
 
-    ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, map_location=device)
-        if state.get("config") != asdict(config):
-            raise ValueError(f"{ckpt} belongs to a different configuration; remove it or use another folder")
+    ckpt = checkpoint_file(checkpoint_dir)
+    if (state := resume_state(ckpt, asdict(config), device)) is not None:
         try:
             model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
             sched.load_state_dict(state["sched"]); snnl.load_state_dict(state["snnl"])
@@ -281,11 +274,10 @@ def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, tr
         loss = ce - config.alpha * sum(reg.values()) if config.alpha != 0 and bad is None else ce
         if bad is not None or not torch.isfinite(loss):
             bar.close()
-            where = f"; the last good checkpoint is {ckpt}" if ckpt is not None and ckpt.exists() else ""
             what = (f"non-finite activations in layer {bad}" if bad is not None else
                     f"regulariser {[round(float(v), 4) for v in reg.values()]}")
-            raise TrainingDiverged(f"non-finite loss at step {step} (cross-entropy {ce.item():.4g}, "
-                                   f"{what}; alpha {config.alpha:g}, lr {config.lr:g}){where}")
+            raise diverged("loss", step, ckpt, f" (cross-entropy {ce.item():.4g}, {what}; "
+                                               f"alpha {config.alpha:g}, lr {config.lr:g})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -11,6 +11,7 @@ import pytest
 matplotlib.use("Agg")
 
 from snnl.experiments import calibration as cal  # noqa: E402
+from snnl.experiments.report_rows import FAILS, HOLDS  # noqa: E402
 from snnl.results import read_record  # noqa: E402
 from snnl.train import TrainConfig  # noqa: E402
 
@@ -102,6 +103,12 @@ def test_records_written(run):
     assert rec["config"]["models"]["entangled_source"]["seed"] == 1
     assert any("BIM: 3 steps" in n for n in rec["config"]["notes"])
     assert read_record(transfer["path"])["metrics"]["eps"] == list(EPS)
+    # the report's rows read the records these runs wrote (here standing for the paper's MNIST)
+    as_mnist = lambda r: {**r, "dataset": "mnist"}
+    ran = [r for r in cal.report_items({"dknn_calibration": [as_mnist(rec)],
+                                        "transferability": [as_mnist(read_record(transfer["path"]))]}) if r["runs"]]
+    assert {r["experiment"] for r in ran} == {"dknn_calibration", "transferability"}
+    assert all(r["status"] in (HOLDS, FAILS) for r in ran)
     # the wall time covers the sweep (the record is started with it, not when it is written)
     assert 0.5 * sweep["measured_seconds"] <= rec["wall_seconds"] <= sweep["measured_seconds"] + 0.01
 

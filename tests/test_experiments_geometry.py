@@ -1,7 +1,7 @@
 """Section 5 / Apps. E, G, H experiments: gradients, OOD, hidden layer under attack, Table 2.
 
 Everything runs on scikit-learn's digits at their native 8x8 size (``load_dataset`` is patched in
-the experiment module), so models train in seconds.
+snnl.experiments.geometry_base), so models train in seconds.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ import torch
 from sklearn.datasets import load_digits
 
 import snnl.experiments.geometry as geo
+import snnl.experiments.geometry_base as geometry_base
 from snnl.attacks import FGSM
 from snnl.data import Dataset
+from snnl.experiments import adversarial_gradients, hidden_adversarial, ood, robustness
+from snnl.experiments.report_rows import FAILS, HOLDS
 from snnl.experiments.robustness import LAYER_MAP, PAPER_TABLE2, PGDSchedule, layer_entanglement, run_table2, table2_rows
 from snnl.models import CNN
 from snnl.results import read_record
@@ -33,7 +36,7 @@ def tiny_digits(name="digits", **_) -> Dataset:
 
 @pytest.fixture
 def tiny(monkeypatch):
-    monkeypatch.setattr(geo, "load_dataset", tiny_digits)
+    monkeypatch.setattr(geometry_base, "load_dataset", tiny_digits)
     return geo.config_for("small", train_steps=80, batch_size=64, lr=3e-3, n_points=40, n_eval=100,
                           n_calibration=60, dknn_k=10, dknn_train=500, knn_k=5, perplexity=10.0,
                           adv_train_steps=150, pgd_eps=0.15, pgd_alpha=0.05, pgd_steps=4, adv_lr=3e-3,
@@ -160,8 +163,13 @@ def test_second_seed_models_have_their_own_steps_and_folder(tiny, tmp_path):
     assert (first.steps, first.experiment, second.steps, second.experiment) == (80, "geometry", 30, "other")
     assert geo.checkpoint_dir(cfg, second).name == "x_digits_a10_s1_30"
     assert geo.checkpoint_dir(cfg, first).name == "geometry_digits_a10_s0"
-    paper = geo.config_for("paper")
-    assert geo.checkpoint_dir(paper, geo.model_config(paper, "fashion-mnist", 0.0, 0)).name == "t1_fmnist_a0_s0"
+    paper = replace(geo.config_for("paper"), checkpoint_root=str(tmp_path / "runs"))
+    t1 = geo.model_config(paper, "fashion-mnist", 0.0, 0)
+    assert geo.checkpoint_dir(paper, t1).name == "table1_fashion-mnist_a0_s0"  # Table 1's own folder name
+    (tmp_path / "runs" / "t1_fmnist_a0_s0").mkdir(parents=True)  # the older name, still accepted
+    assert geo.checkpoint_dir(paper, t1).name == "t1_fmnist_a0_s0"
+    (tmp_path / "runs" / "table1_fashion-mnist_a0_s0").mkdir()  # both: the current name wins
+    assert geo.checkpoint_dir(paper, t1).name == "table1_fashion-mnist_a0_s0"
 
 
 def test_table2_pgd_model_is_more_robust_and_records(tiny, tmp_path):
@@ -172,6 +180,8 @@ def test_table2_pgd_model_is_more_robust_and_records(tiny, tmp_path):
     assert rec["experiment"] == "table2" and "adversarial_training" in rec["config"]
     assert rec["metrics"]["rows"]["conv1"]["paper_pgd"] == 2.21
     table = table2_rows(res["rows"])
+    rows = robustness.report_items({"table2": [rec]})  # the report reads the record run_table2 wrote
+    assert len(rows) == 4 and all(r["status"] in (HOLDS, FAILS) and r["runs"] for r in rows)
     assert [r["layer (ours)"] for r in table] == list(LAYER_MAP)
 
 
@@ -186,6 +196,10 @@ def test_run_all_writes_one_record_per_part(tiny, tmp_path):
     for r in o.values():
         assert 0 <= r["auroc_credibility"] <= 1 and r["embedding"].shape == (2 * tiny.n_points, 2)
     assert len(list((tmp_path / "models").glob("*.json"))) == 4  # four models trained, one record each
+    for module, part in ((adversarial_gradients, "gradients"), (ood, "ood"), (hidden_adversarial, "hidden")):
+        rec = read_record(out[part]["record"]["path"])  # the item's report rows read the record its run wrote
+        ran = [r for r in module.report_items({rec["experiment"]: [rec]}) if r["runs"]]
+        assert len(ran) == 1 and ran[0]["status"] in (HOLDS, FAILS) and ran[0]["item"].endswith(f"({rec['dataset']})")
 
 
 def test_checkpoints_are_reused_and_unfinished_ones_refused(tiny, tmp_path):

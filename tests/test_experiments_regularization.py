@@ -14,6 +14,7 @@ import snnl.__main__ as cli
 import snnl.train
 from conftest import REPO
 from snnl.data import DatasetError, load_dataset
+from snnl.experiments import common
 from snnl.experiments import regularization as reg
 from snnl.experiments import representations as rep
 from snnl.results import load_records
@@ -162,7 +163,7 @@ def test_figure8_labels_the_svhn_substitute(monkeypatch, tmp_path):
         assert name == "fashion-mnist"
         return load_dataset("digits", n_train=64, n_test=32)
 
-    monkeypatch.setattr(rep, "load_dataset", fake_load)
+    monkeypatch.setattr(common, "load_dataset", fake_load)  # load_or_substitute's
     with pytest.warns(UserWarning, match="substitute for SVHN"):
         f8 = reg.figure8("paper", runs=1, alphas=(0,), out_dir=tmp_path, progress=False, **TINY)
     assert f8.substitute_for == "svhn"

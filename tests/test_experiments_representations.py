@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from snnl.data import DatasetError, load_dataset
+from snnl.experiments import common
 from snnl.experiments import representations as rep
+from snnl.experiments.report_rows import FAILS, HOLDS
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
 from snnl.models import build_model
 from snnl.results import load_records, read_record
@@ -60,6 +62,8 @@ def test_figure15_curves_record_and_reuse(digits, tmp_path, monkeypatch):
     [rec] = load_records(tmp_path, "fig15")
     assert rec["config"]["steps"] == 20 and rec["config"]["figure"] == "15"
     assert rec["metrics"]["entanglement_end"] == {n: v[-1] for n, v in r.entanglement.items()}
+    [row] = [i for i in rep.report_items({"fig15": [rec]}) if i["runs"]]  # the report reads this record
+    assert row["item"].endswith("(digits)") and row["status"] in (HOLDS, FAILS)
     back = rep.LayerEntanglement.from_record(rec)
     assert (back.entanglement, back.batch_snnl, back.measure_steps) == (r.entanglement, r.batch_snnl, r.measure_steps)
     assert "Fig. 15: cnn1 on digits, 20 steps" in r.summary()
@@ -105,7 +109,7 @@ def test_a_missing_cifar10_is_replaced_and_labelled(monkeypatch, tmp_path):
             raise DatasetError("cifar10: data not found")
         return load_dataset("digits", n_train=48, n_test=24, size=kw.get("size"), channels=kw.get("channels"))
 
-    monkeypatch.setattr(rep, "load_dataset", fake_load)
+    monkeypatch.setattr(common, "load_dataset", fake_load)  # load_or_substitute's
     with pytest.warns(UserWarning, match="substitute for CIFAR-10"):
         r = rep.layer_entanglement_over_training("3", dataset="cifar10", steps=1, batch_size=16, measure_points=1,
                                                  measure_size=16, out_dir=tmp_path, progress=False)
@@ -114,6 +118,8 @@ def test_a_missing_cifar10_is_replaced_and_labelled(monkeypatch, tmp_path):
     assert "(substitute for cifar10)" in r.summary()
     [rec] = load_records(tmp_path, "fig3_16")
     assert rec["config"]["substitute_for"] == "cifar10" and "substitute" in rec["config"]["data_note"]
+    ran = [i for i in rep.report_items({"fig3_16": [rec]}) if i["runs"]]  # Figs. 16 and 3 of the record
+    assert [i["section"] for i in ran] == ["Fig. 16", "Fig. 3"] and all(i["status"] in (HOLDS, FAILS) for i in ran)
     with pytest.raises(DatasetError):
         rep.load_or_substitute("cifar10", substitute=False)
 

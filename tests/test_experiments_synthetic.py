@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from snnl.experiments import synthetic
+from snnl.experiments.report_rows import HOLDS
 from snnl.results import read_record
 
 matplotlib.use("Agg")
@@ -62,6 +63,8 @@ def test_figure1_minimising_separates_random_labels(tmp_path):
     rec = read_record(path)
     assert rec["experiment"] == "figure1" and rec["metrics"]["final"]["purity"] == b["purity"]
     assert len(rec["history"]["loss"]) == 150
+    [row] = [i for i in synthetic.report_items({"figure1": [rec]}) if i["runs"]]  # the row of the record it wrote
+    assert row["status"] == HOLDS and row["runs"] == 1  # purity up, loss down
     assert 0.5 * seconds <= rec["wall_seconds"] <= seconds  # the record's clock covers the descent
 
 

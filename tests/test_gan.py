@@ -14,6 +14,7 @@ import torch.nn as nn
 import snnl.gan as gan
 from snnl.data import Dataset, load_dataset
 from snnl.experiments import generative as gen
+from snnl.experiments.report_rows import FAILS, HOLDS
 from snnl.gan import (GANConfig, build_gan, log_other_class_probability, nearest_neighbour_accuracy,
                       real_fake_entanglement, train_gan)
 from snnl.losses import soft_nearest_neighbor_loss
@@ -143,6 +144,22 @@ def test_killed_run_resumes_to_the_same_result(tiny, tmp_path, monkeypatch, obje
         train_gan(replace(c, lr=1e-3), tiny, checkpoint_dir=tmp_path, progress=False)
 
 
+def test_non_finite_generator_loss_is_training_diverged(tiny, tmp_path, monkeypatch):
+    from snnl.train import TrainingDiverged  # one error for both training loops (snnl.checkpointing)
+
+    real_bce = gan.F.binary_cross_entropy_with_logits
+    calls = {"n": 0}
+
+    def bce(logits, target):  # the generator loss of step 5 is NaN (three calls a step: D real, D fake, G)
+        calls["n"] += 1
+        out = real_bce(logits, target)
+        return out * float("nan") if calls["n"] == 3 * 5 + 3 else out
+
+    monkeypatch.setattr(gan.F, "binary_cross_entropy_with_logits", bce)
+    with pytest.raises(TrainingDiverged, match=r"non-finite generator loss at step 5; the last good checkpoint"):
+        train_gan(cfg(objective="gan", steps=12), tiny, checkpoint_dir=tmp_path, checkpoint_every=4, progress=False)
+
+
 def test_snnl_generator_increases_real_synthetic_snnl(tiny):
     c = cfg(objective="snnl", steps=150, lr=3e-3, temperature=0.5, learn_temperature=False, measure_every=150,
             measure_size=64,
@@ -232,6 +249,8 @@ def test_gan_entanglement_record(fast_profile, tmp_path):
     m = rec["metrics"]
     assert m["entanglement_start"] == rec["history"]["entanglement"][0]
     assert 0 <= m["class_coverage"] <= 10 and len(m["class_histogram"]) == 10
+    [row] = [i for i in gen.report_items({"gan_entanglement": [rec]}) if i["runs"]]  # the report reads it
+    assert row["status"] in (HOLDS, FAILS) and ", fc)" in row["item"]
 
 
 def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
@@ -239,6 +258,7 @@ def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
     rec = read_record(res.record["path"])
     m = rec["metrics"]
     assert rec["experiment"] == "snnl_gan" and rec["config"]["objective"] == "snnl"
+    snnl_rec = rec
     assert 0 <= m["class_coverage"] <= 10 and abs(sum(m["class_histogram"]) - 1) < 1e-3
     assert m["classified_samples"] == 50 and 0 <= m["classifier_test_accuracy"] <= 1
     assert gen.decode_grid(rec["history"]["grids"]["sweep"]).shape == (8 * 8 + 9 * 2,) * 2
@@ -246,6 +266,8 @@ def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
                                device="cpu")
     rec = read_record(res.record["path"])
     assert rec["experiment"] == "snnl_gan_learned" and rec["config"]["embed_dim"] == 10
+    ran = [i for i in gen.report_items({"snnl_gan": [snnl_rec], "snnl_gan_learned": [rec]}) if i["runs"]]
+    assert [i["section"] for i in ran] == ["Fig. 6", "Fig. 23"] and all(i["status"] in (HOLDS, FAILS) for i in ran)
     assert [s["step"] for s in rec["history"]["snapshots"]] == [0, 4]
 
 

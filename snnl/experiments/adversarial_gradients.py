@@ -4,7 +4,7 @@ t-SNE of the gradients' sign (as in the authors' code) of two models stacked: tw
 models give class clusters aligned across the models; two entangled models do not. Numbers added
 here: the mean cosine between the two models' gradients of the same input, and kNN accuracies
 in the joint embedding. Configuration, models and the t-SNE / kNN helpers:
-:mod:`snnl.experiments.geometry`.
+:mod:`snnl.experiments.geometry_base`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from snnl.experiments.geometry import (GeometryConfig, _finish, _models_out, _run, knn_accuracy, load, trained_model,
-                                       tsne)
+from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.report_rows import per_dataset
 from snnl.models import logits_of
 
 
@@ -64,9 +65,9 @@ def gradient_alignment(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, 
 def run_adversarial_gradients(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dict:
     """Figs. 10, 11: gradient alignment of two baseline models, two entangled models and one of
     each (seeds ``cfg.seeds``). Returns ``{"pairs": {name: gradient_alignment(...)}, "record"}``."""
-    run = _run(cfg, "adversarial_gradients", cfg.dataset)
+    run = start_run(cfg, "adversarial_gradients", cfg.dataset)
     data = load(cfg, cfg.dataset)
-    m = {(a, s): trained_model(cfg, data, a, s, cache, _models_out(out_dir)) for a in (0.0, cfg.alpha) for s in cfg.seeds}
+    m = {(a, s): trained_model(cfg, data, a, s, cache, models_out(out_dir)) for a in (0.0, cfg.alpha) for s in cfg.seeds}
     g = torch.Generator().manual_seed(cfg.seed)
     x, y = data.x_test, data.y_test
     if cfg.target == "random":
@@ -82,4 +83,21 @@ def run_adversarial_gradients(cfg: GeometryConfig, out_dir=None, cache: dict | N
              "mixed": (m[0.0, s0], m[cfg.alpha, s0])}
     res = {k: gradient_alignment(a, b, x[idx], label, target, cfg.knn_k, cfg.seed, cfg.perplexity)
            for k, (a, b) in pairs.items()}
-    return {"pairs": res, "record": _finish(run, res, ("embedding", "model", "label"), out_dir)}
+    return {"pairs": res, "record": finish_record(run, res, ("embedding", "model", "label"), out_dir)}
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of this item, from the paper-profile records by experiment."""
+    recs = records.get("adversarial_gradients", [])
+
+    def judge(rec):
+        m = {k: v["cross_model_knn_accuracy"] for k, v in rec["metrics"].items()}
+        cos = {k: v["cosine_sign"] for k, v in rec["metrics"].items()}
+        return (f"cross-model kNN accuracy: CE pair {m['baseline']:.3f}, entangled pair {m['entangled']:.3f}, "
+                f"mixed {m['mixed']:.3f}", m["baseline"] > max(m["entangled"], m["mixed"]),
+                "sign-gradient cosine " + ", ".join(f"{k} {v:.3f}" for k, v in cos.items()))
+    return per_dataset("Figs. 10, 11", "Figs. 10, 11: targeted-FGSM gradients aligned",
+                       "aligned for two CE models, not with entangled ones", "adversarial_gradients", recs,
+                       ["mnist"], lambda r: r["dataset"], judge,
+                       "CE pair's cross-model kNN accuracy above the entangled and the mixed pair's")

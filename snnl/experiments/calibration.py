@@ -45,6 +45,7 @@ from snnl.experiments.calibration_models import (  # noqa: F401 (re-exported: on
     roles_needed, train_models)
 from snnl.experiments.calibration_plots import (  # noqa: F401
     COLORS, compare, plot_calibration, plot_transfer, summary_table, transfer_table)
+from snnl.experiments.report_rows import better, by_key, fmt_num, per_dataset, report_item, stands_for, verdict
 from snnl.results import PROFILES, Run, device_name
 from snnl.train import TrainConfig, load_for
 
@@ -202,6 +203,72 @@ def transfer_matrix(config: CalibrationConfig, models: dict | None = None, out_d
 def _finished(folder: Path, steps: int) -> bool:
     ckpt = folder / "checkpoint.pt"
     return ckpt.exists() and load_checkpoint(ckpt, map_location="cpu")["step"] >= steps
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def _scale(rec) -> str:
+    """`` (victims N steps, paper 14,000)`` for a calibration run whose victims trained for less."""
+    steps, paper = (rec.get("config") or {}).get("steps"), PAPER["steps"]
+    return f" (victims {steps} steps, paper {paper:,})" if steps and steps < paper else ""
+
+
+def calibration_items(recs):
+    items = []
+    for ds, fig in (("svhn", "Fig. 9"), ("mnist", "Fig. 18"), ("fashion-mnist", "Fig. 19")):
+        rec = by_key(recs, stands_for).get(ds)
+        claim = "credibility more correlated with accuracy for the entangled model"
+        crit = "Pearson r (mean credibility vs accuracy over eps) higher for the entangled model"
+        if rec is None:
+            items.append(report_item(fig, f"{fig}: DkNN calibration ({ds})", claim, "dknn_calibration", criterion=crit))
+            continue
+        rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
+        c = rec["config"]
+        note = f"victims {c.get('steps')} steps, BIM {c.get('bim_steps')} steps (paper 1,000), {c.get('n_test')} points"
+        for attack in dict.fromkeys(a for _, a in rows):
+            e, b = rows.get(("entangled", attack)), rows.get(("baseline", attack))
+            if e is None or b is None:
+                continue
+            ours = (f"r {fmt_num(e['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(e['gap'])} vs {fmt_num(b['gap'])}"
+                    + _scale(rec))
+            items.append(report_item(fig, f"{fig}: DkNN calibration ({ds}), {attack}", claim, "dknn_calibration", [rec],
+                                     ours=ours, status=verdict(better(e["pearson"], b["pearson"])), criterion=crit,
+                                     note=note + "; gap = mean |credibility − accuracy|, shown, not judged"))
+    return items
+
+
+def triplet_items(recs):
+    def judge(rec):
+        rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
+        t, b = rows[("triplet", "fgsm")], rows[("baseline", "fgsm")]
+        return (f"FGSM r {fmt_num(t['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(t['gap'])} vs {fmt_num(b['gap'])}"
+                + _scale(rec),
+                not better(t["pearson"], b["pearson"]), f"triplet alpha {rec['config'].get('alpha')}")
+    return per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", "no improvement (FGSM)",
+                       "dknn_calibration_triplet", recs, ["mnist"], stands_for, judge,
+                       "the triplet model's Pearson r is not higher than the baseline's (FGSM)")
+
+
+def transfer_items(recs):
+    def judge(rec):
+        on = [e > 0 for e in rec["metrics"]["eps"]]
+        mean = lambda p: p["mean_model_accuracy"] if "mean_model_accuracy" in p else \
+            sum(a for a, o in zip(p["model_accuracy"], on) if o) / max(1, sum(on))
+        acc = {(p["source"], p["victim"]): mean(p) for p in rec["metrics"]["pairs"]}
+        a, b = acc[("entangled", "baseline")], acc[("baseline_source", "baseline")]
+        return (f"CE victim accuracy {a:.3f} on examples from the entangled model vs {b:.3f} from a second CE model"
+                + _scale(rec),
+                a > b, "mean over eps > 0, BIM")
+    return per_dataset("Fig. 20", "Fig. 20: transfer from an entangled model", "transfers poorly to a CE model",
+                       "transferability", recs, ["svhn", "mnist", "fashion-mnist"], stands_for, judge,
+                       "the CE model is more accurate on examples crafted on the entangled model than on a CE one")
+
+
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of Figs. 9, 18, 19 (calibration), 14 (triplet) and 20
+    (transfer), from the paper-profile records by experiment."""
+    return (calibration_items(records.get("dknn_calibration", []))
+            + triplet_items(records.get("dknn_calibration_triplet", []))
+            + transfer_items(records.get("transferability", [])))
 
 
 def main(argv=None) -> int:

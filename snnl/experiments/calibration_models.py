@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from snnl.experiments.common import PAPER_RECIPE, config_from_profile
 from snnl.results import PROFILES
 from snnl.train import TrainConfig, train
 
@@ -57,7 +58,7 @@ class CalibrationConfig:
         if not self.alpha > 0:
             raise ValueError(f"alpha must be > 0 (the regularised model maximises its loss), got {self.alpha}")
         if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+            raise ValueError(f"unknown profile {self.profile!r}; choose one of: {', '.join(PROFILES)}")
         if len(self.eps) < 2 or any(not (0 <= e <= 1) for e in self.eps) or list(self.eps) != sorted(set(self.eps)):
             raise ValueError(f"eps must be at least 2 increasing values in [0, 1], got {self.eps}")
         bad = [a for a in self.attacks if a not in ATTACKS]
@@ -73,17 +74,15 @@ class CalibrationConfig:
         return "entangled" if self.regularizer == "snnl" else "triplet"
 
 
-PAPER = dict(steps=14000, source_steps=5000, batch_size=256, lr=1e-4, size=None, bim_steps=50, bim_alpha=0.01,
+PAPER = dict(PAPER_RECIPE, source_steps=5000, size=None, bim_steps=50, bim_alpha=0.01,
              eps=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), n_test=1000, n_calibration=1000)
+SETTINGS = {"small": {}, "paper": dict(PAPER, dataset="mnist")}  # per profile (PROFILES)
 
 
 def make_config(profile: str = "small", **overrides) -> CalibrationConfig:
     """The small defaults, or the paper profile (the paper's CNN training; fewer BIM steps,
     1,000 attacked points and source models trained ``source_steps``), then ``overrides``."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    base = dict(PAPER, dataset="mnist") if profile == "paper" else {}
-    return CalibrationConfig(**{**base, "profile": profile, **overrides})
+    return config_from_profile(CalibrationConfig, SETTINGS, profile, **overrides)
 
 
 def model_configs(config: CalibrationConfig) -> dict[str, TrainConfig]:

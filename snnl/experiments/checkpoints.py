@@ -43,3 +43,21 @@ def await_checkpoint(folder, steps: int, wait: float, fresh: float = 3600.0) -> 
             raise RuntimeError(f"{path}: {'missing' if step is None else f'at step {step}/{steps}'} "
                                f"after waiting {wait:.0f} s; another run is still training it")
         time.sleep(min(60.0, max(1.0, deadline - time.time())))
+
+
+# ---- naming: one folder name per trained model, older names accepted -----------------------------
+SHORT = {"fashion-mnist": "fmnist"}  # the older folder names' short dataset names
+
+
+def model_checkpoint(root, experiment: str, dataset: str, alpha: float, seed: int) -> Path:
+    """``<root>/<experiment>_<dataset>_a<alpha>_s<seed>``, the folder of one trained model (Table 1's:
+    ``table1_mnist_a10_s0``). A folder under the older name ``t1_<short>_a<alpha>_s<seed>`` (Table 1
+    models as Section 5 named them, e.g. ``t1_fmnist_a10_s0``) is used when it exists and the
+    new one does not, so existing checkpoints keep working."""
+    root = Path(root)
+    folder = root / f"{experiment}_{dataset}_a{alpha:g}_s{seed}"
+    if experiment == "table1" and not folder.exists():
+        old = root / f"t1_{SHORT.get(dataset, dataset)}_a{alpha:g}_s{seed}"
+        if old.exists():
+            return old
+    return folder

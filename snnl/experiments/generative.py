@@ -37,6 +37,8 @@ from sklearn.manifold import TSNE
 from torchvision.utils import make_grid
 
 from snnl.data import Dataset, load_dataset
+from snnl.experiments.common import profile_values
+from snnl.experiments.report_rows import fmt_num, per_dataset
 from snnl.gan import GANConfig, GANResult, sample, train_gan
 from snnl.results import Run, device_name, resolve_device
 from snnl.train import TrainConfig, TrainResult, train
@@ -69,9 +71,8 @@ PROFILES = {
 
 
 def get_profile(profile: str) -> Profile:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    return PROFILES[profile]
+    """The settings of ``profile`` (small or paper)."""
+    return profile_values(PROFILES, profile)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,6 +320,42 @@ def plot_class_histograms(records: list[dict]):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of Figs. 4-6, 17 and 23, from the paper-profile records by
+    experiment."""
+
+    def rises(rec):
+        m = rec["metrics"]
+        rho = m.get("entanglement_spearman")
+        return (f"entanglement {m['entanglement_start']:.3f} → {m['entanglement_end']:.3f} "
+                f"(Spearman with step {fmt_num(rho, '.2f')})", m["entanglement_end"] > m["entanglement_start"]
+                and (rho is None or rho > 0), f"{rec['config'].get('steps')} steps")
+
+    def variant(r):
+        return f"{r['dataset']}, {(r.get('config') or {}).get('variant') or r['metrics'].get('variant')}"
+
+    def coverage(rec):
+        m = rec["metrics"]
+        hist = m.get("class_histogram") or []
+        return (f"{m['class_coverage']} of {len(hist)} classes ≥ {m.get('coverage_threshold', 0.01):.0%} of "
+                f"{m.get('classified_samples', '?')} samples (smallest {min(hist, default=0):.1%})",
+                bool(hist) and m["class_coverage"] == len(hist),
+                f"real data: {m.get('real_class_coverage')} classes; classifier accuracy "
+                f"{fmt_num(m.get('classifier_test_accuracy'))}")
+
+    return (per_dataset("Figs. 4, 5, 17", "Figs. 4, 5, 17: GAN real/synthetic entanglement rises", "rises over training",
+                        "gan_entanglement", records.get("gan_entanglement", []),
+                        ["cifar10, dcgan", "cifar10, fc", "mnist, dcgan", "mnist, fc"], variant, rises,
+                        "entanglement at the end > at the start, positive Spearman correlation with the step")
+            + per_dataset("Fig. 6", "Fig. 6: SNNL generator covers every class", "varied digits of all classes",
+                          "snnl_gan", records.get("snnl_gan", []), ["mnist"], lambda r: r["dataset"], coverage,
+                          "a CNN classifies ≥ 1% of the samples as each class")
+            + per_dataset("Fig. 23", "Fig. 23: SNNL-GAN in a learned space", "samples approach the data",
+                          "snnl_gan_learned", records.get("snnl_gan_learned", []), ["mnist"], lambda r: r["dataset"],
+                          rises, "real/synthetic pixel-space entanglement rises (end > start)"))
 
 
 def main(argv=None) -> None:

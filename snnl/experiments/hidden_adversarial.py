@@ -3,7 +3,7 @@
 t-SNE of the first hidden layer's activations on real and adversarial (FGSM or BIM) test data,
 for a cross-entropy and an entangled model. Number added: a kNN classifier's accuracy at telling
 real from adversarial points in that layer (and in the t-SNE embedding). Configuration, models
-and the t-SNE / kNN helpers: :mod:`snnl.experiments.geometry`.
+and the t-SNE / kNN helpers: :mod:`snnl.experiments.geometry_base`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import torch.nn as nn
 
 from snnl.attacks import BIM, FGSM
 from snnl.dknn import extract_features
-from snnl.experiments.geometry import GeometryConfig, _finish, _models_out, _run, knn_accuracy, load, trained_model, tsne
+from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.report_rows import per_dataset
 
 
 def real_vs_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, layer: str = "conv1",
@@ -36,13 +38,13 @@ def real_vs_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, atta
 def run_hidden_adversarial(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dict:
     """Fig. 22: first hidden layer on real vs adversarial test data (``cfg.hidden_attack``),
     baseline and entangled models. Returns ``{"models": {name: real_vs_adversarial(...)}, "record"}``."""
-    run = _run(cfg, "hidden_adversarial", cfg.hidden_dataset)
+    run = start_run(cfg, "hidden_adversarial", cfg.hidden_dataset)
     data = load(cfg, cfg.hidden_dataset)
     idx = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.n_points]
     x, y = data.x_test[idx], data.y_test[idx]
     out = {}
     for name, a in (("baseline", 0.0), ("entangled", cfg.alpha)):
-        model = trained_model(cfg, data, a, None, cache, _models_out(out_dir))
+        model = trained_model(cfg, data, a, None, cache, models_out(out_dir))
         if cfg.hidden_attack == "fgsm":
             attack = FGSM(model, cfg.hidden_eps)
         elif cfg.hidden_attack == "bim":
@@ -50,4 +52,20 @@ def run_hidden_adversarial(cfg: GeometryConfig, out_dir=None, cache: dict | None
         else:
             raise ValueError(f"unknown attack {cfg.hidden_attack!r}; choose fgsm or bim")
         out[name] = real_vs_adversarial(model, x, y, attack, cfg.hidden_layer, cfg.knn_k, cfg.seed, cfg.perplexity)
-    return {"models": out, "record": _finish(run, out, ("embedding", "is_adversarial"), out_dir)}
+    return {"models": out, "record": finish_record(run, out, ("embedding", "is_adversarial"), out_dir)}
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of this item, from the paper-profile records by experiment."""
+    recs = records.get("hidden_adversarial", [])
+
+    def judge(rec):
+        e, b = rec["metrics"]["entangled"], rec["metrics"]["baseline"]
+        return (f"kNN real-vs-adversarial accuracy {e['knn_accuracy_layer']:.3f} vs {b['knn_accuracy_layer']:.3f}",
+                e["knn_accuracy_layer"] > b["knn_accuracy_layer"], f"{rec['config'].get('hidden_attack')} "
+                f"eps {rec['config'].get('hidden_eps')}, layer {rec['config'].get('hidden_layer')}")
+    return per_dataset("Fig. 22", "Fig. 22: adversarial points apart in the first hidden layer",
+                       "separate in the entangled model, mixed in the CE model", "hidden_adversarial", recs,
+                       ["fashion-mnist"], lambda r: r["dataset"], judge,
+                       "kNN accuracy at telling real from adversarial higher for the entangled model")

@@ -1,10 +1,10 @@
 """Figs. 12, 21 (paper Section 5.3, App. G): out-of-distribution inputs in entangled models.
 
 t-SNE of the logits of in-distribution and out-of-distribution test data (a second dataset, or
-pixel-shuffled / noise images, :data:`snnl.experiments.geometry.SYNTHETIC_OOD`); the entangled
+pixel-shuffled / noise images, :data:`snnl.experiments.geometry_base.SYNTHETIC_OOD`); the entangled
 model puts the OOD data apart. Number added: the AUROC of Deep k-NN credibility (and of the
 softmax maximum) for telling in- from out-of-distribution inputs. Configuration, models and the
-t-SNE helper: :mod:`snnl.experiments.geometry`.
+t-SNE helper: :mod:`snnl.experiments.geometry_base`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from sklearn.metrics import roc_auc_score
 
 from snnl.data import Dataset
 from snnl.dknn import DkNN, extract_features
-from snnl.experiments.geometry import GeometryConfig, _finish, _models_out, _run, load, trained_model, tsne
+from snnl.experiments.common import finish_record, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.report_rows import per_dataset
 
 
 def ood_scores(model: nn.Module, data: Dataset, x_in: torch.Tensor, x_out: torch.Tensor,
@@ -43,7 +45,7 @@ def run_ood(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dic
     """Figs. 12, 21: baseline and entangled models (seed ``cfg.seeds[0]``) on in-distribution and
     OOD test data. Returns ``{"models": {"baseline"|"entangled": {... ood_scores ..., embedding,
     is_ood, label}}, "record"}``; ``label`` is the in-distribution class, -1 for OOD points."""
-    run = _run(cfg, "ood", f"{cfg.dataset}+{cfg.ood_dataset}")
+    run = start_run(cfg, "ood", f"{cfg.dataset}+{cfg.ood_dataset}")
     data = load(cfg, cfg.dataset)
     ood = load(cfg, cfg.ood_dataset, like=data)
     n_in = cfg.n_calibration + cfg.n_eval
@@ -55,7 +57,7 @@ def run_ood(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dic
     x_out = ood.x_test[perm_out[:cfg.n_eval]]
     out = {}
     for name, a in (("baseline", 0.0), ("entangled", cfg.alpha)):
-        model = trained_model(cfg, data, a, None, cache, _models_out(out_dir))
+        model = trained_model(cfg, data, a, None, cache, models_out(out_dir))
         r = ood_scores(model, data, data.x_test[ev], x_out, data.x_test[cal], data.y_test[cal],
                        cfg.dknn_k, cfg.dknn_train, cfg.seed)
         n = min(cfg.n_points, cfg.n_eval, len(x_out))
@@ -66,4 +68,20 @@ def run_ood(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dic
         for key in ("credibility", "softmax"):
             r[f"mean_{key}_in"], r[f"mean_{key}_out"] = float(r[f"{key}_in"].mean()), float(r[f"{key}_out"].mean())
         out[name] = r
-    return {"models": out, "record": _finish(run, out, ("embedding", "is_ood", "label"), out_dir)}
+    return {"models": out, "record": finish_record(run, out, ("embedding", "is_ood", "label"), out_dir)}
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of this item, from the paper-profile records by experiment."""
+    recs = records.get("ood", [])
+
+    def judge(rec):
+        m = rec["metrics"]
+        e, b = m["entangled"], m["baseline"]
+        return (f"AUROC credibility {e['auroc_credibility']:.3f} vs {b['auroc_credibility']:.3f}; "
+                f"softmax {e['auroc_softmax']:.3f} vs {b['auroc_softmax']:.3f}",
+                e["auroc_credibility"] > b["auroc_credibility"], "in- vs out-of-distribution, entangled vs baseline")
+    return per_dataset("Figs. 12, 21", "Figs. 12, 21: OOD inputs set apart", "the entangled model separates OOD data",
+                       "ood", recs, ["svhn+cifar10", "mnist+notmnist"], lambda r: r["dataset"], judge,
+                       "AUROC of DkNN credibility (in vs out) higher for the entangled model")

@@ -18,13 +18,14 @@ entanglement of the hidden layers (the authors' code: alpha = 10, T0 = 100, lear
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from snnl.data import Dataset
-from snnl.experiments.representations import RESNET_PAPER, find_record, load_or_substitute, train_recorded
+from snnl.experiments.checkpoints import model_checkpoint
+from snnl.experiments.common import PAPER_RECIPE, find_record, load_or_substitute, train_recorded
+from snnl.experiments.representations import RESNET_PAPER
 from snnl.train import TrainConfig, TrainingDiverged, load_for, train
 
 # Table 1 of the paper, in percent: (entangled, baseline). "runs": runs per variant.
@@ -42,7 +43,7 @@ ENTANGLED_ALPHA = 10.0  # the authors' code: factor -10 in CE + factor * SNNL
 # `python -m snnl train --dataset mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4
 # --profile paper --experiment table1`). "small": the embedded digits, a few hundred steps on a
 # CPU, a larger learning rate to get somewhere in that time.
-CNN_PAPER = dict(model="cnn", steps=14000, batch_size=256, lr=1e-4, eval_every=500)
+CNN_PAPER = dict(model="cnn", **PAPER_RECIPE, eval_every=500)
 SMALL = dict(dataset="digits", model="cnn", steps=200, batch_size=64, lr=1e-3, eval_every=50, log_every=25)
 
 
@@ -88,8 +89,7 @@ def table1(dataset: str = "digits", profile: str = "small", runs: int = 2, alpha
                 records.append(rec)
                 continue
             run_data = data if data is not None else _load(cfg, cache)
-            ckpt = None if checkpoint_root is None else os.path.join(
-                checkpoint_root, f"table1_{cfg.dataset}_a{alpha:g}_s{seed}")
+            ckpt = None if checkpoint_root is None else model_checkpoint(checkpoint_root, "table1", cfg.dataset, alpha, seed)
             res = train(cfg, run_data, out_dir=out_dir, checkpoint_dir=ckpt, progress=progress)
             records.append(res.record)
     return records
@@ -229,7 +229,7 @@ def plot_figure7(fig7: dict, ax=None):
 # Fig. 8: overfitting over a long training
 FIG8 = {
     "small": dict(dataset="digits", n_train=300, steps=400, batch_size=64, lr=1e-3, eval_every=20, log_every=50),
-    "paper": dict(dataset="svhn", steps=30000, batch_size=256, lr=1e-4, eval_every=500),
+    "paper": dict(PAPER_RECIPE, dataset="svhn", steps=30000, eval_every=500),  # 30,000 steps: Fig. 8
 }
 
 

@@ -15,8 +15,10 @@ device, commit(s), and a status:
 shows them with :func:`format_summary` (per paper section, how many items have each status) and
 :func:`format_ledger` (one table per paper section, :data:`PAPER_SECTIONS`, the status as a
 coloured badge that keeps its word, :func:`status_badge`).
-The items themselves are built in :mod:`snnl.experiments.report_items` (statuses, Tables 1
-and 2) and :mod:`snnl.experiments.report_figures` (the figures).
+The rows of each paper item are built next to the code that writes its records: ``report_items``
+in each experiment module (Section 4's Table 1 and Figs. 7, 8 in :mod:`snnl.experiments.report_items`),
+with the vocabulary of :mod:`snnl.experiments.report_rows`; this module reads the records and
+assembles the rows.
 :func:`update_readme` writes the headline and the items run into the README.
 Command line: ``python -m snnl.experiments.report [--results results] [--table] [--readme README.md]``.
 """
@@ -29,11 +31,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from snnl.experiments.report_figures import (_calibration, _fig3_16, _fig7, _fig8, _fig15, _gans, _gradients,
-                                             _hidden, _ood, _synthetic, _transfer, _triplet)
-from snnl.experiments.report_items import (  # noqa: F401 (re-exported: the report's vocabulary)
-    BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, TABLE1_TOLERANCE, _commit, _item,
-    _table1, _table2)
+from snnl.experiments import (adversarial_gradients, calibration, generative, hidden_adversarial, ood,
+                              representations, robustness, synthetic)
+from snnl.experiments.report_items import TABLE1_TOLERANCE, fig7_items, fig8_items, table1_items  # noqa: F401
+from snnl.experiments.report_rows import (  # noqa: F401 (re-exported: the report's vocabulary)
+    BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, report_item, short_commit)
 from snnl.results import load_records
 
 _IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields that do not change a result
@@ -58,18 +60,16 @@ def paper_records(results_dir="results") -> dict[str, list[dict]]:
 
 
 # ---- the report -------------------------------------------------------------------------------
-SECTIONS = [  # (experiments whose records it reads, builder)
-    (("figure1", "figure13", "figure2", "temperature_curve"), _synthetic),
-    (("fig15",), lambda b: _fig15(b.get("fig15", []))), (("fig3_16",), lambda b: _fig3_16(b.get("fig3_16", []))),
-    (("gan_entanglement", "snnl_gan", "snnl_gan_learned"), _gans),
-    (("table1",), lambda b: _table1(b.get("table1", []))), (("fig7",), lambda b: _fig7(b.get("fig7", []))),
-    (("fig8",), lambda b: _fig8(b.get("fig8", []))),
-    (("dknn_calibration",), lambda b: _calibration(b.get("dknn_calibration", []))),
-    (("dknn_calibration_triplet",), lambda b: _triplet(b.get("dknn_calibration_triplet", []))),
-    (("transferability",), lambda b: _transfer(b.get("transferability", []))),
-    (("adversarial_gradients",), lambda b: _gradients(b.get("adversarial_gradients", []))),
-    (("ood",), lambda b: _ood(b.get("ood", []))), (("hidden_adversarial",), lambda b: _hidden(b.get("hidden_adversarial", []))),
-    (("table2",), lambda b: _table2(b.get("table2", []))),
+SECTIONS = [  # (experiments whose records it reads, builder of their rows from the records by experiment)
+    (("figure1", "figure13", "figure2", "temperature_curve"), synthetic.report_items),
+    (("fig15", "fig3_16"), representations.report_items),
+    (("gan_entanglement", "snnl_gan", "snnl_gan_learned"), generative.report_items),
+    (("table1",), lambda b: table1_items(b.get("table1", []))), (("fig7",), lambda b: fig7_items(b.get("fig7", []))),
+    (("fig8",), lambda b: fig8_items(b.get("fig8", []))),
+    (("dknn_calibration", "dknn_calibration_triplet", "transferability"), calibration.report_items),
+    (("adversarial_gradients",), adversarial_gradients.report_items),
+    (("ood",), ood.report_items), (("hidden_adversarial",), hidden_adversarial.report_items),
+    (("table2",), robustness.report_items),
 ]
 
 
@@ -84,7 +84,7 @@ def reproduction_report(results_dir="results") -> list[dict]:
             items += build(by_exp)
         except Exception as e:  # noqa: BLE001 - a record format this report does not know
             recs = [r for x in exps for r in by_exp.get(x, [])]
-            items.append(_item(exps[0], f"records of {', '.join(exps)}", "–", exps[0], recs, status=ERROR,
+            items.append(report_item(exps[0], f"records of {', '.join(exps)}", "–", exps[0], recs, status=ERROR,
                                note=f"{type(e).__name__}: {e}"))
     return items
 

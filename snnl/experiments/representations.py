@@ -25,27 +25,19 @@ and the plots say so (``substitute_for``).
 from __future__ import annotations
 
 import copy
-import json
-import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 
 from snnl.banner import data_label
-from snnl.data import Dataset, DatasetError, load_dataset
+from snnl.data import Dataset
+from snnl.experiments.common import (PAPER_RECIPE, SUBSTITUTES, ds_key, find_record,  # noqa: F401 (names of this module)
+                                    load_or_substitute, train_recorded)
+from snnl.experiments.report_rows import per_dataset, stands_for
 from snnl.losses import entanglement
-from snnl.results import Run, load_records
+from snnl.results import Run
 from snnl.train import TrainConfig, train
-
-# Datasets of the paper that may be unavailable, and what stands in for them (size/channels make
-# the substitute the same shape as the original).
-SUBSTITUTES = {
-    "cifar10": dict(dataset="fashion-mnist", size=32, channels=3,
-                    note="Fashion-MNIST padded to 32x32 and replicated to 3 channels, a substitute for CIFAR-10"),
-    "svhn": dict(dataset="fashion-mnist", size=None, channels=None,
-                 note="Fashion-MNIST, a substitute for SVHN"),
-}
 
 # ResNet recipe of Table 1's footnote: "ResNet v2 with 15 layers trained for 106 epochs with an
 # exponentially decreasing learning rate starting at 0.4" (SGD with momentum 0.9 assumed; the decay
@@ -61,62 +53,12 @@ RESNET_PAPER = dict(model="resnet", distance="cosine", temperature=0.02, optimiz
 PRESETS = {
     ("15", "small"): dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3,
                           log_every=10, eval_every=100),
-    ("15", "paper"): dict(dataset="mnist", model="cnn1", steps=14000, batch_size=256, lr=1e-4,
-                          log_every=50, eval_every=500),
+    ("15", "paper"): dict(dataset="mnist", model="cnn1", **PAPER_RECIPE, log_every=50, eval_every=500),
     ("3", "small"): dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150,
                          batch_size=64, lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
     ("3", "paper"): dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER),
 }
 EXPERIMENTS = {"15": "fig15", "3": "fig3_16"}
-
-
-def load_or_substitute(name: str, *, size: int | None = None, channels: int | None = None,
-                       n_train: int | None = None, n_test: int | None = None, seed: int = 0,
-                       substitute: bool = True) -> tuple[Dataset, str | None, str]:
-    """Load ``name``; if it is one of :data:`SUBSTITUTES` and cannot be loaded, load its stand-in.
-
-    Returns ``(dataset, substitute_for, note)``: ``substitute_for`` is the dataset the data stands
-    in for and ``note`` one line describing the substitute (None and "" when the real one loaded).
-    """
-    try:
-        ds = load_dataset(name, n_train=n_train, n_test=n_test, size=size, channels=channels, seed=seed)
-        return ds, None, ""
-    except DatasetError as err:
-        if not substitute or ds_key(name) not in SUBSTITUTES:
-            raise
-        sub = SUBSTITUTES[ds_key(name)]
-        warnings.warn(f"{err}; using {sub['note']}", stacklevel=2)
-        ds = load_dataset(sub["dataset"], n_train=n_train, n_test=n_test, size=sub["size"] or size,
-                          channels=sub["channels"] or channels, seed=seed)
-        return ds, ds_key(name), sub["note"]
-
-
-def ds_key(name: str) -> str:
-    return str(name).lower().replace("_", "-").replace("cifar-10", "cifar10")
-
-
-def _norm(config: dict) -> dict:
-    return {k: v for k, v in json.loads(json.dumps(config, default=str)).items() if k != "device"}
-
-
-def find_record(out_dir, experiment: str, config: dict) -> dict | None:
-    """The newest record of ``experiment`` under ``out_dir`` whose config equals ``config``
-    (the device aside), or None: lets a sweep skip runs it already has."""
-    if out_dir is None:
-        return None
-    want = _norm(config)
-    found = [r for r in load_records(out_dir, experiment) if _norm(r["config"]) == want]
-    return found[-1] if found else None
-
-
-def train_recorded(config: TrainConfig, data: Dataset, out_dir=None, extra: dict | None = None, **kwargs):
-    """:func:`snnl.train.train` with ``extra`` entries (e.g. ``substitute_for``) added to the
-    config of its results record; the record is written under ``out_dir`` (if given)."""
-    run = Run(config.experiment, config.profile, data.name, config.seed, {**asdict(config), **(extra or {})})
-    res = train(config, data, **kwargs)
-    run.device = res.record["device"]
-    res.record = run.finish(res.metrics, out_dir, history=res.history)
-    return res
 
 
 def _isometric(x: torch.Tensor) -> torch.Tensor:
@@ -349,6 +291,46 @@ def plot_figure3_16(r: LayerEntanglement):
 
 # ----------------------------------------------------------------------------------------------
 # command line
+# ---- the reproduction report's rows -------------------------------------------------------------
+def fig15_items(recs):
+    def judge(rec):
+        a, b = rec["metrics"]["batch_snnl_start"], rec["metrics"]["batch_snnl_end"]
+        return ("; ".join(f"{n} {a[n]:.2f} → {b[n]:.2f}" for n in a), all(b[n] < a[n] for n in a),
+                "training-batch SNNL at the learned T, first vs last logged batches")
+    return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", "decreases in every layer",
+                       "fig15", recs, ["mnist"], stands_for, judge, "last < first in every hidden layer")
+
+
+def fig3_16_items(recs):
+
+    def fig16(rec):
+        r = LayerEntanglement.from_record(rec)
+        kept = {n: v[-1] / v[0] for n, v in r.entanglement.items() if n in r.blocks and v[0] > 0}
+        last, lower = r.blocks[-2], r.blocks[:-2]
+        return (", ".join(f"{n} {100 * kept[n]:.0f}%" for n in r.blocks[:-1] if n in kept) + " kept",
+                all(kept[last] < kept[n] for n in lower if n in kept), f"{rec['config'].get('steps')} steps, cosine")
+
+    def fig3(rec):
+        r = LayerEntanglement.from_record(rec)
+        inner, out = r.last_block[:-1], r.last_block[-1]
+        curve = r.entanglement
+        rose = [n for n in inner if curve[n][-1] > min(curve[n]) and curve[n].index(min(curve[n])) > 0]
+        return ("; ".join(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f}"
+                          for n in r.last_block), len(rose) == len(inner) and curve[out][-1] < curve[out][0], "")
+    return (per_dataset("Fig. 16", "Fig. 16: per residual block", "lower blocks stay entangled, the last disentangles",
+                        "fig3_16", recs, ["cifar10"], stands_for, fig16,
+                        "the last block keeps a smaller share of its entanglement than every lower block")
+            + per_dataset("Fig. 3", "Fig. 3: inside the last block", "inner layers re-entangle, the output does not",
+                          "fig3_16", recs, ["cifar10"], stands_for, fig3,
+                          "inner layers rise after their minimum; the block's output ends below its start"))
+
+
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of Figs. 15, 16 and 3, from the paper-profile records by
+    experiment."""
+    return fig15_items(records.get("fig15", [])) + fig3_16_items(records.get("fig3_16", []))
+
+
 def main(argv=None) -> int:
     """``python -m snnl.experiments.representations --figure 15 --profile paper --out results/paper/fig15``"""
     import argparse

@@ -25,7 +25,9 @@ import torch.nn as nn
 from snnl.attacks import PGD
 from snnl.data import Dataset
 from snnl.dknn import extract_features
-from snnl.experiments.geometry import GeometryConfig, _models_out, _run, load, model_config, trained_model
+from snnl.experiments.common import models_out, start_run
+from snnl.experiments.geometry_base import GeometryConfig, load, model_config, trained_model
+from snnl.experiments.report_rows import report_item, verdict
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
 
 PAPER_TABLE2 = {  # paper layer: (baseline, PGD model)
@@ -99,7 +101,7 @@ def run_table2(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> 
     """Table 2: entanglement per layer of the cross-entropy and the PGD-trained model on
     ``table2_batches`` disjoint batches of ``table2_batch`` test points (mean, std; the first batch is
     the paper's single measurement). Returns ``{"rows": {layer: {...}}, "accuracy": {...}, "record"}``."""
-    run = _run(cfg, "table2", cfg.dataset)
+    run = start_run(cfg, "table2", cfg.dataset)
     run.config["adversarial_training"] = (
         f"{cfg.adv_train_steps} steps, batch {cfg.adv_batch_size}, Adam lr {cfg.adv_lr:g}; PGD eps {cfg.pgd_eps:g}, "
         f"{cfg.pgd_steps} steps of {cfg.pgd_alpha:g}, random start"
@@ -108,8 +110,8 @@ def run_table2(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> 
         + (f"; eps and step ramped up linearly over the first {cfg.adv_eps_ramp} steps" if cfg.adv_eps_ramp else "")
         + ". Madry et al.: 100,000 steps, batch 50, lr 1e-4, 40 steps of 0.01.")
     data = load(cfg, cfg.dataset)
-    models = {"baseline": trained_model(cfg, data, 0.0, None, cache, _models_out(out_dir)),
-              "pgd": adversarial_model(cfg, data, cache, _models_out(out_dir))}
+    models = {"baseline": trained_model(cfg, data, 0.0, None, cache, models_out(out_dir)),
+              "pgd": adversarial_model(cfg, data, cache, models_out(out_dir))}
     n_b = min(cfg.table2_batches, len(data.x_test) // cfg.table2_batch)
     if n_b < 1:
         raise ValueError(f"table2_batch={cfg.table2_batch} > {len(data.x_test)} {data.name} test points")
@@ -141,3 +143,33 @@ def table2_rows(rows: dict) -> list[dict]:
              "baseline at T": round(r["baseline_snnl_at_T"], 3), "PGD at T": round(r["pgd_snnl_at_T"], 3),
              "baseline argmin T": round(r["baseline_temperature"], 1), "PGD argmin T": round(r["pgd_temperature"], 1)}
             for layer, r in rows.items()]
+
+
+# ---- the reproduction report's rows -------------------------------------------------------------
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of Table 2, from the paper-profile records by experiment."""
+    recs = records.get("table2", [])
+
+    rec, items = (recs[-1] if recs else None), []
+    for layer, paper_layer in LAYER_MAP.items():
+        if paper_layer is None:
+            continue
+        b, p = PAPER_TABLE2[paper_layer]
+        name = f"Table 2: {paper_layer} (ours: {layer}), baseline vs PGD-trained SNNL"
+        paper = f"{b:.2f} vs {p:.2f} (PGD {'higher' if p > b else 'lower'})"
+        t = rec["config"].get("table2_temperature", 100.0) if rec else 100.0
+        crit = f"PGD − baseline has the paper's sign, SNNL at T={t:g} (the paper's T is illegible: values not compared)"
+        if rec is None:
+            items.append(report_item("Table 2", name, paper, "table2", criterion=crit))
+            continue
+        r = rec["metrics"]["rows"][layer]
+        ours = (f"at T: {r['baseline_snnl_at_T']:.2f} vs {r['pgd_snnl_at_T']:.2f}; "
+                f"min over T: {r['baseline_entanglement']:.2f} vs {r['pgd_entanglement']:.2f}")
+        n = rec["metrics"].get("n_batches", "?")
+        items.append(report_item("Table 2", name, paper, "table2", [rec], ours=ours, criterion=crit,
+                                 runs=f"1 pair, {n} batches of {rec['config'].get('table2_batch', 128)}",
+                                 spread=f"std {r['baseline_snnl_at_T_std']:.2f} / {r['pgd_snnl_at_T_std']:.2f}",
+                                 status=verdict((r["pgd_snnl_at_T"] > r["baseline_snnl_at_T"]) == (p > b)),
+                                 note="min over T: sign " + ("agrees" if (r["pgd_entanglement"] > r["baseline_entanglement"])
+                                                       == (p > b) else "differs")))
+    return items
