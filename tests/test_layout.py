@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 # modules still over MAX_LINES, each to be split (the test below fails once one fits, so that it
 # leaves this list)
-LONG_FOR_NOW = {"snnl.experiments.table1_study"}
+LONG_FOR_NOW: set[str] = set()
 
 
 def modules(root: Path, package: str = "snnl") -> dict[str, Path]:

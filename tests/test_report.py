@@ -219,7 +219,7 @@ def test_the_readme_shows_the_committed_records():
     ``python -m snnl.experiments.report --readme README.md``)."""
     text = (REPO / "README.md").read_text()
     block = text[text.index(rp.README_START):text.index(rp.README_END) + len(rp.README_END)]
-    assert block == rp.readme_block(rp.reproduction_report(REPO / "results"))
+    assert block == rp.readme_block(rp.reproduction_report(REPO / "results"), rp.additions(REPO / "results"))
 
 
 def test_table1_runs_with_the_authors_formula_get_their_own_row(tmp_path):

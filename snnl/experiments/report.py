@@ -32,11 +32,12 @@ from collections import Counter
 from pathlib import Path
 
 from snnl.experiments import (adversarial_gradients, calibration, generative, hidden_adversarial, ood,
-                              representations, robustness, synthetic)
+                              ood_benchmark, representations, robustness, synthetic, table1_study)
 from snnl.experiments.report_items import TABLE1_TOLERANCE, fig7_items, fig8_items, table1_items  # noqa: F401
 from snnl.experiments.report_rows import (  # noqa: F401 (re-exported: the report's vocabulary)
     BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, report_item, short_commit)
 from snnl.results import load_records
+from snnl.stats import fmt_p
 
 _IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields that do not change a result
 
@@ -87,6 +88,36 @@ def reproduction_report(results_dir="results") -> list[dict]:
             items.append(report_item(exps[0], f"records of {', '.join(exps)}", "–", exps[0], recs, status=ERROR,
                                note=f"{type(e).__name__}: {e}"))
     return items
+
+
+def additions(results_dir="results") -> list[dict]:
+    """Rows of what the companion adds to the paper (not paper items, not counted in the headline):
+    the Table 1 recipe study (paper and screening runs) and the OOD benchmark (paper profile); keys
+    ``item``, ``ours``, ``runs``, ``verdict``."""
+    recs = load_records(results_dir)
+    rows = table1_study.report_items([r for r in recs if r["experiment"] == table1_study.EXPERIMENT])
+    for v in ood_benchmark.report_items([r for r in recs if r["experiment"] == ood_benchmark.EXPERIMENT
+                                         and r["profile"] == "paper"]):
+        diff = v.get("dknn_auroc_diff")
+        rows.append({"item": v["item"], "runs": f"{v['seeds']} seeds", "experiment": ood_benchmark.EXPERIMENT,
+                     "ours": ("DkNN AUROC entangled - baseline: " + ("–" if diff is None else f"{diff:+.3f}")
+                              + f", p = {fmt_p(v.get('p'))}; best detector: {v.get('best_detector_baseline')} "
+                              f"(baseline), {v.get('best_detector_entangled')} (entangled)"),
+                     "verdict": f"entangling helps DkNN: {v['entangling_helps_dknn']}"})
+    return rows
+
+
+def study_headline(rows: list[dict]) -> str:
+    """One line on the Table 1 study, from :func:`additions`'s rows: the authors' recipe's verdict
+    and how many cells help, hurt or show no significant difference."""
+    study = [r for r in rows if r.get("experiment") == table1_study.EXPERIMENT]
+    if not study:
+        return "Table 1 study: no records yet."
+    zoo = next((r for r in study if r["item"].startswith("Table 1 study: zoo-mnist (paper")), None)
+    c = Counter(r["verdict"] for r in study)
+    return ("Table 1 study: " + (f"the authors' released recipe on MNIST, entangled vs baseline: {zoo['ours']} "
+                                 f"({zoo['runs']} runs): {zoo['verdict']}. " if zoo else "")
+            + f"Cells with records: {len(study)} (" + ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) + ").")
 
 
 def counts(items: list[dict]) -> dict[str, int]:
@@ -180,19 +211,21 @@ def format_summary(items: list[dict]) -> str:
 README_START, README_END = "<!-- report-headline -->", "<!-- /report-headline -->"
 
 
-def readme_block(items: list[dict]) -> str:
-    """The README's summary of the report: the headline and every item run at the paper profile
-    (paper vs ours), between :data:`README_START` and :data:`README_END`."""
+def readme_block(items: list[dict], extra: list[dict] = ()) -> str:
+    """The README's summary of the report: the headline, the Table 1 study's headline (from the
+    rows of :func:`additions`, ``extra``) and every item run at the paper profile (paper vs ours),
+    between :data:`README_START` and :data:`README_END`."""
     ran = [i for i in items if i["status"] != NOT_RUN]
     pending = len(items) - len(ran)
     return "\n".join([README_START, "", f"**{headline(items)}**", "",
+                      *([study_headline(extra), ""] if extra else []),
                       format_report(ran, ("item", "paper", "ours", "runs", "status")), "",
                       f"The {pending} items not run at the paper profile yet, and the device, commit and spread of "
                       "every run, are on the book's *Reproduction report* page "
                       "(`python -m snnl.experiments.report --table`).", "", README_END])
 
 
-def update_readme(path, items: list[dict]) -> bool:
+def update_readme(path, items: list[dict], extra: list[dict] = ()) -> bool:
     """Rewrite the block of :func:`readme_block` in the file ``path``; True if it changed."""
     path = Path(path)
     text = path.read_text()
@@ -200,7 +233,7 @@ def update_readme(path, items: list[dict]) -> bool:
     if start < 0:
         raise ValueError(f"{path} has no {README_START} line to put the report under")
     stop = end + len(README_END) if end > start else start + len(README_START)
-    new = text[:start] + readme_block(items) + text[stop:]
+    new = text[:start] + readme_block(items, extra) + text[stop:]
     if new != text:
         path.write_text(new)
     return new != text
@@ -216,8 +249,12 @@ def main(argv=None) -> int:
     print(headline(items))
     if a.table:
         print(format_report(items))
+        extra = additions(a.results)
+        print(f"\n{study_headline(extra)}\n\nAdditions to the paper (not paper items):")
+        print(format_report(extra, ("item", "ours", "runs", "verdict")))
     if a.readme:
-        print(f"{a.readme}: " + ("updated" if update_readme(a.readme, items) else "already up to date"))
+        updated = update_readme(a.readme, items, additions(a.results))
+        print(f"{a.readme}: " + ("updated" if updated else "already up to date"))
     return 0
 
 

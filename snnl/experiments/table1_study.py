@@ -1,9 +1,7 @@
 """Table 1 recipe study: is the entangling gain real? (paper Section 4, Table 1)
 
-The paper never published its Table 1 script, and our reproduction with one recipe (our CNN,
-learned T, every hidden layer, alpha 10) found entangling *hurts*. This study asks which part of
-the recipe decides that, each entangled variant against its paired baseline (same recipe,
-alpha 0, same seeds):
+Which part of the (unpublished) Table 1 recipe decides whether entangling helps? Each entangled
+variant against its paired baseline (same recipe, alpha 0, same seeds):
 
 * ``zoo-*``: the only training script the authors released (cleverhans v3 model zoo): the
   ``zoo`` model, Adam 1e-3, batch 128, 6 epochs (2,814 steps), the SNNL with their 1e-5 formula on
@@ -14,17 +12,12 @@ alpha 0, same seeds):
 * ``wide-*``: an overfitting regime: a wider CNN (conv 32/64, FC 1024/512) on 6,000 training
   images of Fashion-MNIST, where the baseline reaches ~100% train accuracy, at alpha 0.1, 1, 10.
 
-Every run records, per hidden layer and over training, the SNNL, the temperature and the
-activations' scale against it (median pairwise squared distance / T): with a fixed T a network
-can raise its SNNL by shrinking its activations, without entangling anything.
-
-Profiles: ``paper`` (full length), ``screen`` (3,000 steps, to choose which cells get the full
-length: a cell beating its baseline by more than :data:`PROMOTE_POINTS` at screening gets 4 seeds
-at full length), ``small`` (a tiny live run on the embedded digits, for the book build).
-
-Parts: :data:`PAPER`, :data:`VARIANTS` and :data:`CELLS` (the study, declared once), :func:`plan`
-(the runs, in order), :func:`run_study` (resumable, ``jobs`` processes), :func:`study_table`,
-:func:`format_study`, :func:`plot_study_curves`, :func:`report_items`. Command line::
+Every run records per layer the SNNL, T and the activations' scale against T (median squared
+distance / T: at a fixed T a network can raise its SNNL by shrinking its activations).
+Profiles: ``paper`` (full length), ``screen`` (3,000 steps; a cell beating its baseline by more than
+:data:`PROMOTE_POINTS` there gets 4 seeds at full length), ``small`` (a tiny run on digits, for the
+book). Parts: :data:`PAPER`, :data:`VARIANTS`, :data:`CELLS`, :func:`plan`, :func:`run_study`,
+:func:`study_table`, :func:`format_study`, :func:`plot_study_curves`, :func:`report_items`::
 
     python -m snnl.experiments.table1_study --jobs 2 --out results/paper/table1_study
 """
@@ -40,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from snnl.experiments.regularization import PAPER_TABLE1
+from snnl.experiments.common import train_recorded
 from snnl.experiments.curves import mean_history, plot_training
 from snnl.experiments.runner import run_pending, spawn
 from snnl.results import load_records
@@ -152,13 +146,9 @@ def run_config(run: PlannedRun, device: str = "auto") -> dict:
     return {**asdict(_variant(run.variant).config(run.seed, run.profile, device)), "variant": run.variant}
 
 
-def _norm(cfg: dict) -> str:
+def _norm(cfg: dict) -> str:  # a config as text, the device aside: the same run on any device
     return json.dumps({k: v for k, v in json.loads(json.dumps(cfg, default=str)).items() if k != "device"},
                       sort_keys=True)
-
-
-def done_configs(records: list[dict]) -> set[str]:
-    return {_norm(r["config"]) for r in records}
 
 
 def promoted(records: list[dict], cells=CELLS) -> list[str]:
@@ -213,7 +203,7 @@ def plan(records: list[dict], profile: str = "paper") -> list[PlannedRun]:
 def pending(out_dir, profile: str = "paper") -> list[PlannedRun]:
     """The planned runs with no record under ``out_dir`` yet."""
     recs = load_records(out_dir, EXPERIMENT) if out_dir is not None and Path(out_dir).exists() else []
-    have = done_configs(recs)
+    have = {_norm(r["config"]) for r in recs}
     return [r for r in plan(recs, profile) if _norm(run_config(r)) not in have]
 
 
@@ -221,8 +211,6 @@ def run_one(run: PlannedRun, out_dir, checkpoint_root=None, device: str = "auto"
             data=None) -> dict:
     """Train one planned run and write its record (``experiment="table1_study"``)."""
     cfg = _variant(run.variant).config(run.seed, run.profile, device)
-    from snnl.experiments.representations import train_recorded
-
     ckpt = None if checkpoint_root is None else Path(checkpoint_root) / run.key
     res = train_recorded(cfg, data if data is not None else load_for(cfg), out_dir, {"variant": run.variant},
                          checkpoint_dir=ckpt, checkpoint_every=500, progress=progress)
@@ -342,30 +330,26 @@ def plot_study(rows: list[dict], ax=None):
 def final_scales(records: list[dict], cell: Cell, profile: str = "paper") -> dict[str, tuple[float, float]]:
     """Per layer: the activation scale (median squared distance / T) at the end of training,
     entangled and baseline, averaged over seeds."""
-    ent, base = mean_history(_runs(records, cell.variant, profile)), mean_history(_runs(records, cell.baseline, profile))
-    if not ent or not base:
-        return {}
-    return {k: (ent["scale"][k][-1], base["scale"][k][-1]) for k in ent.get("scale", {}) if k in base.get("scale", {})}
+    ent, base = (mean_history(_runs(records, v, profile)).get("scale", {}) for v in (cell.variant, cell.baseline))
+    return {k: (ent[k][-1], base[k][-1]) for k in ent if base.get(k)}
 
 
 def study_verdict(rows: list[dict], records: list[dict]) -> list[str]:
     """The study's findings in sentences, computed from its rows (see :func:`study_table`)."""
-    out = []
-    cells = {c.name: c for c in CELLS + SMALL_CELLS}
+    out, cells, counts = [], {c.name: c for c in CELLS + SMALL_CELLS}, {}
     for r in rows:
-        if r["cell"].startswith("zoo") and r["profile"] == "paper":
-            c = r["comparison"]
-            ci = "" if c.diff_ci is None else f" (95% CI [{c.diff_ci[0]:+.2f}, {c.diff_ci[1]:+.2f}], p = {fmt_p(c.p)})"
-            out.append(f"{r['cell']} ({cells[r['cell']].question}; {r['n'][0]} + {r['n'][1]} runs of "
-                       f"{r['steps'][-1]} steps): entangled {c.a.mean:.2f}% vs baseline {c.b.mean:.2f}%, "
-                       f"{c.diff:+.2f} points{ci}: {verdict(r)}.")
-            sc = final_scales(records, cells[r["cell"]])
-            if sc:
-                out.append(f"{r['cell']}: median squared distance / T at the end, entangled vs baseline: "
-                           + ", ".join(f"{k} {a:.3g} vs {b:.3g}" for k, (a, b) in sc.items()) + ".")
-    counts = {}
-    for r in rows:
+        c, ci = r["comparison"], r["comparison"].diff_ci
         counts.setdefault(verdict(r), []).append(f"{r['cell']} ({r['profile']})")
+        if r["profile"] != "small" and not r["cell"].startswith(("zoo", "wide")):
+            continue
+        out.append(f"{r['cell']} ({cells[r['cell']].question}; {r['profile']}, {r['n'][0]} + {r['n'][1]} runs of "
+                   f"{r['steps'][-1]} steps): entangled {c.a.mean:.2f}% vs baseline {c.b.mean:.2f}% (train "
+                   f"{r['train_accuracy'][0]:.1f}% vs {r['train_accuracy'][1]:.1f}%), {c.diff:+.2f} points"
+                   + ("" if ci is None else f" (95% CI [{ci[0]:+.2f}, {ci[1]:+.2f}], p = {fmt_p(c.p)})")
+                   + f": {verdict(r)}.")
+        if r["cell"].startswith("zoo") and (sc := final_scales(records, cells[r["cell"]], r["profile"])):
+            out.append(f"{r['cell']}: median squared distance / T at the end, entangled vs baseline: "
+                       + ", ".join(f"{k} {a:.3g} vs {b:.3g}" for k, (a, b) in sc.items()) + ".")
     out.append("All cells: " + "; ".join(f"{k}: {len(v)} ({', '.join(v)})" for k, v in sorted(counts.items())) + ".")
     if rows:
         best = max(rows, key=lambda r: r["gain"])
@@ -375,15 +359,14 @@ def study_verdict(rows: list[dict], records: list[dict]) -> list[str]:
 
 
 def report_items(records: list[dict]) -> list[dict]:
-    """Rows of the reproduction report for the study (an addition to the paper's items)."""
-    rows = [r for r in study_table(records, CELLS) if r["profile"] in ("paper", "screen")]
-    items = []
-    for r in rows:
-        c = r["comparison"]
-        items.append({"cell": r["cell"], "profile": r["profile"], "steps": r["steps"], "n": r["n"],
-                      "entangled": fmt_ci(c.a), "baseline": fmt_ci(c.b), "diff": c.diff, "diff_ci": c.diff_ci,
-                      "p": c.p, "verdict": verdict(r)})
-    return items
+    """The study's rows for the reproduction report, an addition to the paper's items: one per cell
+    and profile (``item``, ``ours``: the difference with its 95% CI and p, ``runs``, ``verdict``)."""
+    return [{"item": f"Table 1 study: {r['cell']} ({r['profile']}, {', '.join(map(str, r['steps']))} steps)",
+             "ours": f"{fmt_ci(r['comparison'].a)} vs {fmt_ci(r['comparison'].b)}: {r['comparison'].diff:+.2f}"
+                     + ("" if r["comparison"].diff_ci is None else
+                        " [{:+.2f}, {:+.2f}]".format(*r["comparison"].diff_ci)) + f", p = {fmt_p(r['comparison'].p)}",
+             "runs": f"{r['n'][0]} + {r['n'][1]}", "verdict": verdict(r), "experiment": EXPERIMENT}
+            for r in study_table(records, CELLS) if r["profile"] in ("paper", "screen")]
 
 
 def main(argv=None) -> int:
