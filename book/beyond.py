@@ -53,7 +53,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from snnl import Banner, load_records
-from snnl.experiments.geometry import markdown_table
+from snnl.experiments.common import markdown_table
 from snnl.experiments.ood_benchmark import (config_for, display_rows, plot_ood_benchmark, run_ood_benchmark,
                                             verdict_lines)
 
@@ -64,9 +64,6 @@ banner = Banner(profile, list(cfg.datasets), device)
 def show(recs):  # the table, then one verdict per pair
     display(Markdown(markdown_table(display_rows(recs))))
     display(Markdown("\n\n".join(verdict_lines(recs))))
-
-
-cfg
 
 # %% [markdown]
 # ## This run
