@@ -82,3 +82,15 @@ def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path):
     assert st.worker(out, ck, "small", log=lambda *_: None) == 0, "a finished study runs nothing"
     [row] = st.study_table(st.load_records(out, st.EXPERIMENT))
     assert row["profile"] == "small" and row["n"] == (2, 2)
+
+
+def test_mean_history_averages_runs_and_leaves_out_nulls():
+    from snnl.experiments.curves import mean_history
+
+    h = lambda snnl, ce: {"history": {"step": [0, 50], "eval_step": [50], "snnl": {"c": snnl},
+                                      "temperature": {"c": [1.0, 1.0]}, "scale": {"c": [2.0, 4.0]},
+                                      "train_ce": [ce], "test_ce": [ce], "train_accuracy": [1.0],
+                                      "test_accuracy": [0.5]}}
+    m = mean_history([h([1.0, None], 0.2), h([3.0, 2.0], 0.4)])  # a NaN stored as null
+    assert m["runs"] == 2 and m["snnl"]["c"] == [2.0, 2.0] and m["train_ce"] == pytest.approx([0.3])
+    assert mean_history([]) == {}

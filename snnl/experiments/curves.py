@@ -7,10 +7,20 @@ regularised layer's SNNL of the training batch, its temperature and its activati
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 LAYERED = ("snnl", "temperature", "scale")
 EVALUATED = ("train_ce", "test_ce", "train_accuracy", "test_accuracy")
+
+
+def _mean(rows) -> list[float]:
+    """Mean over runs, step by step; a value a record stores as null (NaN, infinite) is left out."""
+    a = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step where every run is NaN stays NaN
+        return np.nanmean(a, axis=0).tolist()
 
 
 def mean_history(records: list[dict]) -> dict:
@@ -23,9 +33,9 @@ def mean_history(records: list[dict]) -> dict:
     out = {"step": hs[0]["step"][:n], "eval_step": hs[0]["eval_step"][:m], "runs": len(hs)}
     for key in LAYERED:
         layers = [k for k in hs[0].get(key, {}) if all(len(h.get(key, {}).get(k, [])) >= n for h in hs)]
-        out[key] = {k: np.mean([h[key][k][:n] for h in hs], axis=0).tolist() for k in layers}
+        out[key] = {k: _mean([h[key][k][:n] for h in hs]) for k in layers}
     for key in EVALUATED:
-        out[key] = np.mean([h[key][:m] for h in hs], axis=0).tolist()
+        out[key] = _mean([h[key][:m] for h in hs])
     return out
 
 
