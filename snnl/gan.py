@@ -270,7 +270,7 @@ def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.
         checkpoint_every: steps between checkpoints (and at the end).
 
     ``out_dir`` and ``checkpoint_dir`` are checked before anything runs, and the checkpoint
-    folder is locked while the run uses it, as in :func:`snnl.train.train`.
+    folder is locked while the run uses it, as in ``snnl.train.train()``.
     """
     if out_dir is not None:
         check_folder(out_dir, "output folder")

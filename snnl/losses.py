@@ -264,7 +264,7 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     A 1-D optimisation over ``log T``: a log-spaced grid over ``t_range`` (default
     1e-4 to 1e4 times the median pairwise distance) brackets the minimum, then a
     golden-section search refines it until the bracket is ``tol`` wide in log T (at most
-    :data:`MAX_SEARCH_STEPS` steps, so a ``tol`` below the float's precision still ends).
+    ``MAX_SEARCH_STEPS`` steps, so a ``tol`` below the float's precision still ends).
     ``t_range``: two finite temperatures ``0 < lo < hi``; ``grid_points`` >= 3; ``tol`` > 0.
     As T -> 0 the loss tends to 0 if every point's nearest neighbour shares its
     label; such minima lie at the range's edge (``at_boundary=True``).
