@@ -165,11 +165,7 @@ plt.show()
 # against it, and the train and test cross-entropy (solid: entangled, dashed: baseline).
 
 # %% tags=["hide-input"]
-shown = [r for r in study_rows if r["cell"] == "zoo-mnist" and r["profile"] == "paper"]
-others = [r for r in study_rows if r["profile"] in ("paper", "screen") and r not in shown]
-shown += [max(others, key=lambda r: r["gain"])] if others else []
-shown = shown or [r for r in study_rows if r["profile"] == "small"]
-for r in shown:
+for r in study.featured(study_rows):
     study.plot_study_curves(study_records + live, r["cell"], r["profile"])
     plt.show()
 print("\n".join(study.study_verdict(study_rows, study_records)))

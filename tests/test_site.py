@@ -68,24 +68,23 @@ def article(html: str) -> str:
     return m.group(1) if m else html
 
 
-def notebook_figures(page: str) -> int:
-    """Image outputs of the executed notebook the page was rendered from (0 for a .md page)."""
+def notebook_outputs(page: str) -> list[dict]:
+    """The outputs of the executed notebook the page was rendered from ([] for a .md page)."""
     nb = EXECUTED / f"{page}.ipynb"
     if not nb.exists():
-        return 0
+        return []
     nbformat = pytest.importorskip("nbformat")
-    cells = nbformat.read(nb, as_version=4).cells
-    return sum(any(k.startswith("image/") for k in o.get("data", {})) for c in cells for o in c.get("outputs", []))
+    return [o for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", [])]
+
+
+def notebook_figures(page: str) -> int:
+    """Image outputs of the executed notebook the page was rendered from (0 for a .md page)."""
+    return sum(any(k.startswith("image/") for k in o.get("data", {})) for o in notebook_outputs(page))
 
 
 def notebook_tables(page: str) -> int:
     """Markdown tables among the outputs of the executed notebook of ``page`` (0 for a .md page)."""
-    nb = EXECUTED / f"{page}.ipynb"
-    if not nb.exists():
-        return 0
-    nbformat = pytest.importorskip("nbformat")
-    cells = nbformat.read(nb, as_version=4).cells
-    texts = [o.get("data", {}).get("text/markdown", "") for c in cells for o in c.get("outputs", [])]
+    texts = [o.get("data", {}).get("text/markdown", "") for o in notebook_outputs(page)]
     return sum(len(re.findall(r"^\|(?:\s*:?-{3,}:?\s*\|)+\s*$", t, re.M)) for t in texts)
 
 

@@ -109,8 +109,10 @@ def ds_key(name: str) -> str:
     return str(name).lower().replace("_", "-").replace("cifar-10", "cifar10")
 
 
-def _norm(config: dict) -> dict:
-    return {k: v for k, v in json.loads(json.dumps(config, default=str)).items() if k != "device"}
+def config_key(config: dict) -> str:
+    """A record's config as canonical text, the device aside: equal for the same run on any device."""
+    return json.dumps({k: v for k, v in json.loads(json.dumps(config, default=str)).items() if k != "device"},
+                      sort_keys=True)
 
 
 def find_record(out_dir, experiment: str, config: dict) -> dict | None:
@@ -118,8 +120,8 @@ def find_record(out_dir, experiment: str, config: dict) -> dict | None:
     (the device aside), or None: lets a sweep skip runs it already has."""
     if out_dir is None:
         return None
-    want = _norm(config)
-    found = [r for r in load_records(out_dir, experiment) if _norm(r["config"]) == want]
+    want = config_key(config)
+    found = [r for r in load_records(out_dir, experiment) if config_key(r["config"]) == want]
     return found[-1] if found else None
 
 

@@ -25,7 +25,6 @@ book). Parts: :data:`PAPER`, :data:`VARIANTS`, :data:`CELLS`, :func:`plan`, :fun
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from snnl.experiments.regularization import PAPER_TABLE1
-from snnl.experiments.common import train_recorded
+from snnl.experiments.common import config_key, train_recorded
 from snnl.experiments.curves import mean_history, plot_training
 from snnl.experiments.runner import run_pending, spawn
 from snnl.results import load_records
@@ -135,20 +134,14 @@ class PlannedRun:
 
 
 def _variant(name: str) -> Variant:
-    try:
-        return VARIANTS[name] if name in VARIANTS else SMALL_VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"unknown variant {name!r}; choose from {', '.join([*VARIANTS, *SMALL_VARIANTS])}") from None
+    if (v := {**VARIANTS, **SMALL_VARIANTS}.get(name)) is None:
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join([*VARIANTS, *SMALL_VARIANTS])}")
+    return v
 
 
 def run_config(run: PlannedRun, device: str = "auto") -> dict:
     """The record config of a planned run: its :class:`TrainConfig` plus ``variant``."""
     return {**asdict(_variant(run.variant).config(run.seed, run.profile, device)), "variant": run.variant}
-
-
-def _norm(cfg: dict) -> str:  # a config as text, the device aside: the same run on any device
-    return json.dumps({k: v for k, v in json.loads(json.dumps(cfg, default=str)).items() if k != "device"},
-                      sort_keys=True)
 
 
 def promoted(records: list[dict], cells=CELLS) -> list[str]:
@@ -203,8 +196,8 @@ def plan(records: list[dict], profile: str = "paper") -> list[PlannedRun]:
 def pending(out_dir, profile: str = "paper") -> list[PlannedRun]:
     """The planned runs with no record under ``out_dir`` yet."""
     recs = load_records(out_dir, EXPERIMENT) if out_dir is not None and Path(out_dir).exists() else []
-    have = {_norm(r["config"]) for r in recs}
-    return [r for r in plan(recs, profile) if _norm(run_config(r)) not in have]
+    have = {config_key(r["config"]) for r in recs}
+    return [r for r in plan(recs, profile) if config_key(run_config(r)) not in have]
 
 
 def run_one(run: PlannedRun, out_dir, checkpoint_root=None, device: str = "auto", progress: bool = False,
@@ -325,6 +318,14 @@ def plot_study(rows: list[dict], ax=None):
     ax.set(xlabel="test accuracy, entangled - baseline (points), 95% CI",
            title="Table 1 study: the entangling gain per recipe")
     return ax
+
+
+def featured(rows: list[dict]) -> list[dict]:
+    """Rows to draw curves for: the authors' recipe on MNIST and the largest other gain (else the small rows)."""
+    zoo = [r for r in rows if r["cell"] == "zoo-mnist" and r["profile"] == "paper"]
+    others = [r for r in rows if r["profile"] in ("paper", "screen") and r not in zoo]
+    best = [max(others, key=lambda r: r["gain"])] if others else []
+    return zoo + best or [r for r in rows if r["profile"] == "small"]
 
 
 def final_scales(records: list[dict], cell: Cell, profile: str = "paper") -> dict[str, tuple[float, float]]:
