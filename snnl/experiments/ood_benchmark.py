@@ -35,7 +35,9 @@ import numpy as np
 import torch
 
 from snnl.attacks import BIM, FGSM
+from snnl.checkpointing import load_checkpoint
 from snnl.data import DatasetError, load_dataset
+from snnl.experiments.common import config_from_profile
 from snnl.experiments.ood_detectors import DETECTORS, METRICS, OODDetectors, features, ood_metrics
 from snnl.models import build_model
 from snnl.results import Run, device_name, resolve_device
@@ -102,12 +104,7 @@ PROFILES = {"small": {},
 
 def config_for(profile: str = "small", **overrides) -> OODBenchmarkConfig:
     """The profile's configuration with ``overrides`` (unknown names: a ValueError)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    unknown = set(overrides) - set(OODBenchmarkConfig.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"unknown OODBenchmarkConfig field(s): {', '.join(sorted(unknown))}")
-    return OODBenchmarkConfig(**{**PROFILES[profile], "profile": profile, **overrides})
+    return config_from_profile(OODBenchmarkConfig, PROFILES, profile, **overrides)
 
 
 # ---- models ----------------------------------------------------------------------------------
@@ -121,7 +118,7 @@ def load_model(folder, in_shape, num_classes: int):
     path = Path(folder) / "checkpoint.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(path, map_location="cpu")
     tc = ck["config"]
     if ck["step"] != tc["steps"]:
         raise RuntimeError(f"{path}: unfinished (step {ck['step']} of {tc['steps']})")
@@ -135,7 +132,7 @@ def finished(models, dataset: str, variant: str, seed: int) -> bool:
     path = Path(models) / f"{variant_name(dataset, variant)}_paper_s{seed}" / "checkpoint.pt"
     if not path.exists():
         return False
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(path, map_location="cpu")
     return ck["step"] == ck["config"]["steps"]
 
 
