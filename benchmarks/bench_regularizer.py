@@ -19,7 +19,6 @@ of each round's pair. Goal: hooks / layerwise <= 1.05.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from collections import OrderedDict
@@ -28,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchmarks.bench_train import timed
+from benchmarks.interleave import interleaved, parser, ratio
 from snnl.layerwise import layerwise_snnl
 from snnl.losses import SoftNearestNeighborLoss
 from snnl.regularizer import SNNLRegularizer
@@ -86,37 +85,23 @@ def make_step(variant: str, batch_size: int, alpha: float = 10.0, seed: int = 0)
 
 def main(argv: list[str] | None = None) -> dict:
     """Run once, print per-step times and the ratio, return them."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=16, help="blocks of each variant, in turn")
-    p.add_argument("--steps", type=int, default=5, help="steps per block")
-    p.add_argument("--warmup", type=int, default=3)
-    args = p.parse_args([] if argv is None else argv)
-
+    args = parser(__doc__.splitlines()[0]).parse_args([] if argv is None else argv)
     steps = {k: make_step(k, args.batch_size) for k in VARIANTS}
     first = {k: s() for k, s in steps.items()}  # the same model, batch and loss: the same first step
     if abs(first["hooks"] - first["layerwise"]) > 1e-5 * max(1.0, abs(first["layerwise"])):
         raise AssertionError(f"the two steps differ: {first}")
-    for s in steps.values():
-        for _ in range(args.warmup):
-            s()
-    wall = {k: [] for k in steps}
-    for r in range(args.rounds):
-        for k in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            wall[k].append(timed(steps[k], args.steps)[0])
+    wall = interleaved(steps, args.rounds, args.steps, args.warmup)[0]
     med = {k: statistics.median(v) for k, v in wall.items()}
-    pairs = [a / b for a, b in zip(wall["hooks"], wall["layerwise"])]
-    ratio = statistics.median(pairs)
-    q = statistics.quantiles(pairs, n=4) if len(pairs) > 1 else [pairs[0]] * 3
+    rat, q = ratio(wall, "hooks", "layerwise")
     print(f"Table 1's CNN as nn.Sequential, batch {args.batch_size}, {torch.get_num_threads()} thread(s), "
           f"{args.rounds} x {args.steps} steps each, interleaved; median per step (first-step loss "
           f"{first['layerwise']:.4f} both ways):")
     for k in steps:
         print(f"  {k:10s} {1e3 * med[k]:8.1f} ms")
-    verdict = "meets" if ratio <= GOAL else "misses"
-    print(f"  hooks / layerwise, median of the rounds' ratios: {ratio:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}); "
+    verdict = "meets" if rat <= GOAL else "misses"
+    print(f"  hooks / layerwise, median of the rounds' ratios: {rat:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}); "
           f"ratio of the medians {med['hooks'] / med['layerwise']:.3f} ({verdict} the goal <= {GOAL})")
-    return {"batch_size": args.batch_size, "threads": torch.get_num_threads(), "wall_s": med, "ratio": ratio,
+    return {"batch_size": args.batch_size, "threads": torch.get_num_threads(), "wall_s": med, "ratio": rat,
             "goal": GOAL}
 
 

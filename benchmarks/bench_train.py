@@ -14,7 +14,7 @@ entangled step says where the time goes.
 
 A third step, timed in the same rounds, puts the ratio in context: the baseline plus only
 the matrix products that any exact implementation of the loss computes on each hidden
-layer, the Gram matrix ``x x^T`` (as :func:`snnl.layerwise._gram` does it) and the
+layer, the Gram matrix ``x x^T`` (as :func:`snnl.layerwise.gram_into` does it) and the
 gradient product ``G x``: 1.75 b^2 D multiply-adds for a layer whose Gram matrix is split
 in halves (conv1, conv2), 2 b^2 D for the others. Its ratio to the
 baseline is the floor of the goal on this machine; ``entangled - products`` is what the
@@ -25,16 +25,15 @@ rest of the loss (its (b, b) arithmetic, the checks, Python) costs inside the st
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from snnl.layerwise import _gram, layerwise_snnl
+from benchmarks.interleave import interleaved, parser, ratio
+from snnl.layerwise import gram_into, layerwise_snnl
 from snnl.losses import SoftNearestNeighborLoss
 from snnl.models import build_model
 
@@ -51,7 +50,7 @@ class _Products(torch.autograd.Function):
         xs = [h.reshape(h.shape[0], -1) for h in hidden]
         grams = xs[0].new_empty(len(xs), xs[0].shape[0], xs[0].shape[0])
         for k, x in enumerate(xs):
-            _gram(x, grams[k])
+            gram_into(x, grams[k])
         ctx.shapes = [h.shape for h in hidden]
         ctx.save_for_backward(grams, *xs)
         return 0.25 * grams.square().sum((1, 2))
@@ -94,14 +93,6 @@ def make_step(variant: str, batch_size: int, alpha: float = 10.0, seed: int = 0)
     return step
 
 
-def timed(step, n: int) -> tuple[float, float]:
-    """Wall-clock and process CPU seconds per step over ``n`` steps."""
-    w, c = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        step()
-    return (time.perf_counter() - w) / n, (time.process_time() - c) / n
-
-
 def profile_table(step, steps: int = 5, rows: int = 15) -> str:
     """``torch.profiler`` table of ``steps`` steps, sorted by self CPU time."""
     from torch.profiler import ProfilerActivity, profile
@@ -113,55 +104,36 @@ def profile_table(step, steps: int = 5, rows: int = 15) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
-def _ratio(wall: dict, k: str) -> tuple[float, list[float]]:
-    """Median over rounds of ``k`` / baseline, and its quartiles."""
-    pairs = [a / b for a, b in zip(wall[k], wall["baseline"])]
-    return statistics.median(pairs), (statistics.quantiles(pairs, n=4) if len(pairs) > 1 else [pairs[0]] * 3)
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Run once, print per-step times and the ratios, return them."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=16, help="blocks of each variant, in turn")
-    p.add_argument("--steps", type=int, default=5, help="steps per block")
-    p.add_argument("--warmup", type=int, default=3)
+    p = parser(__doc__.splitlines()[0])
     p.add_argument("--profile", action="store_true", help="print the profiler table even under the goal")
     args = p.parse_args([] if argv is None else argv)
 
     steps = {k: make_step(k, args.batch_size) for k in VARIANTS}
-    for s in steps.values():
-        for _ in range(args.warmup):
-            s()
-    wall = {k: [] for k in steps}
-    cpu = {k: [] for k in steps}
-    for r in range(args.rounds):
-        for k in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            w, c = timed(steps[k], args.steps)
-            wall[k].append(w)
-            cpu[k].append(c)
+    wall, cpu = interleaved(steps, args.rounds, args.steps, args.warmup)
     med = {k: statistics.median(v) for k, v in wall.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    ratio, spread = _ratio(wall, "entangled")
-    floor, floor_spread = _ratio(wall, "products")
-    ratio_cpu = _ratio(cpu, "entangled")[0]
+    rat, spread = ratio(wall, "entangled", "baseline")
+    floor, floor_spread = ratio(wall, "products", "baseline")
+    ratio_cpu = ratio(cpu, "entangled", "baseline")[0]
     above = statistics.median(e - f for e, f in zip(wall["entangled"], wall["products"]))
     print(f"CNN (Table 1), batch {args.batch_size}, {torch.get_num_threads()} thread(s), "
           f"{args.rounds} x {args.steps} steps each, interleaved; median per step:")
     label = {"baseline": "baseline", "entangled": "entangled", "products": "products only"}
     for k in steps:
         print(f"  {label[k]:13s} {1e3 * med[k]:8.1f} ms wall   {1e3 * med_cpu[k]:8.1f} ms CPU")
-    verdict = "meets" if ratio <= GOAL else "misses"
-    print(f"  entangled / baseline, median of the rounds' ratios: {ratio:.3f} wall (quartiles "
+    verdict = "meets" if rat <= GOAL else "misses"
+    print(f"  entangled / baseline, median of the rounds' ratios: {rat:.3f} wall (quartiles "
           f"{spread[0]:.3f}-{spread[2]:.3f}), {ratio_cpu:.3f} CPU; ratio of the medians "
           f"{med['entangled'] / med['baseline']:.3f} ({verdict} the goal <= {GOAL})")
     print(f"  products only / baseline: {floor:.3f} (quartiles {floor_spread[0]:.3f}-{floor_spread[2]:.3f}), "
           f"the floor of any exact loss here; the rest of the loss costs {1e3 * above:.1f} ms per step")
-    if ratio > GOAL or args.profile:
+    if rat > GOAL or args.profile:
         print("\nentangled step, by self CPU time:")
         print(profile_table(steps["entangled"]))
     return {"batch_size": args.batch_size, "threads": torch.get_num_threads(), "wall_s": med, "cpu_s": med_cpu,
-            "ratio": ratio, "ratio_cpu": ratio_cpu, "floor": floor, "above_floor_s": above, "goal": GOAL}
+            "ratio": rat, "ratio_cpu": ratio_cpu, "floor": floor, "above_floor_s": above, "goal": GOAL}
 
 
 if __name__ == "__main__":

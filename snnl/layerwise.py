@@ -49,7 +49,7 @@ from snnl.losses import SoftNearestNeighborLoss, temperature_step
 
 
 GRAM_SPLIT = 1024
-"""Layers at least this wide get their Gram matrix as three half-size products (:func:`_gram`)."""
+"""Layers at least this wide get their Gram matrix as three half-size products (:func:`gram_into`)."""
 
 CENTRE_ABOVE = 16.0
 """Euclidean logits come from the Gram matrix, ``(2 <x_i, x_j> - |x_j|^2) / T``, whose
@@ -69,7 +69,7 @@ def _far_from_origin(x):
     return g[0][0] > CENTRE_ABOVE * 0.5 * (g[0][0] + g[1][1] - 2.0 * g[0][1])
 
 
-def _gram(x, out):
+def gram_into(x, out):
     """``out = x x^T``; for wide rows as three half-size products (a quarter fewer
     operations: the Gram matrix is symmetric), exactly symmetric either way."""
     b, d = x.shape
@@ -130,13 +130,13 @@ def _logits(xs, t, euclid):
     for k, x in enumerate(xs):
         if euclid and _far_from_origin(x):
             xs[k] = x = x - x[:1]  # centred on its first point: the distances are unchanged
-        _gram(x, logits[k])
+        gram_into(x, logits[k])
     diag = logits.diagonal(dim1=1, dim2=2)
     if euclid:  # the check: max |x_i|^2 against mean |x_i - mean|^2, from the Gram matrix
         far = ~(diag.amax(1) <= 4 * CENTRE_ABOVE * (diag.mean(1) - logits.mean((1, 2))))  # NaN: far
         for k in far.nonzero().flatten().tolist():
             xs[k] = xs[k] - xs[k].mean(0, keepdim=True)
-            _gram(xs[k], logits[k])
+            gram_into(xs[k], logits[k])
     # |logit| <= 3 max |x_j|^2 / T: with the largest float over 4b, no logit, sum or product overflows
     if not bool((diag.amax(1) * (3.0 / t) < torch.finfo(logits.dtype).max / (4 * b)).all()):
         if not all(bool(torch.isfinite(x).all()) for x in xs):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from snnl.layerwise import _gram, _losses, _stats, layerwise_snnl, soft_nearest_neighbor_losses
+from snnl.layerwise import gram_into, _losses, _stats, layerwise_snnl, soft_nearest_neighbor_losses
 from snnl.losses import NonFiniteEmbeddings, SoftNearestNeighborLoss, _loss_and_dt, soft_nearest_neighbor_loss
 from tests.test_losses import DISTANCES, naive_snnl
 
@@ -48,7 +48,7 @@ def test_value_and_gradient_equal_the_single_layer_loss(distance, b, widths):
 
 def test_the_half_size_gram_matrix_is_the_product_and_exactly_symmetric():
     x = torch.randn(130, 1500)
-    out = _gram(x, torch.empty(130, 130))
+    out = gram_into(x, torch.empty(130, 130))
     assert torch.equal(out, out.T)
     torch.testing.assert_close(out, x.double() @ x.double().T, rtol=1e-5, atol=1e-3, check_dtype=False)
 
