@@ -24,7 +24,7 @@ import numpy as np
 
 from snnl.data import Dataset
 from snnl.experiments.checkpoints import model_checkpoint
-from snnl.experiments.common import PAPER_RECIPE, find_record, load_or_substitute, train_recorded
+from snnl.experiments.common import PAPER_RECIPE, find_record, load_or_substitute, profile_values, train_recorded
 from snnl.experiments.representations import RESNET_PAPER
 from snnl.train import TrainConfig, TrainingDiverged, load_for, train
 
@@ -39,25 +39,22 @@ PAPER_TABLE1 = {
 }
 ENTANGLED_ALPHA = 10.0  # the authors' code: factor -10 in CE + factor * SNNL
 
-# The training recipe per profile. "paper": Table 1's footnotes (the same TrainConfig as
-# `python -m snnl train --dataset mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4
-# --profile paper --experiment table1`). "small": the embedded digits, a few hundred steps on a
+# The training recipe of a Table 1 run, per profile and dataset ("*": every dataset not named).
+# "paper": Table 1's footnotes (the CNN run is the TrainConfig of `python -m snnl train --dataset
+# mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4 --profile paper --experiment table1`;
+# CIFAR-10: the ResNet of the footnote). "small": the embedded digits, a few hundred steps on a
 # CPU, a larger learning rate to get somewhere in that time.
 CNN_PAPER = dict(model="cnn", **PAPER_RECIPE, eval_every=500)
 SMALL = dict(dataset="digits", model="cnn", steps=200, batch_size=64, lr=1e-3, eval_every=50, log_every=25)
+PROFILES_TABLE1 = {"small": {"*": SMALL}, "paper": {"*": CNN_PAPER, "cifar10": RESNET_PAPER}}
 
 
 def table1_config(dataset: str, alpha: float, profile: str = "small", seed: int = 0, device: str = "auto",
                   **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of one Table 1 run (see :data:`CNN_PAPER`, :data:`SMALL`)."""
-    if profile == "paper":
-        base = dict(RESNET_PAPER) if dataset == "cifar10" else dict(CNN_PAPER)
-        base["dataset"] = dataset
-    elif profile == "small":
-        base = {**SMALL, "dataset": dataset or SMALL["dataset"]}
-    else:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: small, paper")
-    cfg = {**base, **overrides}
+    """The :class:`TrainConfig` of one Table 1 run (the recipe of :data:`PROFILES_TABLE1`)."""
+    recipes = profile_values(PROFILES_TABLE1, profile)
+    recipe = recipes.get(dataset, recipes["*"])
+    cfg = {**recipe, "dataset": dataset or recipe.get("dataset", dataset), **overrides}
     if alpha == 0:  # no regulariser is trained: every baseline is the same run
         cfg["regularizer"] = "snnl"
     return TrainConfig(**cfg, alpha=float(alpha), seed=seed, device=device, profile=profile, experiment="table1")
@@ -161,8 +158,14 @@ def format_table1(rows: list[dict]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # Fig. 7: test accuracy against alpha
-FIG7_ALPHAS = {"small": (-10.0, -1.0, 0.0, 1.0, 10.0, 100.0),
-               "paper": (-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0, 100.0)}
+# per profile: the grid of alphas, the data (the paper profile: the CNN on Fashion-MNIST, standing
+# in for the CIFAR-10 ResNet search)
+PROFILES_FIG7 = {
+    "small": dict(alphas=(-10.0, -1.0, 0.0, 1.0, 10.0, 100.0), dataset="digits", substitute_for=None),
+    "paper": dict(alphas=(-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0, 100.0), dataset="fashion-mnist",
+                  substitute_for="the CIFAR-10 ResNet search (Fig. 7)"),
+}
+FIG7_ALPHAS = {p: v["alphas"] for p, v in PROFILES_FIG7.items()}
 
 
 def figure7(profile: str = "small", alphas=None, runs: int = 1, seed0: int = 0, *,
@@ -177,12 +180,11 @@ def figure7(profile: str = "small", alphas=None, runs: int = 1, seed0: int = 0, 
     with accuracy None. Returns ``{"alpha": [...], "test_accuracy": [...], "seed": [...],
     "diverged": [...], "dataset", "substitute_for", "records"}``.
     """
-    if profile not in FIG7_ALPHAS:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: small, paper")
-    alphas = FIG7_ALPHAS[profile] if alphas is None else alphas
-    dataset = dataset or ("fashion-mnist" if profile == "paper" else "digits")
+    p = profile_values(PROFILES_FIG7, profile)
+    alphas = p["alphas"] if alphas is None else alphas
+    dataset = dataset or p["dataset"]
     out = {"alpha": [], "test_accuracy": [], "seed": [], "diverged": [], "records": [], "dataset": dataset,
-           "substitute_for": "the CIFAR-10 ResNet search (Fig. 7)" if profile == "paper" else None}
+           "substitute_for": p["substitute_for"]}
     cache = {}
     for alpha in alphas:
         for seed in range(seed0, seed0 + runs):
@@ -227,10 +229,11 @@ def plot_figure7(fig7: dict, ax=None):
 
 # ----------------------------------------------------------------------------------------------
 # Fig. 8: overfitting over a long training
-FIG8 = {
+PROFILES_FIG8 = {
     "small": dict(dataset="digits", n_train=300, steps=400, batch_size=64, lr=1e-3, eval_every=20, log_every=50),
     "paper": dict(PAPER_RECIPE, dataset="svhn", steps=30000, eval_every=500),  # 30,000 steps: Fig. 8
 }
+FIG8 = PROFILES_FIG8  # its former name
 
 
 @dataclass
@@ -267,9 +270,7 @@ def figure8(profile: str = "small", runs: int = 2, alphas=(0.0, ENTANGLED_ALPHA)
     Fashion-MNIST where it cannot be loaded (``substitute_for``). With ``out_dir`` every run
     writes a ``fig8`` record; ``reuse`` takes runs with the same config from records there.
     """
-    if profile not in FIG8:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(FIG8)}")
-    params = {**FIG8[profile], **overrides}
+    params = {**profile_values(PROFILES_FIG8, profile), **overrides}
     if dataset is not None:
         params["dataset"] = dataset
     if data is None:

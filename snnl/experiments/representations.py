@@ -33,7 +33,7 @@ import torch.nn as nn
 from snnl.banner import data_label
 from snnl.data import Dataset
 from snnl.experiments.common import (PAPER_RECIPE, SUBSTITUTES, ds_key, find_record,  # noqa: F401 (names of this module)
-                                    load_or_substitute, train_recorded)
+                                    load_or_substitute, profile_values, train_recorded)
 from snnl.experiments.report_rows import per_dataset, stands_for
 from snnl.losses import entanglement
 from snnl.results import Run
@@ -50,14 +50,17 @@ RESNET_PAPER = dict(model="resnet", distance="cosine", temperature=0.02, optimiz
                     size=32, channels=3)
 
 # Settings per figure and profile (any TrainConfig field can be overridden).
-PRESETS = {
-    ("15", "small"): dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3,
-                          log_every=10, eval_every=100),
-    ("15", "paper"): dict(dataset="mnist", model="cnn1", **PAPER_RECIPE, log_every=50, eval_every=500),
-    ("3", "small"): dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150,
-                         batch_size=64, lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
-    ("3", "paper"): dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER),
+PROFILES_FIG15 = {
+    "small": dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3, log_every=10, eval_every=100),
+    "paper": dict(dataset="mnist", model="cnn1", **PAPER_RECIPE, log_every=50, eval_every=500),
 }
+PROFILES_FIG3_16 = {
+    "small": dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150, batch_size=64,
+                  lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
+    "paper": dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER),
+}
+PROFILES = {"15": PROFILES_FIG15, "3": PROFILES_FIG3_16}  # per figure (Fig. 16 is Fig. 3's run)
+PRESETS = {(f, p): v for f, profiles in PROFILES.items() for p, v in profiles.items()}  # its former name
 EXPERIMENTS = {"15": "fig15", "3": "fig3_16"}
 
 
@@ -178,7 +181,7 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
         figure: ``"15"`` (CNN1, Euclidean) or ``"3"``/``"16"`` (ResNet v2, cosine; one run
             gives both figures).
         profile: ``"small"`` (digits, a few hundred steps on a CPU) or ``"paper"`` (MNIST /
-            CIFAR-10 at the paper's settings, see :data:`PRESETS`).
+            CIFAR-10 at the paper's settings, see :data:`PROFILES`).
         dataset: overrides the profile's dataset; a missing CIFAR-10 is replaced by its
             substitute (:data:`SUBSTITUTES`) unless ``substitute=False``.
         data: an already loaded dataset (then ``dataset`` only names it).
@@ -191,13 +194,13 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
         overrides: any :class:`snnl.train.TrainConfig` field (``steps=``, ``lr=``...).
     """
     figure = {"16": "3"}.get(str(figure), str(figure))
-    if (figure, profile) not in PRESETS:
-        raise ValueError(f"unknown figure/profile {figure!r}/{profile!r}; figures: 15, 3, 16; profiles: small, paper")
+    if figure not in PROFILES:
+        raise ValueError(f"unknown figure {figure!r}; choose one of: 15, 3, 16")
+    params = {**profile_values(PROFILES[figure], profile), **overrides}
     if measure_points < 1 or measure_size < 2:
         raise ValueError(f"measure_points must be >= 1 and measure_size >= 2, got {measure_points}, {measure_size}")
     if measure_split not in ("test", "train"):
         raise ValueError(f"measure_split must be 'test' or 'train', got {measure_split!r}")
-    params = {**PRESETS[(figure, profile)], **overrides}
     if dataset is not None:
         params["dataset"] = dataset
     cfg = TrainConfig(alpha=0.0, seed=seed, device=device, profile=profile, experiment=EXPERIMENTS[figure], **params)
