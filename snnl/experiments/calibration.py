@@ -45,6 +45,7 @@ from snnl.experiments.calibration_models import (  # noqa: F401 (re-exported: on
     roles_needed, train_models)
 from snnl.experiments.calibration_plots import (  # noqa: F401
     COLORS, compare, plot_calibration, plot_transfer, summary_table, transfer_table)
+from snnl.experiments.common import finish_run
 from snnl.experiments.report_rows import better, by_key, fmt_num, per_dataset, report_item, stands_for, verdict
 from snnl.results import PROFILES, Run, device_name
 from snnl.train import TrainConfig, load_for
@@ -142,11 +143,10 @@ def _notes(config: CalibrationConfig, models: dict) -> list[str]:
 
 def _record(run: Run, config, models, metrics, out_dir):
     """Finish ``run`` (created when the experiment started, so that its wall time covers it)."""
-    run.config = {**asdict(config), "models": {r: asdict(m.config) for r, m in models.items()},
-                  "dknn_layers": list(config.layers or (*models["baseline"].model.layer_names, "logits")),
-                  "notes": _notes(config, models)}
-    run.device = device_name(next(models["baseline"].model.parameters()).device)
-    return run.finish(metrics, out_dir)
+    return finish_run(run, metrics, out_dir, config={
+        **asdict(config), "models": {r: asdict(m.config) for r, m in models.items()},
+        "dknn_layers": list(config.layers or (*models["baseline"].model.layer_names, "logits")),
+        "notes": _notes(config, models)}, device=device_name(next(models["baseline"].model.parameters()).device))
 
 
 def credibility_sweep(config: CalibrationConfig, models: dict | None = None, out_dir=None, cache=None,

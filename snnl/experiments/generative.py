@@ -37,7 +37,7 @@ from sklearn.manifold import TSNE
 from torchvision.utils import make_grid
 
 from snnl.data import Dataset, load_dataset
-from snnl.experiments.common import profile_values
+from snnl.experiments.common import finish_run, profile_values
 from snnl.experiments.report_rows import fmt_num, per_dataset
 from snnl.gan import GANConfig, GANResult, sample, train_gan
 from snnl.results import Run, device_name, resolve_device
@@ -172,7 +172,7 @@ def _finish(run: Run, res: GANResult, out_dir, extra: dict, grids: dict, snapsho
         metrics["classifier_test_accuracy"] = classifier.metrics["test_accuracy"]
         metrics["classified_samples"] = samples
     history = {**res.history, "snapshots": snapshots, "grids": grids}
-    res.record = run.finish(metrics, out_dir, history=history)
+    res.record = finish_run(run, metrics, out_dir, history)
     res.metrics = metrics
     return res
 

@@ -33,7 +33,7 @@ import torch.nn as nn
 from snnl.banner import data_label
 from snnl.data import Dataset
 from snnl.experiments.common import (PAPER_RECIPE, SUBSTITUTES, ds_key, find_record,  # noqa: F401 (names of this module)
-                                    load_or_substitute, profile_values, train_recorded)
+                                    finish_run, load_or_substitute, profile_values, train_recorded)
 from snnl.experiments.report_rows import per_dataset, stands_for
 from snnl.losses import entanglement
 from snnl.results import Run
@@ -237,8 +237,8 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
                "entanglement_end": {n: v[-1] for n, v in ent.items()},
                "batch_snnl_start": {n: a for n, (a, _) in out.change("batch").items()},
                "batch_snnl_end": {n: b for n, (_, b) in out.change("batch").items()}}
-    run.device = res.record["device"]
-    out.record = run.finish(metrics, out_dir, history={**res.history, "measure_step": steps, "entanglement": ent})
+    out.record = finish_run(run, metrics, out_dir, {**res.history, "measure_step": steps, "entanglement": ent},
+                            device=res.record["device"])
     return out
 
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 from snnl.attacks import PGD
 from snnl.data import Dataset
 from snnl.dknn import extract_features
-from snnl.experiments.common import models_out, start_run
+from snnl.experiments.common import finish_run, models_out, start_run
 from snnl.experiments.geometry_base import GeometryConfig, load, model_config, trained_model
 from snnl.experiments.report_rows import report_item, verdict
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
@@ -131,7 +131,7 @@ def run_table2(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> 
         rows[layer] = row
     idx = perm[-min(cfg.robust_eval, len(perm)):]
     acc = {k: robust_accuracy(m, data.x_test[idx], data.y_test[idx], cfg) for k, m in models.items()}
-    rec = run.finish({"rows": rows, "accuracy": acc, "n_batches": n_b}, out_dir)
+    rec = finish_run(run, {"rows": rows, "accuracy": acc, "n_batches": n_b}, out_dir)
     return {"rows": rows, "accuracy": acc, "models": models, "record": rec}
 
 

@@ -33,6 +33,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
+from snnl.experiments.common import finish_run
 from snnl.experiments.report_rows import per_dataset
 from snnl.losses import entanglement, soft_nearest_neighbor_loss, triplet_loss
 from snnl.results import Run
@@ -110,13 +111,6 @@ def _snnl(temperature: float) -> Callable:
     return lambda x, y: soft_nearest_neighbor_loss(x, y, temperature)
 
 
-def _record(run: Run, config, metrics, history, out_dir):
-    """Finish ``run`` (created when the experiment started, so that its wall time covers it)."""
-    if out_dir is not None:
-        run.config = config
-        run.finish(metrics, out_dir, history)
-
-
 # ----------------------------------------------------------------------------------------------
 # the figures
 @one_thread()
@@ -131,7 +125,7 @@ def figure1(n: int = 200, classes: int = 4, temperature: float = 0.5, steps: int
     y = rng.integers(0, classes, n)
     x1, hist = descend(x0, y, _snnl(temperature), steps, lr, progress=progress, desc="Fig. 1")
     metrics = {"initial": _summary(x0, y, temperature), "final": _summary(x1, y, temperature)}
-    _record(run, config, metrics, {"loss": hist}, out_dir)
+    finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
     return {"initial": x0, "final": x1, "labels": y, "loss": np.array(hist), "metrics": metrics, "config": config}
 
 
@@ -167,7 +161,7 @@ def figure13(per_mode: int = 25, classes: int = 4, spread: float = 4.0, sigma: f
     for key, x in (("initial", x0), ("final", x1)):
         metrics[key] = {**_summary(x, y, temperature), "mode_ari": mode_split_ari(x, y, modes, seed),
                         "mode_gap": modes_apart(x)}
-    _record(run, config, metrics, {"loss": hist}, out_dir)
+    finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
     return {"initial": x0, "final": x1, "labels": y, "modes": modes, "loss": np.array(hist),
             "metrics": metrics, "config": config}
 
@@ -200,7 +194,7 @@ def figure2(n: int = 200, classes: int = 4, temperature: float = 0.5, margin: fl
             points[(loss, direction)], histories[f"{loss}_{direction}"] = x1, hist
             metrics[f"{loss}_{direction}"] = {**_summary(x1, y, temperature), "objective_start": hist[0],
                                               "objective_end": hist[-1]}
-    _record(run, config, metrics, histories, out_dir)
+    finish_run(run, metrics, out_dir, histories, config=config)
     return {"initial": x0, "labels": y, "points": points, "history": histories, "metrics": metrics,
             "config": config}
 
@@ -234,8 +228,8 @@ def temperature_curve(points=None, labels=None, distance: str = "euclidean", t_m
     metrics = {"entanglement": ent.value, "temperature": ent.temperature, "at_boundary": ent.at_boundary,
                "median_distance": med,
                "loss_at_t_min": float(losses[0]), "loss_at_t_max": float(losses[-1])}
-    _record(run, dict(distance=distance, t_min=t_min, t_max=t_max, num=num, points=len(x), data=name), metrics,
-            {"temperature": temps, "loss": losses}, out_dir)
+    finish_run(run, metrics, out_dir, {"temperature": temps, "loss": losses},
+               config=dict(distance=distance, t_min=t_min, t_max=t_max, num=num, points=len(x), data=name))
     return {"temperature": temps, "loss": losses, "entanglement": ent.value, "argmin": ent.temperature,
             "at_boundary": ent.at_boundary, "median_distance": med, "metrics": metrics}
 
