@@ -173,7 +173,7 @@ def test_paper_victims_are_the_table1_models():
         table1 = TrainConfig(dataset="fashion-mnist", model="cnn", alpha=alpha, steps=14000, batch_size=256,
                              lr=1e-4, profile="paper", experiment="table1", seed=0)
         assert asdict(roles[role]) == asdict(table1)
-    assert roles["entangled_source"].seed == 1 and roles["entangled_source"].steps == cal.PAPER["source_steps"]
+    assert roles["entangled_source"].seed == 1 and roles["entangled_source"].steps == cal.SETTINGS["paper"]["source_steps"]
 
 
 @pytest.mark.parametrize("kw, match", [

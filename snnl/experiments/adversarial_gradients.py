@@ -20,6 +20,9 @@ from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
 from snnl.experiments.report_rows import per_dataset
 from snnl.models import logits_of
 
+# The paper's claim (Section 5.2: t-SNE pictures, no numbers)
+PAPER = {"Figs. 10, 11": "aligned for two CE models, not with entangled ones"}
+
 
 def adversarial_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The gradient a targeted FGSM step follows, ``-grad_x CE(f(x), target)`` (N, ...), in eval
@@ -98,6 +101,6 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
                 f"mixed {m['mixed']:.3f}", m["baseline"] > max(m["entangled"], m["mixed"]),
                 "sign-gradient cosine " + ", ".join(f"{k} {v:.3f}" for k, v in cos.items()))
     return per_dataset("Figs. 10, 11", "Figs. 10, 11: targeted-FGSM gradients aligned",
-                       "aligned for two CE models, not with entangled ones", "adversarial_gradients", recs,
+                       PAPER["Figs. 10, 11"], "adversarial_gradients", recs,
                        ["mnist"], lambda r: r["dataset"], judge,
                        "CE pair's cross-model kNN accuracy above the entangled and the mixed pair's")

@@ -41,14 +41,21 @@ from snnl.attacks import BIM, FGSM
 from snnl.checkpointing import load_checkpoint
 from snnl.dknn import DkNN, extract_features
 from snnl.experiments.calibration_models import (  # noqa: F401 (re-exported: one import for chapters)
-    ATTACKS, PAPER, PAPER_BIM_STEPS, TITLES, CalibrationConfig, checkpoint_name, make_config, model_configs,
-    roles_needed, train_models)
+    ATTACKS, SETTINGS, TITLES, CalibrationConfig, checkpoint_name, make_config, model_configs, roles_needed,
+    train_models)
 from snnl.experiments.calibration_plots import (  # noqa: F401
     COLORS, compare, plot_calibration, plot_transfer, summary_table, transfer_table)
-from snnl.experiments.common import finish_run
+from snnl.experiments.common import PAPER_RECIPE, finish_run
 from snnl.experiments.report_rows import better, by_key, fmt_num, per_dataset, report_item, stands_for, verdict
 from snnl.results import PROFILES, Run, device_name
 from snnl.train import TrainConfig, load_for
+
+# The paper's claims (Section 5, Apps. B, F: curves, no numbers) and the setting of its runs
+PAPER = {"Figs. 9, 18, 19": "credibility more correlated with accuracy for the entangled model",
+         "Fig. 14": "no improvement (FGSM)", "Fig. 20": "transfers poorly to a CE model",
+         "steps": PAPER_RECIPE["steps"],  # the victims: Table 1's models
+         "bim_steps": 1000}  # Fig. 9's caption
+PAPER_BIM_STEPS = PAPER["bim_steps"]
 
 
 def calibration_stats(accuracy, credibility) -> dict:
@@ -216,14 +223,14 @@ def calibration_items(recs):
     items = []
     for ds, fig in (("svhn", "Fig. 9"), ("mnist", "Fig. 18"), ("fashion-mnist", "Fig. 19")):
         rec = by_key(recs, stands_for).get(ds)
-        claim = "credibility more correlated with accuracy for the entangled model"
+        claim = PAPER["Figs. 9, 18, 19"]
         crit = "Pearson r (mean credibility vs accuracy over eps) higher for the entangled model"
         if rec is None:
             items.append(report_item(fig, f"{fig}: DkNN calibration ({ds})", claim, "dknn_calibration", criterion=crit))
             continue
         rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
         c = rec["config"]
-        note = f"victims {c.get('steps')} steps, BIM {c.get('bim_steps')} steps (paper 1,000), {c.get('n_test')} points"
+        note = f"victims {c.get('steps')} steps, BIM {c.get('bim_steps')} steps (paper {PAPER['bim_steps']:,}), {c.get('n_test')} points"
         for attack in dict.fromkeys(a for _, a in rows):
             e, b = rows.get(("entangled", attack)), rows.get(("baseline", attack))
             if e is None or b is None:
@@ -243,7 +250,7 @@ def triplet_items(recs):
         return (f"FGSM r {fmt_num(t['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(t['gap'])} vs {fmt_num(b['gap'])}"
                 + _scale(rec),
                 not better(t["pearson"], b["pearson"]), f"triplet alpha {rec['config'].get('alpha')}")
-    return per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", "no improvement (FGSM)",
+    return per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", PAPER["Fig. 14"],
                        "dknn_calibration_triplet", recs, ["mnist"], stands_for, judge,
                        "the triplet model's Pearson r is not higher than the baseline's (FGSM)")
 
@@ -258,7 +265,7 @@ def transfer_items(recs):
         return (f"CE victim accuracy {a:.3f} on examples from the entangled model vs {b:.3f} from a second CE model"
                 + _scale(rec),
                 a > b, "mean over eps > 0, BIM")
-    return per_dataset("Fig. 20", "Fig. 20: transfer from an entangled model", "transfers poorly to a CE model",
+    return per_dataset("Fig. 20", "Fig. 20: transfer from an entangled model", PAPER["Fig. 20"],
                        "transferability", recs, ["svhn", "mnist", "fashion-mnist"], stands_for, judge,
                        "the CE model is more accurate on examples crafted on the entangled model than on a CE one")
 

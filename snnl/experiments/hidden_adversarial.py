@@ -18,6 +18,9 @@ from snnl.experiments.common import finish_record, knn_accuracy, models_out, sta
 from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
 from snnl.experiments.report_rows import per_dataset
 
+# The paper's claim (App. H: a t-SNE picture, no numbers)
+PAPER = {"Fig. 22": "separate in the entangled model, mixed in the CE model"}
+
 
 def real_vs_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, layer: str = "conv1",
                         k: int = 10, seed: int = 0, perplexity: float = 30.0) -> dict:
@@ -66,6 +69,6 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
                 e["knn_accuracy_layer"] > b["knn_accuracy_layer"], f"{rec['config'].get('hidden_attack')} "
                 f"eps {rec['config'].get('hidden_eps')}, layer {rec['config'].get('hidden_layer')}")
     return per_dataset("Fig. 22", "Fig. 22: adversarial points apart in the first hidden layer",
-                       "separate in the entangled model, mixed in the CE model", "hidden_adversarial", recs,
+                       PAPER["Fig. 22"], "hidden_adversarial", recs,
                        ["fashion-mnist"], lambda r: r["dataset"], judge,
                        "kNN accuracy at telling real from adversarial higher for the entangled model")

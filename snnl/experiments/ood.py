@@ -21,6 +21,9 @@ from snnl.experiments.common import finish_record, models_out, start_run, tsne
 from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
 from snnl.experiments.report_rows import per_dataset
 
+# The paper's claim (Section 5.3, App. G: t-SNE pictures, no numbers)
+PAPER = {"Figs. 12, 21": "the entangled model separates OOD data"}
+
 
 def ood_scores(model: nn.Module, data: Dataset, x_in: torch.Tensor, x_out: torch.Tensor,
                x_cal: torch.Tensor, y_cal: torch.Tensor, k: int = 75, n_fit: int = 10000, seed: int = 0) -> dict:
@@ -82,6 +85,6 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
         return (f"AUROC credibility {e['auroc_credibility']:.3f} vs {b['auroc_credibility']:.3f}; "
                 f"softmax {e['auroc_softmax']:.3f} vs {b['auroc_softmax']:.3f}",
                 e["auroc_credibility"] > b["auroc_credibility"], "in- vs out-of-distribution, entangled vs baseline")
-    return per_dataset("Figs. 12, 21", "Figs. 12, 21: OOD inputs set apart", "the entangled model separates OOD data",
+    return per_dataset("Figs. 12, 21", "Figs. 12, 21: OOD inputs set apart", PAPER["Figs. 12, 21"],
                        "ood", recs, ["svhn+cifar10", "mnist+notmnist"], lambda r: r["dataset"], judge,
                        "AUROC of DkNN credibility (in vs out) higher for the entangled model")

@@ -37,8 +37,11 @@ PAPER_TABLE1 = {
                      "averages, a typo in the paper"},
     "cifar10": {"model": "resnet", "best": (91.22, 90.78), "mean": (89.90, 89.713), "runs": 100},
 }
+PAPER = {"Table 1": PAPER_TABLE1, "Fig. 7": "large alpha (maximising entanglement) is best",
+         "Fig. 8": "entangled overfits ~5,000 steps later, and less"}
 ENTANGLED_ALPHA = 10.0  # the authors' code: factor -10 in CE + factor * SNNL
 
+# ---- profiles -----------------------------------------------------------------------------------
 # The training recipe of a Table 1 run, per profile and dataset ("*": every dataset not named).
 # "paper": Table 1's footnotes (the CNN run is the TrainConfig of `python -m snnl train --dataset
 # mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4 --profile paper --experiment table1`;
@@ -49,6 +52,25 @@ SMALL = dict(dataset="digits", model="cnn", steps=200, batch_size=64, lr=1e-3, e
 PROFILES_TABLE1 = {"small": {"*": SMALL}, "paper": {"*": CNN_PAPER, "cifar10": RESNET_PAPER}}
 
 
+# Fig. 7, per profile: the grid of alphas, the data (the paper profile: the CNN on Fashion-MNIST,
+# standing in for the CIFAR-10 ResNet search)
+PROFILES_FIG7 = {
+    "small": dict(alphas=(-10.0, -1.0, 0.0, 1.0, 10.0, 100.0), dataset="digits", substitute_for=None),
+    "paper": dict(alphas=(-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0, 100.0), dataset="fashion-mnist",
+                  substitute_for="the CIFAR-10 ResNet search (Fig. 7)"),
+}
+FIG7_ALPHAS = {p: v["alphas"] for p, v in PROFILES_FIG7.items()}
+
+
+# Fig. 8: a long training
+PROFILES_FIG8 = {
+    "small": dict(dataset="digits", n_train=300, steps=400, batch_size=64, lr=1e-3, eval_every=20, log_every=50),
+    "paper": dict(PAPER_RECIPE, dataset="svhn", steps=30000, eval_every=500),  # 30,000 steps: Fig. 8
+}
+FIG8 = PROFILES_FIG8  # its former name
+
+
+# ---- runs (each writes one record per trained model) ---------------------------------------------
 def table1_config(dataset: str, alpha: float, profile: str = "small", seed: int = 0, device: str = "auto",
                   **overrides) -> TrainConfig:
     """The :class:`TrainConfig` of one Table 1 run (the recipe of :data:`PROFILES_TABLE1`)."""
@@ -105,69 +127,6 @@ def _variant(alpha: float) -> str:
     return "baseline" if alpha == 0 else ("entangled" if alpha > 0 else "disentangled")
 
 
-def table1_summary(records: list[dict]) -> list[dict]:
-    """Per (profile, dataset, alpha, regulariser): best / mean / std test accuracy in percent over
-    the runs, with the paper's numbers for the baseline and the entangled variant (else None)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        key = (r["profile"], r["dataset"], float(r["config"]["alpha"]), regularizer_of(r))
-        groups.setdefault(key, []).append(r)
-    rows = []
-    for (profile, dataset, alpha, reg), rs in sorted(groups.items()):
-        acc = np.array([100.0 * r["metrics"]["test_accuracy"] for r in rs])
-        paper = PAPER_TABLE1.get(dataset)
-        variant = _variant(alpha) + ("" if reg == "snnl" else f" ({reg})")  # another regulariser: its own row
-        col = {"entangled": 0, "baseline": 1}.get(variant)
-        rows.append({
-            "profile": profile, "dataset": dataset, "variant": variant, "alpha": alpha,
-            "steps": sorted({r["config"]["steps"] for r in rs}), "runs": len(rs),
-            "seeds": sorted(r["seed"] for r in rs),
-            "best": float(acc.max()), "mean": float(acc.mean()),
-            "std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
-            "paper_best": paper["best"][col] if paper and col is not None else None,
-            "paper_mean": paper["mean"][col] if paper and col is not None else None,
-            "paper_runs": paper["runs"] if paper and col is not None else None,
-            "note": paper.get("note", "") if paper else "",
-        })
-    return rows
-
-
-def table1_missing(records: list[dict], datasets=tuple(PAPER_TABLE1), alphas=(0.0, ENTANGLED_ALPHA)) -> list[str]:
-    """``"dataset variant"`` of Table 1 with no record among ``records`` (e.g. the paper-profile
-    records under ``results/``)."""
-    have = {(r["dataset"], float(r["config"]["alpha"])) for r in records if regularizer_of(r) == "snnl"}
-    return [f"{d} {_variant(a)} (alpha={a:g})" for d in datasets for a in alphas if (d, float(a)) not in have]
-
-
-def format_table1(rows: list[dict]) -> str:
-    """A Markdown table: ours (best, mean ± std, runs) next to the paper's (best, mean, runs)."""
-    def pct(v):
-        return "–" if v is None else f"{v:.2f}"
-
-    out = ["| profile | dataset | variant | alpha | steps | runs | best | paper best | mean ± std | paper mean |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        std = "" if r["std"] is None else f" ± {r['std']:.2f}"
-        sic = " (sic)" if "sic" in r["note"] else ""
-        runs = f"{r['runs']}" + (f" (paper {r['paper_runs']})" if r["paper_runs"] else "")
-        out.append(f"| {r['profile']} | {r['dataset']} | {r['variant']} | {r['alpha']:g} | "
-                   f"{', '.join(map(str, r['steps']))} | {runs} | {r['best']:.2f} | {pct(r['paper_best'])} | "
-                   f"{r['mean']:.2f}{std} | {pct(r['paper_mean'])}{sic} |")
-    return "\n".join(out)
-
-
-# ----------------------------------------------------------------------------------------------
-# Fig. 7: test accuracy against alpha
-# per profile: the grid of alphas, the data (the paper profile: the CNN on Fashion-MNIST, standing
-# in for the CIFAR-10 ResNet search)
-PROFILES_FIG7 = {
-    "small": dict(alphas=(-10.0, -1.0, 0.0, 1.0, 10.0, 100.0), dataset="digits", substitute_for=None),
-    "paper": dict(alphas=(-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0, 100.0), dataset="fashion-mnist",
-                  substitute_for="the CIFAR-10 ResNet search (Fig. 7)"),
-}
-FIG7_ALPHAS = {p: v["alphas"] for p, v in PROFILES_FIG7.items()}
-
-
 def figure7(profile: str = "small", alphas=None, runs: int = 1, seed0: int = 0, *,
             dataset: str | None = None, device: str = "auto", data: Dataset | None = None,
             out_dir=None, reuse: bool = False, progress: bool = True, **overrides) -> dict:
@@ -203,37 +162,6 @@ def figure7(profile: str = "small", alphas=None, runs: int = 1, seed0: int = 0, 
             out["alpha"].append(float(alpha)); out["seed"].append(seed)
             out["test_accuracy"].append(acc); out["diverged"].append(diverged)
     return out
-
-
-def plot_figure7(fig7: dict, ax=None):
-    """Scatter of test accuracy against alpha (symmetric-log axis), as in Fig. 7."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 3.5))
-    a = np.array(fig7["alpha"])
-    acc = np.array([np.nan if v is None else 100 * v for v in fig7["test_accuracy"]])
-    ok = ~np.isnan(acc)
-    ax.scatter(a[ok], acc[ok], c=np.where(a[ok] > 0, "tab:red", np.where(a[ok] < 0, "tab:green", "tab:blue")),
-               s=25, zorder=3)
-    if (~ok).any():
-        ax.scatter(a[~ok], np.full((~ok).sum(), np.nanmin(acc) if ok.any() else 0), marker="x", c="k",
-                   label="diverged")
-        ax.legend(fontsize=8)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.axvline(0, color="0.8", lw=1, zorder=0)
-    ax.set(xlabel="alpha (> 0: maximise entanglement)", ylabel="test accuracy (%)",
-           title=f"Fig. 7: accuracy against alpha ({fig7['dataset']})")
-    return ax
-
-
-# ----------------------------------------------------------------------------------------------
-# Fig. 8: overfitting over a long training
-PROFILES_FIG8 = {
-    "small": dict(dataset="digits", n_train=300, steps=400, batch_size=64, lr=1e-3, eval_every=20, log_every=50),
-    "paper": dict(PAPER_RECIPE, dataset="svhn", steps=30000, eval_every=500),  # 30,000 steps: Fig. 8
-}
-FIG8 = PROFILES_FIG8  # its former name
 
 
 @dataclass
@@ -300,6 +228,80 @@ def figure8(profile: str = "small", runs: int = 2, alphas=(0.0, ENTANGLED_ALPHA)
     return Figure8(data.name, substitute_for, note, steps, curves, names, runs, records)
 
 
+# ---- tables and figures -------------------------------------------------------------------------
+def table1_summary(records: list[dict]) -> list[dict]:
+    """Per (profile, dataset, alpha, regulariser): best / mean / std test accuracy in percent over
+    the runs, with the paper's numbers for the baseline and the entangled variant (else None)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        key = (r["profile"], r["dataset"], float(r["config"]["alpha"]), regularizer_of(r))
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for (profile, dataset, alpha, reg), rs in sorted(groups.items()):
+        acc = np.array([100.0 * r["metrics"]["test_accuracy"] for r in rs])
+        paper = PAPER_TABLE1.get(dataset)
+        variant = _variant(alpha) + ("" if reg == "snnl" else f" ({reg})")  # another regulariser: its own row
+        col = {"entangled": 0, "baseline": 1}.get(variant)
+        rows.append({
+            "profile": profile, "dataset": dataset, "variant": variant, "alpha": alpha,
+            "steps": sorted({r["config"]["steps"] for r in rs}), "runs": len(rs),
+            "seeds": sorted(r["seed"] for r in rs),
+            "best": float(acc.max()), "mean": float(acc.mean()),
+            "std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
+            "paper_best": paper["best"][col] if paper and col is not None else None,
+            "paper_mean": paper["mean"][col] if paper and col is not None else None,
+            "paper_runs": paper["runs"] if paper and col is not None else None,
+            "note": paper.get("note", "") if paper else "",
+        })
+    return rows
+
+
+def table1_missing(records: list[dict], datasets=tuple(PAPER_TABLE1), alphas=(0.0, ENTANGLED_ALPHA)) -> list[str]:
+    """``"dataset variant"`` of Table 1 with no record among ``records`` (e.g. the paper-profile
+    records under ``results/``)."""
+    have = {(r["dataset"], float(r["config"]["alpha"])) for r in records if regularizer_of(r) == "snnl"}
+    return [f"{d} {_variant(a)} (alpha={a:g})" for d in datasets for a in alphas if (d, float(a)) not in have]
+
+
+def format_table1(rows: list[dict]) -> str:
+    """A Markdown table: ours (best, mean ± std, runs) next to the paper's (best, mean, runs)."""
+    def pct(v):
+        return "–" if v is None else f"{v:.2f}"
+
+    out = ["| profile | dataset | variant | alpha | steps | runs | best | paper best | mean ± std | paper mean |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        std = "" if r["std"] is None else f" ± {r['std']:.2f}"
+        sic = " (sic)" if "sic" in r["note"] else ""
+        runs = f"{r['runs']}" + (f" (paper {r['paper_runs']})" if r["paper_runs"] else "")
+        out.append(f"| {r['profile']} | {r['dataset']} | {r['variant']} | {r['alpha']:g} | "
+                   f"{', '.join(map(str, r['steps']))} | {runs} | {r['best']:.2f} | {pct(r['paper_best'])} | "
+                   f"{r['mean']:.2f}{std} | {pct(r['paper_mean'])}{sic} |")
+    return "\n".join(out)
+
+
+def plot_figure7(fig7: dict, ax=None):
+    """Scatter of test accuracy against alpha (symmetric-log axis), as in Fig. 7."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.5))
+    a = np.array(fig7["alpha"])
+    acc = np.array([np.nan if v is None else 100 * v for v in fig7["test_accuracy"]])
+    ok = ~np.isnan(acc)
+    ax.scatter(a[ok], acc[ok], c=np.where(a[ok] > 0, "tab:red", np.where(a[ok] < 0, "tab:green", "tab:blue")),
+               s=25, zorder=3)
+    if (~ok).any():
+        ax.scatter(a[~ok], np.full((~ok).sum(), np.nanmin(acc) if ok.any() else 0), marker="x", c="k",
+                   label="diverged")
+        ax.legend(fontsize=8)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.axvline(0, color="0.8", lw=1, zorder=0)
+    ax.set(xlabel="alpha (> 0: maximise entanglement)", ylabel="test accuracy (%)",
+           title=f"Fig. 7: accuracy against alpha ({fig7['dataset']})")
+    return ax
+
+
 def plot_figure8(f8: Figure8):
     """Fig. 8: accuracy (left) and cross-entropy on training and test data (right), per step."""
     import matplotlib.pyplot as plt
@@ -320,4 +322,3 @@ def plot_figure8(f8: Figure8):
     a2.legend(fontsize=8)
     fig.tight_layout()
     return fig
-

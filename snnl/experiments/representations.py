@@ -39,6 +39,9 @@ from snnl.losses import entanglement
 from snnl.results import Run
 from snnl.train import TrainConfig, train
 
+# The paper's claims (Section 3.1, App. C: curves, no numbers)
+PAPER = {"Fig. 15": "decreases in every layer", "Fig. 16": "lower blocks stay entangled, the last disentangles",
+         "Fig. 3": "inner layers re-entangle, the output does not"}
 # ResNet recipe of Table 1's footnote: "ResNet v2 with 15 layers trained for 106 epochs with an
 # exponentially decreasing learning rate starting at 0.4" (SGD with momentum 0.9 assumed; the decay
 # takes the learning rate to 1% of its start over the 106 CIFAR-10 epochs of 196 batches of 256).
@@ -300,7 +303,7 @@ def fig15_items(recs):
         a, b = rec["metrics"]["batch_snnl_start"], rec["metrics"]["batch_snnl_end"]
         return ("; ".join(f"{n} {a[n]:.2f} → {b[n]:.2f}" for n in a), all(b[n] < a[n] for n in a),
                 "training-batch SNNL at the learned T, first vs last logged batches")
-    return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", "decreases in every layer",
+    return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", PAPER["Fig. 15"],
                        "fig15", recs, ["mnist"], stands_for, judge, "last < first in every hidden layer")
 
 
@@ -320,10 +323,10 @@ def fig3_16_items(recs):
         rose = [n for n in inner if curve[n][-1] > min(curve[n]) and curve[n].index(min(curve[n])) > 0]
         return ("; ".join(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f}"
                           for n in r.last_block), len(rose) == len(inner) and curve[out][-1] < curve[out][0], "")
-    return (per_dataset("Fig. 16", "Fig. 16: per residual block", "lower blocks stay entangled, the last disentangles",
+    return (per_dataset("Fig. 16", "Fig. 16: per residual block", PAPER["Fig. 16"],
                         "fig3_16", recs, ["cifar10"], stands_for, fig16,
                         "the last block keeps a smaller share of its entanglement than every lower block")
-            + per_dataset("Fig. 3", "Fig. 3: inside the last block", "inner layers re-entangle, the output does not",
+            + per_dataset("Fig. 3", "Fig. 3: inside the last block", PAPER["Fig. 3"],
                           "fig3_16", recs, ["cifar10"], stands_for, fig3,
                           "inner layers rise after their minimum; the block's output ends below its start"))
 

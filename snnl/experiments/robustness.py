@@ -36,6 +36,7 @@ PAPER_TABLE2 = {  # paper layer: (baseline, PGD model)
     "Fully Connected layer": (1.75, 0.46),
     "Logits": (0.13, 0.21),
 }
+PAPER = {"Table 2": PAPER_TABLE2}  # the paper's numbers (App. E)
 LAYER_MAP = {"conv1": "Conv1 (after pool)", "conv2": "Conv2 (after pool)", "fc1": "Fully Connected layer",
              "fc2": None, "logits": "Logits"}
 
