@@ -43,8 +43,9 @@ from snnl.dknn import DkNN, extract_features
 from snnl.experiments.calibration_models import (  # noqa: F401 (re-exported: one import for chapters)
     ATTACKS, SETTINGS, TITLES, CalibrationConfig, checkpoint_name, make_config, model_configs, roles_needed,
     train_models)
-from snnl.experiments.calibration_plots import (  # noqa: F401
-    COLORS, compare, plot_calibration, plot_transfer, summary_table, transfer_table)
+from snnl.experiments.calibration_plots import (  # noqa: F401 (re-exported: one import for chapters)
+    COLORS, clean_credibility, compare, plot_calibration, plot_transfer, summary_table, table_calibration,
+    table_transfer, transfer_accuracy, transfer_table)
 from snnl.experiments.common import PAPER_RECIPE, finish_run
 from snnl.experiments.report_rows import better, by_key, fmt_num, per_dataset, report_item, stands_for, verdict
 from snnl.results import PROFILES, Run, device_name
@@ -257,10 +258,7 @@ def triplet_items(recs):
 
 def transfer_items(recs):
     def judge(rec):
-        on = [e > 0 for e in rec["metrics"]["eps"]]
-        mean = lambda p: p["mean_model_accuracy"] if "mean_model_accuracy" in p else \
-            sum(a for a, o in zip(p["model_accuracy"], on) if o) / max(1, sum(on))
-        acc = {(p["source"], p["victim"]): mean(p) for p in rec["metrics"]["pairs"]}
+        acc = transfer_accuracy(rec)
         a, b = acc[("entangled", "baseline")], acc[("baseline_source", "baseline")]
         return (f"CE victim accuracy {a:.3f} on examples from the entangled model vs {b:.3f} from a second CE model"
                 + _scale(rec),
