@@ -280,6 +280,12 @@ def format_table1(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def table_table1(records: list[dict]) -> str:
+    """Table 1 of ``records`` (this run's, or the committed paper-profile ones) next to the paper's:
+    :func:`format_table1` of :func:`table1_summary`."""
+    return format_table1(table1_summary(records))
+
+
 def plot_figure7(fig7: dict, ax=None):
     """Scatter of test accuracy against alpha (symmetric-log axis), as in Fig. 7."""
     import matplotlib.pyplot as plt
