@@ -33,7 +33,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from snnl.experiments.common import finish_run
+from snnl.experiments.common import finish_run, markdown_table
 from snnl.experiments.report_rows import per_dataset
 from snnl.losses import entanglement, soft_nearest_neighbor_loss, triplet_loss
 from snnl.results import Run
@@ -129,8 +129,9 @@ def figure1(n: int = 200, classes: int = 4, temperature: float = 0.5, steps: int
     y = rng.integers(0, classes, n)
     x1, hist = descend(x0, y, _snnl(temperature), steps, lr, progress=progress, desc="Fig. 1")
     metrics = {"initial": _summary(x0, y, temperature), "final": _summary(x1, y, temperature)}
-    finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
-    return {"initial": x0, "final": x1, "labels": y, "loss": np.array(hist), "metrics": metrics, "config": config}
+    record = finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
+    return {"initial": x0, "final": x1, "labels": y, "loss": np.array(hist), "metrics": metrics, "config": config,
+            "record": record}
 
 
 @one_thread()
@@ -165,9 +166,9 @@ def figure13(per_mode: int = 25, classes: int = 4, spread: float = 4.0, sigma: f
     for key, x in (("initial", x0), ("final", x1)):
         metrics[key] = {**_summary(x, y, temperature), "mode_ari": mode_split_ari(x, y, modes, seed),
                         "mode_gap": modes_apart(x)}
-    finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
+    record = finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
     return {"initial": x0, "final": x1, "labels": y, "modes": modes, "loss": np.array(hist),
-            "metrics": metrics, "config": config}
+            "metrics": metrics, "config": config, "record": record}
 
 
 @one_thread()
@@ -198,9 +199,9 @@ def figure2(n: int = 200, classes: int = 4, temperature: float = 0.5, margin: fl
             points[(loss, direction)], histories[f"{loss}_{direction}"] = x1, hist
             metrics[f"{loss}_{direction}"] = {**_summary(x1, y, temperature), "objective_start": hist[0],
                                               "objective_end": hist[-1]}
-    finish_run(run, metrics, out_dir, histories, config=config)
+    record = finish_run(run, metrics, out_dir, histories, config=config)
     return {"initial": x0, "labels": y, "points": points, "history": histories, "metrics": metrics,
-            "config": config}
+            "config": config, "record": record}
 
 
 @one_thread()
@@ -236,6 +237,16 @@ def temperature_curve(points=None, labels=None, distance: str = "euclidean", t_m
                config=dict(distance=distance, t_min=t_min, t_max=t_max, num=num, points=len(x), data=name))
     return {"temperature": temps, "loss": losses, "entanglement": ent.value, "argmin": ent.temperature,
             "at_boundary": ent.at_boundary, "median_distance": med, "metrics": metrics}
+
+
+# ---- tables, of a run's record or a committed one ----------------------------------------------------
+def table_points(record: dict) -> str:
+    """Figs. 1, 13, 2: a Markdown table, one row per set of points of ``record`` (before and after
+    minimising, or each loss minimised and maximised) with its numbers (loss, 1-NN purity,
+    entanglement, radial CV; Fig. 13: the modes; Fig. 2: the objective at the start and the end)."""
+    m = record["metrics"]
+    keys = list(dict.fromkeys(k for v in m.values() for k in v))
+    return markdown_table([{"points": name, **{k: v.get(k) for k in keys}} for name, v in m.items()])
 
 
 # ---- the reproduction report's rows -------------------------------------------------------------
