@@ -84,14 +84,13 @@ sweep = found["dknn_calibration"][-1] if found.get("dknn_calibration") else \
     cal.credibility_sweep(config, models, cache=cache, **run)
 cal.plot_calibration(sweep)
 plt.show()
-display(Markdown(cal.summary_table([sweep])))
+display(Markdown(cal.table_calibration(sweep)))
 print("\n".join(sweep["config"]["notes"]))
 
 # %% tags=["hide-input"]
 c = cal.compare(sweep)
-clean = sweep["metrics"]["eps"].index(0.0)  # the clean test points, quoted in the next paragraph
-glue("clean_credibility", ", ".join(f"{m} {curves[next(iter(curves))]['credibility'][clean]:.2f}"
-                                    for m, curves in sweep["metrics"]["curves"].items()), display=False)
+glue("clean_credibility", ", ".join(f"{m} {v:.2f}" for m, v in cal.clean_credibility(sweep).items()),  # next paragraph
+     display=False)
 print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled model's credibility correlates "
       f"better with accuracy for {len(c['pearson_better'])} of {len(c['attacks'])} attacks "
       f"({', '.join(c['pearson_better'])}) and lies closer to the identity line for {len(c['gap_smaller'])} "
@@ -118,10 +117,10 @@ transfer = found["transferability"][-1] if found.get("transferability") else \
     cal.transfer_matrix(config, models, cache=cache, **run)
 cal.plot_transfer(transfer)
 plt.show()
-display(Markdown(cal.transfer_table([transfer])))
+display(Markdown(cal.table_transfer(transfer)))
 
 # %% tags=["hide-input"]
-pairs = {(p["source"], p["victim"]): p["mean_model_accuracy"] for p in transfer["metrics"]["pairs"]}
+pairs = cal.transfer_accuracy(transfer)
 print(f"Measured ({transfer['profile']} profile, {transfer['dataset']}), mean accuracy of the baseline over "
       f"eps > 0: {pairs[('entangled', 'baseline')]:.3f} on examples from the entangled model, "
       f"{pairs[('baseline_source', 'baseline')]:.3f} from a second cross-entropy model; of the entangled "
@@ -144,7 +143,7 @@ triplet = found["dknn_calibration_triplet"][-1] if found.get("dknn_calibration_t
     cal.credibility_sweep(tconfig, cal.train_models(tconfig, known=models, progress=False), cache=cache, **run)
 cal.plot_calibration(triplet)
 plt.show()
-display(Markdown(cal.summary_table([triplet])))
+display(Markdown(cal.table_calibration(triplet)))
 c = cal.compare(triplet, "triplet")
 print(f"Measured ({triplet['profile']} profile, {triplet['dataset']}): the triplet model's credibility correlates "
       f"better with accuracy than the baseline's for {len(c['pearson_better'])} of {len(c['attacks'])} attacks "

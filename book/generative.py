@@ -42,6 +42,7 @@ paper_results = "results/paper/gan"  # committed paper-profile records shown nex
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 import snnl
@@ -75,11 +76,7 @@ else:
     gans = [gen.gan_entanglement(v, **common).record for v, _ in p.gan_steps]
 gen.plot_entanglement(gans, title=f"{gans[0]['dataset']}: real vs synthetic")
 plt.show()
-for r in gans:
-    m = r["metrics"]
-    print(f"{gen.label(r):22s} entanglement {m['entanglement_start']:.3f} -> {m['entanglement_end']:.3f} "
-          f"(max {m['entanglement_max']:.3f}, Spearman with step {m['entanglement_spearman']:+.2f}); "
-          f"1-NN accuracy {m['nn_accuracy_start']:.3f} -> {m['nn_accuracy_end']:.3f}")
+display(Markdown(gen.table_generators(gans)))
 
 # %% [markdown]
 # The t-SNE panels (Fig. 4) embed the real and generated images of each snapshot together;
@@ -89,7 +86,7 @@ for r in gans:
 for r in gans:
     gen.plot_tsne(r)
     plt.show()
-    gen.plot_grids([(f"step {s['step']}", s["grid"]) for s in r["history"]["snapshots"]], size=2.4)
+    gen.plot_snapshots(r)
     plt.show()
 
 # %% [markdown]
@@ -113,15 +110,9 @@ for r in gans:
 
 # %% tags=["hide-input"]
 snnl_rec = paper["snnl_gan"][-1] if reuse else gen.snnl_gan(**common).record
-g = snnl_rec["history"]["grids"]
-gen.plot_grids([("samples", g["samples"]), ("2 noise dimensions swept", g["sweep"])], size=4)
+gen.plot_snnl_generator(snnl_rec)
 plt.show()
-m = snnl_rec["metrics"]
-print(f"SNNL generator: entanglement {m['entanglement_start']:.3f} -> {m['entanglement_end']:.3f}, "
-      f"1-NN accuracy {m['nn_accuracy_start']:.3f} -> {m['nn_accuracy_end']:.3f}")
-print(f"class coverage {m['class_coverage']}/10 (classes with >= {m['coverage_threshold']:.0%} of "
-      f"{m['classified_samples']} samples; real images: {m['real_class_coverage']}/10; classifier test "
-      f"accuracy {m['classifier_test_accuracy']:.3f}, mean confidence on samples {m['mean_confidence']:.2f})")
+print(gen.describe(snnl_rec))
 
 # %% [markdown]
 # The class histogram of the samples, next to the GANs' (same classifier, same number of
@@ -134,8 +125,7 @@ gen.plot_class_histograms([snnl_rec, *gans])
 plt.show()
 forms = {r["config"]["g_loss"]: r for r in paper["snnl_gan"]}
 if len(forms) == 2:
-    gen.plot_grids([(f"MNIST, {k}: coverage {r['metrics']['class_coverage']}/10", r["history"]["grids"]["samples"])
-                    for k, r in sorted(forms.items())], size=4)
+    gen.plot_samples([r for _, r in sorted(forms.items())])
     plt.show()
 
 # %% [markdown]
@@ -151,12 +141,9 @@ if len(forms) == 2:
 
 # %% tags=["hide-input"]
 learned = paper["snnl_gan_learned"][-1] if reuse else gen.snnl_gan_learned(**common).record
-gen.plot_grids([(f"step {s['step']}", s["grid"]) for s in learned["history"]["snapshots"]], size=2.6)
+gen.plot_snapshots(learned, size=2.6)
 plt.show()
-m = learned["metrics"]
-print(f"learned-space SNNL-GAN: pixel-space entanglement {m['entanglement_start']:.3f} -> "
-      f"{m['entanglement_end']:.3f}; 1-NN accuracy {m['nn_accuracy_end']:.3f}; loss in the learned space at "
-      f"the end {m['learned_snnl_end']:.3f}; class coverage {m.get('class_coverage')}/10")
+print(gen.describe(learned))
 gen.plot_entanglement([*gans, snnl_rec, learned], title="all four generators")
 plt.show()
 
@@ -169,14 +156,10 @@ plt.show()
 
 # %% tags=["hide-input"]
 recs = [r for e in gen.EXPERIMENTS for r in paper[e]]
-if not recs:
+if recs:
+    display(Markdown(gen.table_generators(recs)))
+else:
     print(f"no paper-profile records under {paper_results}")
-for r in recs:
-    m, c = r["metrics"], r["config"]
-    print(f"{gen.label(r):36s} {c['steps']:5d} steps: entanglement {m['entanglement_start']:.3f} -> "
-          f"{m['entanglement_end']:.3f} (max {m['entanglement_max']:.3f}, Spearman {m['entanglement_spearman']:+.2f}), "
-          f"1-NN accuracy -> {m['nn_accuracy_end']:.3f}, coverage {m.get('class_coverage')}/10, "
-          f"{r['wall_seconds'] / 60:.0f} min on {r['device']}")
 if recs and not reuse:
     gen.plot_entanglement(recs, title="paper profile (MNIST), committed records")
     plt.show()

@@ -32,6 +32,7 @@ results_dir = "_build/results"  # records of this run go here ("results" at pape
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 import snnl
@@ -57,10 +58,7 @@ banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
 fig1 = synthetic.figure1(steps=steps, **common)
 plot_figure1(fig1)
 plt.show()
-a, b = fig1["metrics"]["initial"], fig1["metrics"]["final"]
-print(f"loss at T={fig1['config']['temperature']}: {a['loss']:.3f} -> {b['loss']:.4f}; "
-      f"1-NN purity {a['purity']:.2f} -> {b['purity']:.2f}; "
-      f"entanglement (min over T) {a['entanglement']:.3f} -> {b['entanglement']:.4f}")
+display(Markdown(synthetic.table_points(fig1["record"])))  # loss at the figure's T = 0.5
 
 # %% [markdown]
 # Minimising does not gather each class into a single blob: the classes break into several
@@ -79,10 +77,7 @@ print(f"loss at T={fig1['config']['temperature']}: {a['loss']:.3f} -> {b['loss']
 fig13 = synthetic.figure13(steps=steps, **common)
 plot_figure13(fig13)
 plt.show()
-a, b = fig13["metrics"]["initial"], fig13["metrics"]["final"]
-print(f"1-NN purity {a['purity']:.2f} -> {b['purity']:.2f}; modes split (ARI) {a['mode_ari']:.2f} -> "
-      f"{b['mode_ari']:.2f}; distance between a class's two modes / RMS radius "
-      f"{a['mode_gap']:.2f} -> {b['mode_gap']:.2f}")
+display(Markdown(synthetic.table_points(fig13["record"])))  # mode_gap: distance of a class's two modes / RMS radius
 
 # %% [markdown]
 # ## Figure 2 (Appendix B): triplet loss vs soft nearest neighbor loss
@@ -100,9 +95,7 @@ print(f"1-NN purity {a['purity']:.2f} -> {b['purity']:.2f}; modes split (ARI) {a
 fig2 = synthetic.figure2(steps=steps, **common)
 plot_figure2(fig2)
 plt.show()
-for key, m in fig2["metrics"].items():
-    moved = f"{m['objective_start']:.3g} -> {m['objective_end']:.3g}" if "objective_end" in m else ""
-    print(f"{key:12s} own loss {moved:22s} 1-NN purity {m['purity']:.2f}   radial CV {m['radial_cv']:.2f}")
+display(Markdown(synthetic.table_points(fig2["record"])))  # objective: each run's own loss, start and end
 glue("fig2_min_purity", min(fig2["metrics"][f"{loss}_min"]["purity"] for loss in ("snnl", "triplet")), display=False)
 
 # %% [markdown]

@@ -48,15 +48,14 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from snnl import Banner, load_records
-from snnl.experiments.geometry import (config_for, markdown_table, plot_geometry, run_adversarial_gradients,
-                                       run_hidden_adversarial, run_ood)
-from snnl.experiments.robustness import run_table2, table2_rows
+from snnl.experiments.geometry import (config_for, plot_gradients, plot_hidden, plot_ood, run_adversarial_gradients,
+                                       run_hidden_adversarial, run_ood, table_gradients, table_hidden, table_ood)
+from snnl.experiments.robustness import run_table2, table_table2
 
 cfg = config_for(profile, seed=seed, device=device, wait=wait)
 banner = Banner(profile, [], device)
 out_dir = Path(results_dir) / profile / "geometry"
 cache = {}  # models shared by the sections below
-table = lambda rows: Markdown(markdown_table(rows))
 
 
 def paper_record(experiment):  # the latest committed paper-profile record, or None
@@ -77,19 +76,16 @@ def paper_record(experiment):  # the latest committed paper-profile record, or N
 
 # %% tags=["hide-input"]
 grads = run_adversarial_gradients(cfg, out_dir, cache)
-fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-plot_geometry("gradients", grads["pairs"], axes)
+plot_gradients(grads["record"])
 plt.show()
-keys = ("cosine_raw", "cosine_sign", "cross_model_knn_accuracy", "knn_accuracy", "model_mixing")
-display(table([{"pair": k, **{q: r[q] for q in keys}} for k, r in grads["pairs"].items()]))
+display(Markdown(table_gradients(grads["record"])))
 
 # %% tags=["hide-input"]
 rec = paper_record("adversarial_gradients")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, {rec['config']['n_points']} inputs, device {rec['device']}):"))
-    display(table([{"pair": k, **{q: m[q] for q in keys}} for k, m in rec["metrics"].items()]))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    plot_geometry("gradients", rec["history"], axes)
+    display(Markdown(table_gradients(rec)))
+    plot_gradients(rec)
     plt.show()
 
 # %% [markdown]
@@ -103,19 +99,16 @@ if rec:
 
 # %% tags=["hide-input"]
 ood = run_ood(cfg, out_dir, cache)
-fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-plot_geometry("ood", ood["models"], axes)
+plot_ood(ood["record"])
 plt.show()
-okeys = ("auroc_credibility", "auroc_softmax", "mean_credibility_in", "mean_credibility_out", "accuracy_in")
-display(table([{"model": k, **{q: r[q] for q in okeys}} for k, r in ood["models"].items()]))
+display(Markdown(table_ood(ood["record"])))
 
 # %% tags=["hide-input"]
 rec = paper_record("ood")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
-    display(table([{"model": k, **{q: m[q] for q in okeys}} for k, m in rec["metrics"].items()]))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    plot_geometry("ood", rec["history"], axes)
+    display(Markdown(table_ood(rec)))
+    plot_ood(rec)
     plt.show()
 
 # %% [markdown]
@@ -128,19 +121,16 @@ if rec:
 
 # %% tags=["hide-input"]
 hidden = run_hidden_adversarial(cfg, out_dir, cache)
-fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-plot_geometry("hidden", hidden["models"], axes)
+plot_hidden(hidden["record"])
 plt.show()
-hkeys = ("knn_accuracy_layer", "knn_accuracy_tsne", "clean_accuracy", "adversarial_accuracy")
-display(table([{"model": k, **{q: r[q] for q in hkeys}} for k, r in hidden["models"].items()]))
+display(Markdown(table_hidden(hidden["record"])))
 
 # %% tags=["hide-input"]
 rec = paper_record("hidden_adversarial")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
-    display(table([{"model": k, **{q: m[q] for q in hkeys}} for k, m in rec["metrics"].items()]))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    plot_geometry("hidden", rec["history"], axes)
+    display(Markdown(table_hidden(rec)))
+    plot_hidden(rec)
     plt.show()
 
 # %% [markdown]
@@ -160,8 +150,7 @@ if rec:
 
 # %% tags=["hide-input"]
 t2 = run_table2(cfg, out_dir, cache)
-display(table(table2_rows(t2["rows"])))
-display(table([{"model": k, "clean accuracy": a["clean"], "PGD accuracy": a["pgd"]} for k, a in t2["accuracy"].items()]))
+display(Markdown(table_table2(t2["record"])))
 print(t2["record"]["config"]["adversarial_training"])
 
 # %% tags=["hide-input"]
@@ -169,9 +158,7 @@ rec = paper_record("table2")
 if rec:
     display(Markdown(f"**Paper profile**, device {rec['device']}; adversarial training: "
                      f"{rec['config']['adversarial_training']}"))
-    display(table(table2_rows(rec["metrics"]["rows"])))
-    display(table([{"model": k, "clean accuracy": a["clean"], "PGD accuracy": a["pgd"]}
-                   for k, a in rec["metrics"]["accuracy"].items()]))
+    display(Markdown(table_table2(rec)))
 
 # %% tags=["remove-input"]
 banner.finish([r["record"] for r in (grads, ood, hidden, t2)])  # the data actually used and the wall time

@@ -73,7 +73,7 @@ banner = snnl.Banner(profile, [], device)
 # %% tags=["hide-input"]
 paper_records = snnl.load_records(records_dir, "table1", profile="paper")
 if paper_records:
-    display(Markdown(reg.format_table1(reg.table1_summary(paper_records))))
+    display(Markdown(reg.table_table1(paper_records)))
 else:
     print(f"No paper-profile Table 1 records under {records_dir!r} yet.")
 missing = reg.table1_missing(paper_records, alphas=(0.0, alpha))
@@ -106,7 +106,7 @@ for name in names:
     except snnl.DatasetError as err:
         print(f"{name}: skipped, {err}")
 rows = reg.table1_summary(ours)
-display(Markdown(reg.format_table1(rows)))
+display(Markdown(reg.table_table1(ours)))
 for name in names:
     v = {r["variant"]: r for r in rows if r["dataset"] == name}
     if {"baseline", "entangled"} <= set(v):

@@ -124,6 +124,13 @@ def test_plots_and_table(run):
     assert len(rows) == 8
     pair = transfer["metrics"]["pairs"][0]
     assert rows[0].split(" | ")[5] == f"{np.mean(pair['model_accuracy'][1:]):.3f}"
+    # one record, this run's or a committed one: the same tables and numbers
+    assert cal.table_calibration(read_record(sweep["path"])) == cal.summary_table([sweep])
+    assert cal.table_transfer(read_record(transfer["path"])) == cal.transfer_table([transfer])
+    clean = cal.clean_credibility(read_record(sweep["path"]))
+    assert clean == {v: c["fgsm"]["credibility"][0] for v, c in sweep["metrics"]["curves"].items()}
+    acc = cal.transfer_accuracy(read_record(transfer["path"]))
+    assert acc[(pair["source"], pair["victim"])] == pair["mean_model_accuracy"] and len(acc) == 8
 
 
 def test_triplet_sweep_reuses_the_baseline(run, tmp_path):
@@ -173,7 +180,7 @@ def test_paper_victims_are_the_table1_models():
         table1 = TrainConfig(dataset="fashion-mnist", model="cnn", alpha=alpha, steps=14000, batch_size=256,
                              lr=1e-4, profile="paper", experiment="table1", seed=0)
         assert asdict(roles[role]) == asdict(table1)
-    assert roles["entangled_source"].seed == 1 and roles["entangled_source"].steps == cal.PAPER["source_steps"]
+    assert roles["entangled_source"].seed == 1 and roles["entangled_source"].steps == cal.SETTINGS["paper"]["source_steps"]
 
 
 @pytest.mark.parametrize("kw, match", [

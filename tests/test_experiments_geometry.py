@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -183,6 +184,8 @@ def test_table2_pgd_model_is_more_robust_and_records(tiny, tmp_path):
     rows = robustness.report_items({"table2": [rec]})  # the report reads the record run_table2 wrote
     assert len(rows) == 4 and all(r["status"] in (HOLDS, FAILS) and r["runs"] for r in rows)
     assert [r["layer (ours)"] for r in table] == list(LAYER_MAP)
+    assert robustness.table_table2(rec) == robustness.table_table2(res["record"])  # a committed record, this run
+    assert robustness.table_table2(rec).count("\n| ") == len(LAYER_MAP) + 1 + 2  # layers, header; models
 
 
 def test_run_all_writes_one_record_per_part(tiny, tmp_path):
@@ -200,6 +203,13 @@ def test_run_all_writes_one_record_per_part(tiny, tmp_path):
         rec = read_record(out[part]["record"]["path"])  # the item's report rows read the record its run wrote
         ran = [r for r in module.report_items({rec["experiment"]: [rec]}) if r["runs"]]
         assert len(ran) == 1 and ran[0]["status"] in (HOLDS, FAILS) and ran[0]["item"].endswith(f"({rec['dataset']})")
+        # a chapter draws this run and a committed record with the same calls
+        table, plot = getattr(module, f"table_{part}"), getattr(module, f"plot_{part}")
+        assert table(rec) == table(out[part]["record"]) and table(rec).count("\n") == len(rec["metrics"]) + 1
+        for r in (rec, out[part]["record"]):
+            fig = plot(r)
+            assert len(fig.axes) == len(rec["metrics"])
+            plt.close(fig)
 
 
 def test_checkpoints_are_reused_and_unfinished_ones_refused(tiny, tmp_path):

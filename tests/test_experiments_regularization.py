@@ -88,6 +88,7 @@ def test_summary_statistics_and_paper_columns():
     assert reg.table1_config("mnist", 0.0, "paper", regularizer="snnl-reference").regularizer == "snnl"
     assert reg.table1_config("mnist", 10.0, "paper", regularizer="snnl-reference").regularizer == "snnl-reference"
     table = reg.format_table1(reg.table1_summary(recs))
+    assert reg.table_table1(recs) == table  # the chapter's one call, for this run or the committed records
     assert "| paper | mnist | baseline | 0 | 14000 | 3 (paper 4) | 99.00 | 98.83 | 98.00 ± 1.00 | 98.82 |" in table
     assert "89.90 (sic) |" in table and "| – |" in table
     assert reg.table1_missing(recs) == ["fashion-mnist baseline (alpha=0)", "fashion-mnist entangled (alpha=10)",

@@ -125,8 +125,8 @@ def test_a_missing_cifar10_is_replaced_and_labelled(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(figure="4"), "unknown figure/profile"),
-    (dict(profile="huge"), "unknown figure/profile"),
+    (dict(figure="4"), "unknown figure '4'; choose one of: 15, 3, 16"),
+    (dict(profile="huge"), "unknown profile 'huge'; choose one of: small, paper"),
     (dict(measure_split="val"), "measure_split must be"),
     (dict(measure_points=0), "measure_points must be"),
 ])

@@ -65,6 +65,8 @@ def test_figure1_minimising_separates_random_labels(tmp_path):
     assert len(rec["history"]["loss"]) == 150
     [row] = [i for i in synthetic.report_items({"figure1": [rec]}) if i["runs"]]  # the row of the record it wrote
     assert row["status"] == HOLDS and row["runs"] == 1  # purity up, loss down
+    table = synthetic.table_points(rec)  # the chapter's table: the same for this run's record and the saved one
+    assert table == synthetic.table_points(r["record"]) and table.splitlines()[2].startswith("| initial |")
     assert 0.5 * seconds <= rec["wall_seconds"] <= seconds  # the record's clock covers the descent
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -269,6 +270,14 @@ def test_snnl_gan_and_learned_records(fast_profile, tmp_path):
     ran = [i for i in gen.report_items({"snnl_gan": [snnl_rec], "snnl_gan_learned": [rec]}) if i["runs"]]
     assert [i["section"] for i in ran] == ["Fig. 6", "Fig. 23"] and all(i["status"] in (HOLDS, FAILS) for i in ran)
     assert [s["step"] for s in rec["history"]["snapshots"]] == [0, 4]
+    # a chapter draws this run's record and a committed one with the same calls
+    assert gen.table_generators([snnl_rec, rec]) == gen.table_generators([snnl_rec, res.record])
+    assert gen.table_generators([snnl_rec, rec]).count("\n| ") == 2  # a row per record
+    assert gen.describe(rec) == gen.describe(res.record) and "learned space" in gen.describe(rec)
+    assert "class coverage" in gen.describe(snnl_rec)
+    for fig in (gen.plot_snapshots(rec), gen.plot_snnl_generator(snnl_rec), gen.plot_samples([snnl_rec])):
+        assert fig.axes
+        plt.close(fig)
 
 
 class _RunsCode:

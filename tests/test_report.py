@@ -173,7 +173,20 @@ def test_unknown_formats_and_foreign_files_do_not_break_the_report(tmp_path):
     items = rp.reproduction_report(tmp_path)
     bad = [i for i in items if i["status"] == rp.ERROR]
     assert len(bad) == 1 and bad[0]["experiment"] == "dknn_calibration" and "KeyError" in bad[0]["note"]
+    assert "dknn_calibration_mnist_0_" in bad[0]["note"]  # the row names the record's file
     assert find(items, "Table 1: mnist, baseline (alpha=0), best")["status"] == rp.MATCHES
+    assert find(items, "DkNN calibration (mnist)")["status"] == rp.NOT_RUN  # the item's other rows are there
+
+
+def test_a_bug_in_an_items_code_raises(tmp_path, monkeypatch):
+    table1(tmp_path, "mnist", 0.0, [0.988, 0.989])
+    bugs = [lambda records: 1 / 0,  # not an error of reading a record
+            lambda records: {}["missing"],  # fails without any record
+            lambda records: [] if len(records.get("table1", [])) < 2 else {}["missing"]]  # each record reads alone
+    for bug in bugs:
+        monkeypatch.setattr(rp, "SECTIONS", [(("table1",), bug)])
+        with pytest.raises((ZeroDivisionError, KeyError)):
+            rp.reproduction_report(tmp_path)
 
 
 def test_format_report_is_a_markdown_table(tmp_path):

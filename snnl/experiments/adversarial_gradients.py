@@ -15,10 +15,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
-from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.common import finish_record, knn_accuracy, markdown_table, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, plot_geometry, trained_model
 from snnl.experiments.report_rows import per_dataset
 from snnl.models import logits_of
+
+# The paper's claim (Section 5.2: t-SNE pictures, no numbers)
+PAPER = {"Figs. 10, 11": "aligned for two CE models, not with entangled ones"}
 
 
 def adversarial_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -86,6 +89,25 @@ def run_adversarial_gradients(cfg: GeometryConfig, out_dir=None, cache: dict | N
     return {"pairs": res, "record": finish_record(run, res, ("embedding", "model", "label"), out_dir)}
 
 
+# ---- tables and figures, of a run's record or a committed one -------------------------------------
+TABLE_KEYS = ("cosine_raw", "cosine_sign", "cross_model_knn_accuracy", "knn_accuracy", "model_mixing")
+
+
+def table_gradients(record: dict) -> str:
+    """Figs. 10, 11's numbers: a Markdown table, one row per pair of ``record`` (this run's, or a committed one)."""
+    return markdown_table([{"pair": k, **{q: m[q] for q in TABLE_KEYS}} for k, m in record["metrics"].items()])
+
+
+def plot_gradients(record: dict, axes=None):
+    """Figs. 10, 11, from ``record``'s history: one t-SNE panel per pair. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 4))
+    plot_geometry("gradients", record["history"], axes)
+    return np.ravel(axes)[0].figure
+
+
 # ---- the reproduction report's rows -------------------------------------------------------------
 def report_items(records: dict[str, list[dict]]) -> list[dict]:
     """The reproduction report's rows of this item, from the paper-profile records by experiment."""
@@ -98,6 +120,6 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
                 f"mixed {m['mixed']:.3f}", m["baseline"] > max(m["entangled"], m["mixed"]),
                 "sign-gradient cosine " + ", ".join(f"{k} {v:.3f}" for k, v in cos.items()))
     return per_dataset("Figs. 10, 11", "Figs. 10, 11: targeted-FGSM gradients aligned",
-                       "aligned for two CE models, not with entangled ones", "adversarial_gradients", recs,
+                       PAPER["Figs. 10, 11"], "adversarial_gradients", recs,
                        ["mnist"], lambda r: r["dataset"], judge,
                        "CE pair's cross-model kNN accuracy above the entangled and the mixed pair's")

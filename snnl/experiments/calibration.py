@@ -41,13 +41,22 @@ from snnl.attacks import BIM, FGSM
 from snnl.checkpointing import load_checkpoint
 from snnl.dknn import DkNN, extract_features
 from snnl.experiments.calibration_models import (  # noqa: F401 (re-exported: one import for chapters)
-    ATTACKS, PAPER, PAPER_BIM_STEPS, TITLES, CalibrationConfig, checkpoint_name, make_config, model_configs,
-    roles_needed, train_models)
-from snnl.experiments.calibration_plots import (  # noqa: F401
-    COLORS, compare, plot_calibration, plot_transfer, summary_table, transfer_table)
+    ATTACKS, SETTINGS, TITLES, CalibrationConfig, checkpoint_name, make_config, model_configs, roles_needed,
+    train_models)
+from snnl.experiments.calibration_plots import (  # noqa: F401 (re-exported: one import for chapters)
+    COLORS, clean_credibility, compare, plot_calibration, plot_transfer, summary_table, table_calibration,
+    table_transfer, transfer_accuracy, transfer_table)
+from snnl.experiments.common import PAPER_RECIPE, finish_run
 from snnl.experiments.report_rows import better, by_key, fmt_num, per_dataset, report_item, stands_for, verdict
 from snnl.results import PROFILES, Run, device_name
 from snnl.train import TrainConfig, load_for
+
+# The paper's claims (Section 5, Apps. B, F: curves, no numbers) and the setting of its runs
+PAPER = {"Figs. 9, 18, 19": "credibility more correlated with accuracy for the entangled model",
+         "Fig. 14": "no improvement (FGSM)", "Fig. 20": "transfers poorly to a CE model",
+         "steps": PAPER_RECIPE["steps"],  # the victims: Table 1's models
+         "bim_steps": 1000}  # Fig. 9's caption
+PAPER_BIM_STEPS = PAPER["bim_steps"]
 
 
 def calibration_stats(accuracy, credibility) -> dict:
@@ -142,11 +151,10 @@ def _notes(config: CalibrationConfig, models: dict) -> list[str]:
 
 def _record(run: Run, config, models, metrics, out_dir):
     """Finish ``run`` (created when the experiment started, so that its wall time covers it)."""
-    run.config = {**asdict(config), "models": {r: asdict(m.config) for r, m in models.items()},
-                  "dknn_layers": list(config.layers or (*models["baseline"].model.layer_names, "logits")),
-                  "notes": _notes(config, models)}
-    run.device = device_name(next(models["baseline"].model.parameters()).device)
-    return run.finish(metrics, out_dir)
+    return finish_run(run, metrics, out_dir, config={
+        **asdict(config), "models": {r: asdict(m.config) for r, m in models.items()},
+        "dknn_layers": list(config.layers or (*models["baseline"].model.layer_names, "logits")),
+        "notes": _notes(config, models)}, device=device_name(next(models["baseline"].model.parameters()).device))
 
 
 def credibility_sweep(config: CalibrationConfig, models: dict | None = None, out_dir=None, cache=None,
@@ -216,14 +224,14 @@ def calibration_items(recs):
     items = []
     for ds, fig in (("svhn", "Fig. 9"), ("mnist", "Fig. 18"), ("fashion-mnist", "Fig. 19")):
         rec = by_key(recs, stands_for).get(ds)
-        claim = "credibility more correlated with accuracy for the entangled model"
+        claim = PAPER["Figs. 9, 18, 19"]
         crit = "Pearson r (mean credibility vs accuracy over eps) higher for the entangled model"
         if rec is None:
             items.append(report_item(fig, f"{fig}: DkNN calibration ({ds})", claim, "dknn_calibration", criterion=crit))
             continue
         rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
         c = rec["config"]
-        note = f"victims {c.get('steps')} steps, BIM {c.get('bim_steps')} steps (paper 1,000), {c.get('n_test')} points"
+        note = f"victims {c.get('steps')} steps, BIM {c.get('bim_steps')} steps (paper {PAPER['bim_steps']:,}), {c.get('n_test')} points"
         for attack in dict.fromkeys(a for _, a in rows):
             e, b = rows.get(("entangled", attack)), rows.get(("baseline", attack))
             if e is None or b is None:
@@ -243,22 +251,19 @@ def triplet_items(recs):
         return (f"FGSM r {fmt_num(t['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(t['gap'])} vs {fmt_num(b['gap'])}"
                 + _scale(rec),
                 not better(t["pearson"], b["pearson"]), f"triplet alpha {rec['config'].get('alpha')}")
-    return per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", "no improvement (FGSM)",
+    return per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", PAPER["Fig. 14"],
                        "dknn_calibration_triplet", recs, ["mnist"], stands_for, judge,
                        "the triplet model's Pearson r is not higher than the baseline's (FGSM)")
 
 
 def transfer_items(recs):
     def judge(rec):
-        on = [e > 0 for e in rec["metrics"]["eps"]]
-        mean = lambda p: p["mean_model_accuracy"] if "mean_model_accuracy" in p else \
-            sum(a for a, o in zip(p["model_accuracy"], on) if o) / max(1, sum(on))
-        acc = {(p["source"], p["victim"]): mean(p) for p in rec["metrics"]["pairs"]}
+        acc = transfer_accuracy(rec)
         a, b = acc[("entangled", "baseline")], acc[("baseline_source", "baseline")]
         return (f"CE victim accuracy {a:.3f} on examples from the entangled model vs {b:.3f} from a second CE model"
                 + _scale(rec),
                 a > b, "mean over eps > 0, BIM")
-    return per_dataset("Fig. 20", "Fig. 20: transfer from an entangled model", "transfers poorly to a CE model",
+    return per_dataset("Fig. 20", "Fig. 20: transfer from an entangled model", PAPER["Fig. 20"],
                        "transferability", recs, ["svhn", "mnist", "fashion-mnist"], stands_for, judge,
                        "the CE model is more accurate on examples crafted on the entangled model than on a CE one")
 

@@ -20,7 +20,6 @@ from snnl.train import TrainConfig, train
 ATTACKS = ("fgsm", "bim", "bim_source", "bim_zero")  # the four panels of Fig. 9
 TITLES = {"fgsm": "FGSM, white box", "bim": "BIM, white box",
           "bim_source": "BIM, transfer (source knowledge)", "bim_zero": "BIM, transfer (zero knowledge)"}
-PAPER_BIM_STEPS = 1000  # Fig. 9's caption
 
 
 @dataclass
@@ -74,9 +73,11 @@ class CalibrationConfig:
         return "entangled" if self.regularizer == "snnl" else "triplet"
 
 
-PAPER = dict(PAPER_RECIPE, source_steps=5000, size=None, bim_steps=50, bim_alpha=0.01,
-             eps=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), n_test=1000, n_calibration=1000)
-SETTINGS = {"small": {}, "paper": dict(PAPER, dataset="mnist")}  # per profile (PROFILES)
+SETTINGS = {  # per profile (PROFILES)
+    "small": {},
+    "paper": dict(PAPER_RECIPE, source_steps=5000, size=None, bim_steps=50, bim_alpha=0.01,
+                  eps=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), n_test=1000, n_calibration=1000, dataset="mnist"),
+}
 
 
 def make_config(profile: str = "small", **overrides) -> CalibrationConfig:

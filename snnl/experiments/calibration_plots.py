@@ -3,8 +3,10 @@ Appendix F; Fig. 14 of Appendix B).
 
 :func:`plot_calibration` draws Fig. 9-style panels of a ``dknn_calibration`` record,
 :func:`plot_transfer` Fig. 20 from a ``transferability`` record; :func:`summary_table`,
-:func:`transfer_table` and :func:`compare` put their numbers side by side. The records are
-written by :mod:`snnl.experiments.calibration`.
+:func:`transfer_table` and :func:`compare` put their numbers side by side (:func:`table_calibration`,
+:func:`table_transfer`: of one record), :func:`clean_credibility` and :func:`transfer_accuracy` read
+them. Each takes this run's record or a committed one alike. The records are written by
+:mod:`snnl.experiments.calibration`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,32 @@ def summary_table(records: list[dict]) -> str:
                          f"| {c['bim_steps']} | {c['n_test']} | {s['model']} | {s['attack']} "
                          f"| {s['pearson'] if s['pearson'] is None else round(s['pearson'], 3)} | {s['gap']:.3f} |")
     return "\n".join(lines)
+
+
+def table_calibration(record: dict) -> str:
+    """:func:`summary_table` of one ``dknn_calibration`` (or ``_triplet``) record."""
+    return summary_table([record])
+
+
+def table_transfer(record: dict) -> str:
+    """:func:`transfer_table` of one ``transferability`` record."""
+    return transfer_table([record])
+
+
+def clean_credibility(record: dict) -> dict[str, float]:
+    """Per victim: the mean DkNN credibility on the clean test points (eps 0) of a calibration record."""
+    m = record["metrics"]
+    clean = m["eps"].index(0.0)
+    return {v: curves[next(iter(curves))]["credibility"][clean] for v, curves in m["curves"].items()}
+
+
+def transfer_accuracy(record: dict) -> dict[tuple[str, str], float]:
+    """Per (source, victim) of a ``transferability`` record: the victim's accuracy on the source's
+    BIM examples, mean over eps > 0."""
+    on = [e > 0 for e in record["metrics"]["eps"]]
+    mean = lambda p: p["mean_model_accuracy"] if "mean_model_accuracy" in p else \
+        sum(a for a, o in zip(p["model_accuracy"], on) if o) / max(1, sum(on))
+    return {(p["source"], p["victim"]): mean(p) for p in record["metrics"]["pairs"]}
 
 
 def compare(record: dict, name: str = "entangled") -> dict:

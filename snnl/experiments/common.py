@@ -6,8 +6,10 @@ record finishing, the t-SNE / kNN measurements and Markdown tables.
   ``config_for`` / ``make_config`` / ``get_profile`` / ``table1_config`` picks its profile;
 * :data:`PAPER_RECIPE` -- the paper's CNN training (Table 1: 14,000 steps of Adam, batch 256,
   learning rate 1e-4), written once and used by every item that trains that CNN;
-* :func:`start_run`, :func:`finish_record` -- a results record (:class:`snnl.results.Run`)
-  opened with a seeded run and written with a model's floats as metrics and its arrays as history;
+* :func:`start_run`, :func:`finish_run`, :func:`finish_record` -- a results record
+  (:class:`snnl.results.Run`) opened with a seeded run; written by :func:`finish_run`, the one
+  finisher of every experiment (metrics and history as given), or by :func:`finish_record` (per
+  model, its floats as metrics and its arrays as history);
 * :func:`load_or_substitute` -- a paper dataset, or its stand-in (:data:`SUBSTITUTES`) when it is
   missing; :func:`find_record` -- a run a sweep already has; :func:`train_recorded` --
   :func:`snnl.train.train` with entries added to its record's config;
@@ -60,13 +62,26 @@ def start_run(cfg, experiment: str, dataset: str) -> Run:
     return Run(experiment, cfg.profile, dataset, cfg.seed, asdict(cfg), device_name(resolve_device(cfg.device)))
 
 
+def finish_run(run: Run, metrics: dict, out_dir, history: dict | None = None, *, config: dict | None = None,
+               device: str | None = None) -> dict:
+    """The one finisher of every experiment's record: ``run``'s record with ``metrics`` and
+    ``history`` as given (``config`` / ``device``, when given, replace the run's), written under
+    ``out_dir`` when given (:meth:`snnl.results.Run.finish`). Returns the record."""
+    if config is not None:
+        run.config = config
+    if device is not None:
+        run.device = device
+    return run.finish(metrics, out_dir, history=history)
+
+
 def finish_record(run: Run, results: dict, arrays: tuple[str, ...], out_dir) -> dict:
-    """Write ``run``'s record: per model / pair of ``results``, its numbers (the float values) as
-    metrics and its ``arrays`` (floats rounded to 2 decimals) as history. Returns the record."""
+    """Write ``run``'s record (:func:`finish_run`): per model / pair of ``results``, its numbers
+    (the float values) as metrics and its ``arrays`` (floats rounded to 2 decimals) as history.
+    Returns the record."""
     metrics = {name: {k: v for k, v in r.items() if isinstance(v, float)} for name, r in results.items()}
     history = {name: {k: np.round(r[k], 2) if r[k].dtype.kind == "f" else r[k] for k in arrays}
                for name, r in results.items()}
-    return run.finish(metrics, out_dir, history=history)
+    return finish_run(run, metrics, out_dir, history)
 
 
 def models_out(out_dir) -> Path | None:
@@ -130,8 +145,7 @@ def train_recorded(config: TrainConfig, data: Dataset, out_dir=None, extra: dict
     config of its results record; the record is written under ``out_dir`` (if given)."""
     run = Run(config.experiment, config.profile, data.name, config.seed, {**asdict(config), **(extra or {})})
     res = train(config, data, **kwargs)
-    run.device = res.record["device"]
-    res.record = run.finish(res.metrics, out_dir, history=res.history)
+    res.record = finish_run(run, res.metrics, out_dir, res.history, device=res.record["device"])
     return res
 
 

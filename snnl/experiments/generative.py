@@ -11,10 +11,11 @@
   loss of real vs synthetic in that space; the generator maximises it. Sample grids over training.
 
 Each function returns a :class:`snnl.gan.GANResult` whose ``record`` is the results record
-(written under ``out_dir`` when given). Sample grids are kept in records as small base64 PNGs
-(:func:`encode_grid` / :func:`decode_grid`), t-SNE coordinates as base64 float16
-(:func:`encode_points` / :func:`decode_points`), so that the
-book can redraw every figure from the committed records. Command line (the paper profile)::
+(written under ``out_dir`` when given, by :func:`snnl.experiments.common.finish_run`). Sample
+grids and t-SNE coordinates are kept in the records, so that the book redraws every figure from
+this run's record or a committed one with the same call: the figures, tables and the records'
+encoding are in :mod:`snnl.experiments.generative_plots` (also offered here). Command line (the
+paper profile)::
 
     python -m snnl.experiments.generative --profile paper --out results/paper/gan --checkpoints runs/gan
 """
@@ -22,28 +23,29 @@ book can redraw every figure from the committed records. Command line (the paper
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image
 from scipy.stats import spearmanr
 from sklearn.manifold import TSNE
-from torchvision.utils import make_grid
 
 from snnl.data import Dataset, load_dataset
-from snnl.experiments.common import profile_values
+from snnl.experiments.common import finish_run, profile_values
+from snnl.experiments.generative_plots import (  # noqa: F401 (re-exported: one import for chapters)
+    COVERAGE_THRESHOLD, EXPERIMENTS, decode_grid, decode_points, describe, encode_grid, encode_points, label,
+    plot_class_histograms, plot_entanglement, plot_grids, plot_samples, plot_snapshots, plot_snnl_generator, plot_tsne,
+    table_generators)
 from snnl.experiments.report_rows import fmt_num, per_dataset
 from snnl.gan import GANConfig, GANResult, sample, train_gan
 from snnl.results import Run, device_name, resolve_device
 from snnl.train import TrainConfig, TrainResult, train
 
-COVERAGE_THRESHOLD = 0.01  # a class is covered when at least 1% of the samples are classified as it
+# The paper's claims (Section 3.2, Apps. D, I: pictures, no numbers)
+PAPER = {"Figs. 4, 5, 17": "rises over training", "Fig. 6": "varied digits of all classes",
+         "Fig. 23": "samples approach the data"}
 
 
 @dataclass(frozen=True)
@@ -76,31 +78,7 @@ def get_profile(profile: str) -> Profile:
 
 
 # ----------------------------------------------------------------------------------------------
-# records: grids as PNG, t-SNE coordinates, class histograms
-def encode_grid(images: torch.Tensor, nrow: int = 8) -> str:
-    """A grid of (N, C, H, W) images in [0, 1] as a base64 PNG string (8-bit)."""
-    grid = make_grid(images.detach().cpu().float().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr[..., 0] if arr.shape[2] == 1 or images.shape[1] == 1 else arr).save(buf, "PNG", optimize=True)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def decode_grid(text: str) -> np.ndarray:
-    """The image array (H, W) or (H, W, 3), uint8, of :func:`encode_grid`'s string."""
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
-
-
-def encode_points(points: np.ndarray) -> str:
-    """(N, 2) coordinates as a base64 string of float16 values (compact records)."""
-    return base64.b64encode(np.asarray(points, dtype="<f2").tobytes()).decode("ascii")
-
-
-def decode_points(text: str) -> np.ndarray:
-    """The (N, 2) float32 array of :func:`encode_points`'s string."""
-    return np.frombuffer(base64.b64decode(text), dtype="<f2").astype(np.float32).reshape(-1, 2)
-
-
+# measurements: t-SNE of real vs synthetic, class histograms
 def tsne_real_fake(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """2-D t-SNE (scikit-learn, PCA init) of real and generated images together; the
     coordinates of the real and of the generated images."""
@@ -172,7 +150,7 @@ def _finish(run: Run, res: GANResult, out_dir, extra: dict, grids: dict, snapsho
         metrics["classifier_test_accuracy"] = classifier.metrics["test_accuracy"]
         metrics["classified_samples"] = samples
     history = {**res.history, "snapshots": snapshots, "grids": grids}
-    res.record = run.finish(metrics, out_dir, history=history)
+    res.record = finish_run(run, metrics, out_dir, history)
     res.metrics = metrics
     return res
 
@@ -252,76 +230,6 @@ def snnl_gan_learned(profile: str = "small", seed: int = 0, device: str = "auto"
     return _finish(run, res, out_dir, extra, {}, snaps, classifier, p.n_samples)
 
 
-# ----------------------------------------------------------------------------------------------
-# figures, redrawn from records
-EXPERIMENTS = ("gan_entanglement", "snnl_gan", "snnl_gan_learned")
-
-
-def label(record: dict) -> str:
-    """``"GAN (dcgan)"``, ``"SNNL generator (dcgan)"``, ... for legends."""
-    name = {"gan_entanglement": "GAN", "snnl_gan": "SNNL generator", "snnl_gan_learned": "learned-space SNNL-GAN"}
-    c = record["config"]
-    form = f", {c['g_loss']}" if record["experiment"] == "snnl_gan" and c.get("g_loss") == "maximize" else ""
-    return f"{name.get(record['experiment'], record['experiment'])} ({c['variant']}{form})"
-
-
-def plot_entanglement(records: list[dict], title: str = ""):
-    """Figs. 5/17: real/synthetic entanglement (Eq. 2) and 1-NN accuracy against the step."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for r in records:
-        h = r["history"]
-        a.plot(h["measure_step"], h["entanglement"], marker=".", label=label(r))
-        b.plot(h["measure_step"], h["nn_accuracy"], marker=".", label=label(r))
-    a.set(xlabel="training step", ylabel="entanglement (min over T)", title=title or "real vs synthetic, pixels")
-    b.set(xlabel="training step", ylabel="1-NN two-sample accuracy", ylim=(0.45, 1.02), title="1 = separable, 0.5 = mixed")
-    a.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_tsne(record: dict):
-    """Fig. 4: t-SNE of real (grey) and synthetic (red) images at each snapshot."""
-    snaps = record["history"]["snapshots"]
-    ms = record["history"]["measure_step"]
-    fig, axes = plt.subplots(1, len(snaps), figsize=(3 * len(snaps), 3.2), squeeze=False)
-    for ax, s in zip(axes[0], snaps):
-        r, f = decode_points(s["tsne_real"]), decode_points(s["tsne_fake"])
-        ax.scatter(r[:, 0], r[:, 1], s=5, c="0.5", label="real")
-        ax.scatter(f[:, 0], f[:, 1], s=5, c="tab:red", label="synthetic")
-        e = record["history"]["entanglement"][ms.index(s["step"])] if s["step"] in ms else float("nan")
-        ax.set(xticks=[], yticks=[], title=f"step {s['step']}: entanglement {e:.3f}")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(label(record))
-    fig.tight_layout()
-    return fig
-
-
-def plot_grids(grids: list[tuple[str, str]], size: float = 3.2):
-    """A row of encoded grids ``(title, base64 PNG)``."""
-    fig, axes = plt.subplots(1, len(grids), figsize=(size * len(grids), size + 0.3), squeeze=False)
-    for ax, (title, png) in zip(axes[0], grids):
-        ax.imshow(decode_grid(png), cmap="gray", vmin=0, vmax=255)
-        ax.set(xticks=[], yticks=[], title=title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_class_histograms(records: list[dict]):
-    """Share of generated samples per predicted class, one bar group per record."""
-    fig, ax = plt.subplots(figsize=(8, 3))
-    recs = [r for r in records if "class_histogram" in r["metrics"]]
-    w = 0.8 / max(1, len(recs))
-    for i, r in enumerate(recs):
-        m = r["metrics"]
-        ax.bar(np.arange(10) + i * w, m["class_histogram"], w, label=f"{label(r)}: {m['class_coverage']}/10")
-    ax.axhline(COVERAGE_THRESHOLD, color="k", lw=0.8, ls="--")
-    ax.set(xticks=np.arange(10) + 0.4 - w / 2, xticklabels=range(10), xlabel="predicted class",
-           ylabel="share of samples")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 # ---- the reproduction report's rows -------------------------------------------------------------
 def report_items(records: dict[str, list[dict]]) -> list[dict]:
     """The reproduction report's rows of Figs. 4-6, 17 and 23, from the paper-profile records by
@@ -346,14 +254,14 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
                 f"real data: {m.get('real_class_coverage')} classes; classifier accuracy "
                 f"{fmt_num(m.get('classifier_test_accuracy'))}")
 
-    return (per_dataset("Figs. 4, 5, 17", "Figs. 4, 5, 17: GAN real/synthetic entanglement rises", "rises over training",
+    return (per_dataset("Figs. 4, 5, 17", "Figs. 4, 5, 17: GAN real/synthetic entanglement rises", PAPER["Figs. 4, 5, 17"],
                         "gan_entanglement", records.get("gan_entanglement", []),
                         ["cifar10, dcgan", "cifar10, fc", "mnist, dcgan", "mnist, fc"], variant, rises,
                         "entanglement at the end > at the start, positive Spearman correlation with the step")
-            + per_dataset("Fig. 6", "Fig. 6: SNNL generator covers every class", "varied digits of all classes",
+            + per_dataset("Fig. 6", "Fig. 6: SNNL generator covers every class", PAPER["Fig. 6"],
                           "snnl_gan", records.get("snnl_gan", []), ["mnist"], lambda r: r["dataset"], coverage,
                           "a CNN classifies ≥ 1% of the samples as each class")
-            + per_dataset("Fig. 23", "Fig. 23: SNNL-GAN in a learned space", "samples approach the data",
+            + per_dataset("Fig. 23", "Fig. 23: SNNL-GAN in a learned space", PAPER["Fig. 23"],
                           "snnl_gan_learned", records.get("snnl_gan_learned", []), ["mnist"], lambda r: r["dataset"],
                           rises, "real/synthetic pixel-space entanglement rises (end > start)"))
 

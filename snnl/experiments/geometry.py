@@ -26,19 +26,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from snnl.experiments.adversarial_gradients import adversarial_gradients, gradient_alignment, run_adversarial_gradients
+from snnl.experiments.adversarial_gradients import (adversarial_gradients, gradient_alignment, plot_gradients,
+                                                   run_adversarial_gradients, table_gradients)
 from snnl.experiments.checkpoints import await_checkpoint, checkpoint_step
 from snnl.experiments.common import knn_accuracy, markdown_table, tsne
 from snnl.experiments.geometry_base import (PROFILES, SYNTHETIC_OOD, GeometryConfig, checkpoint_dir, config_for, load,
                                             model_config, plot_embedding, plot_geometry, trained_model)
-from snnl.experiments.hidden_adversarial import real_vs_adversarial, run_hidden_adversarial
-from snnl.experiments.ood import ood_scores, run_ood
-from snnl.experiments.robustness import run_table2, table2_rows
+from snnl.experiments.hidden_adversarial import plot_hidden, real_vs_adversarial, run_hidden_adversarial, table_hidden
+from snnl.experiments.ood import ood_scores, plot_ood, run_ood, table_ood
+from snnl.experiments.robustness import run_table2, table2_rows, table_table2
 
 __all__ = ["PROFILES", "SYNTHETIC_OOD", "GeometryConfig", "adversarial_gradients", "await_checkpoint", "checkpoint_dir",
            "checkpoint_step", "config_for", "gradient_alignment", "knn_accuracy", "load", "main", "markdown_table",
-           "model_config", "ood_scores", "plot_embedding", "plot_geometry", "real_vs_adversarial", "run_adversarial_gradients",
-           "run_all", "run_hidden_adversarial", "run_ood", "run_table2", "table2_rows", "trained_model", "tsne"]
+           "model_config", "ood_scores", "plot_embedding", "plot_geometry", "plot_gradients", "plot_hidden", "plot_ood",
+           "real_vs_adversarial", "run_adversarial_gradients", "run_all", "run_hidden_adversarial", "run_ood", "run_table2",
+           "table2_rows", "table_gradients", "table_hidden", "table_ood", "table_table2", "trained_model", "tsne"]
 
 
 def run_all(cfg: GeometryConfig, out_dir=None, parts=("gradients", "ood", "hidden", "table2")) -> dict:

@@ -14,9 +14,12 @@ import torch.nn as nn
 
 from snnl.attacks import BIM, FGSM
 from snnl.dknn import extract_features
-from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
-from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.common import finish_record, knn_accuracy, markdown_table, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, plot_geometry, trained_model
 from snnl.experiments.report_rows import per_dataset
+
+# The paper's claim (App. H: a t-SNE picture, no numbers)
+PAPER = {"Fig. 22": "separate in the entangled model, mixed in the CE model"}
 
 
 def real_vs_adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack, layer: str = "conv1",
@@ -55,6 +58,25 @@ def run_hidden_adversarial(cfg: GeometryConfig, out_dir=None, cache: dict | None
     return {"models": out, "record": finish_record(run, out, ("embedding", "is_adversarial"), out_dir)}
 
 
+# ---- tables and figures, of a run's record or a committed one -------------------------------------
+TABLE_KEYS = ("knn_accuracy_layer", "knn_accuracy_tsne", "clean_accuracy", "adversarial_accuracy")
+
+
+def table_hidden(record: dict) -> str:
+    """Fig. 22's numbers: a Markdown table, one row per model of ``record`` (this run's, or a committed one)."""
+    return markdown_table([{"model": k, **{q: m[q] for q in TABLE_KEYS}} for k, m in record["metrics"].items()])
+
+
+def plot_hidden(record: dict, axes=None):
+    """Fig. 22, from ``record``'s history: one t-SNE panel per model. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 4))
+    plot_geometry("hidden", record["history"], axes)
+    return np.ravel(axes)[0].figure
+
+
 # ---- the reproduction report's rows -------------------------------------------------------------
 def report_items(records: dict[str, list[dict]]) -> list[dict]:
     """The reproduction report's rows of this item, from the paper-profile records by experiment."""
@@ -66,6 +88,6 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
                 e["knn_accuracy_layer"] > b["knn_accuracy_layer"], f"{rec['config'].get('hidden_attack')} "
                 f"eps {rec['config'].get('hidden_eps')}, layer {rec['config'].get('hidden_layer')}")
     return per_dataset("Fig. 22", "Fig. 22: adversarial points apart in the first hidden layer",
-                       "separate in the entangled model, mixed in the CE model", "hidden_adversarial", recs,
+                       PAPER["Fig. 22"], "hidden_adversarial", recs,
                        ["fashion-mnist"], lambda r: r["dataset"], judge,
                        "kNN accuracy at telling real from adversarial higher for the entangled model")

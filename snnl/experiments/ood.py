@@ -17,9 +17,12 @@ from sklearn.metrics import roc_auc_score
 
 from snnl.data import Dataset
 from snnl.dknn import DkNN, extract_features
-from snnl.experiments.common import finish_record, models_out, start_run, tsne
-from snnl.experiments.geometry_base import GeometryConfig, load, trained_model
+from snnl.experiments.common import finish_record, markdown_table, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, plot_geometry, trained_model
 from snnl.experiments.report_rows import per_dataset
+
+# The paper's claim (Section 5.3, App. G: t-SNE pictures, no numbers)
+PAPER = {"Figs. 12, 21": "the entangled model separates OOD data"}
 
 
 def ood_scores(model: nn.Module, data: Dataset, x_in: torch.Tensor, x_out: torch.Tensor,
@@ -71,6 +74,25 @@ def run_ood(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> dic
     return {"models": out, "record": finish_record(run, out, ("embedding", "is_ood", "label"), out_dir)}
 
 
+# ---- tables and figures, of a run's record or a committed one -------------------------------------
+TABLE_KEYS = ("auroc_credibility", "auroc_softmax", "mean_credibility_in", "mean_credibility_out", "accuracy_in")
+
+
+def table_ood(record: dict) -> str:
+    """Figs. 12, 21's numbers: a Markdown table, one row per model of ``record`` (this run's, or a committed one)."""
+    return markdown_table([{"model": k, **{q: m[q] for q in TABLE_KEYS}} for k, m in record["metrics"].items()])
+
+
+def plot_ood(record: dict, axes=None):
+    """Figs. 12, 21, from ``record``'s history: one t-SNE panel per model. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 4))
+    plot_geometry("ood", record["history"], axes)
+    return np.ravel(axes)[0].figure
+
+
 # ---- the reproduction report's rows -------------------------------------------------------------
 def report_items(records: dict[str, list[dict]]) -> list[dict]:
     """The reproduction report's rows of this item, from the paper-profile records by experiment."""
@@ -82,6 +104,6 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
         return (f"AUROC credibility {e['auroc_credibility']:.3f} vs {b['auroc_credibility']:.3f}; "
                 f"softmax {e['auroc_softmax']:.3f} vs {b['auroc_softmax']:.3f}",
                 e["auroc_credibility"] > b["auroc_credibility"], "in- vs out-of-distribution, entangled vs baseline")
-    return per_dataset("Figs. 12, 21", "Figs. 12, 21: OOD inputs set apart", "the entangled model separates OOD data",
+    return per_dataset("Figs. 12, 21", "Figs. 12, 21: OOD inputs set apart", PAPER["Figs. 12, 21"],
                        "ood", recs, ["svhn+cifar10", "mnist+notmnist"], lambda r: r["dataset"], judge,
                        "AUROC of DkNN credibility (in vs out) higher for the entangled model")

@@ -24,7 +24,7 @@ import numpy as np
 
 from snnl.data import Dataset
 from snnl.experiments.checkpoints import model_checkpoint
-from snnl.experiments.common import PAPER_RECIPE, find_record, load_or_substitute, train_recorded
+from snnl.experiments.common import PAPER_RECIPE, find_record, load_or_substitute, profile_values, train_recorded
 from snnl.experiments.representations import RESNET_PAPER
 from snnl.train import TrainConfig, TrainingDiverged, load_for, train
 
@@ -37,27 +37,46 @@ PAPER_TABLE1 = {
                      "averages, a typo in the paper"},
     "cifar10": {"model": "resnet", "best": (91.22, 90.78), "mean": (89.90, 89.713), "runs": 100},
 }
+PAPER = {"Table 1": PAPER_TABLE1, "Fig. 7": "large alpha (maximising entanglement) is best",
+         "Fig. 8": "entangled overfits ~5,000 steps later, and less"}
 ENTANGLED_ALPHA = 10.0  # the authors' code: factor -10 in CE + factor * SNNL
 
-# The training recipe per profile. "paper": Table 1's footnotes (the same TrainConfig as
-# `python -m snnl train --dataset mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4
-# --profile paper --experiment table1`). "small": the embedded digits, a few hundred steps on a
+# ---- profiles -----------------------------------------------------------------------------------
+# The training recipe of a Table 1 run, per profile and dataset ("*": every dataset not named).
+# "paper": Table 1's footnotes (the CNN run is the TrainConfig of `python -m snnl train --dataset
+# mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4 --profile paper --experiment table1`;
+# CIFAR-10: the ResNet of the footnote). "small": the embedded digits, a few hundred steps on a
 # CPU, a larger learning rate to get somewhere in that time.
 CNN_PAPER = dict(model="cnn", **PAPER_RECIPE, eval_every=500)
 SMALL = dict(dataset="digits", model="cnn", steps=200, batch_size=64, lr=1e-3, eval_every=50, log_every=25)
+PROFILES_TABLE1 = {"small": {"*": SMALL}, "paper": {"*": CNN_PAPER, "cifar10": RESNET_PAPER}}
 
 
+# Fig. 7, per profile: the grid of alphas, the data (the paper profile: the CNN on Fashion-MNIST,
+# standing in for the CIFAR-10 ResNet search)
+PROFILES_FIG7 = {
+    "small": dict(alphas=(-10.0, -1.0, 0.0, 1.0, 10.0, 100.0), dataset="digits", substitute_for=None),
+    "paper": dict(alphas=(-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0, 100.0), dataset="fashion-mnist",
+                  substitute_for="the CIFAR-10 ResNet search (Fig. 7)"),
+}
+FIG7_ALPHAS = {p: v["alphas"] for p, v in PROFILES_FIG7.items()}
+
+
+# Fig. 8: a long training
+PROFILES_FIG8 = {
+    "small": dict(dataset="digits", n_train=300, steps=400, batch_size=64, lr=1e-3, eval_every=20, log_every=50),
+    "paper": dict(PAPER_RECIPE, dataset="svhn", steps=30000, eval_every=500),  # 30,000 steps: Fig. 8
+}
+FIG8 = PROFILES_FIG8  # its former name
+
+
+# ---- runs (each writes one record per trained model) ---------------------------------------------
 def table1_config(dataset: str, alpha: float, profile: str = "small", seed: int = 0, device: str = "auto",
                   **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of one Table 1 run (see :data:`CNN_PAPER`, :data:`SMALL`)."""
-    if profile == "paper":
-        base = dict(RESNET_PAPER) if dataset == "cifar10" else dict(CNN_PAPER)
-        base["dataset"] = dataset
-    elif profile == "small":
-        base = {**SMALL, "dataset": dataset or SMALL["dataset"]}
-    else:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: small, paper")
-    cfg = {**base, **overrides}
+    """The :class:`TrainConfig` of one Table 1 run (the recipe of :data:`PROFILES_TABLE1`)."""
+    recipes = profile_values(PROFILES_TABLE1, profile)
+    recipe = recipes.get(dataset, recipes["*"])
+    cfg = {**recipe, "dataset": dataset or recipe.get("dataset", dataset), **overrides}
     if alpha == 0:  # no regulariser is trained: every baseline is the same run
         cfg["regularizer"] = "snnl"
     return TrainConfig(**cfg, alpha=float(alpha), seed=seed, device=device, profile=profile, experiment="table1")
@@ -108,6 +127,108 @@ def _variant(alpha: float) -> str:
     return "baseline" if alpha == 0 else ("entangled" if alpha > 0 else "disentangled")
 
 
+def figure7(profile: str = "small", alphas=None, runs: int = 1, seed0: int = 0, *,
+            dataset: str | None = None, device: str = "auto", data: Dataset | None = None,
+            out_dir=None, reuse: bool = False, progress: bool = True, **overrides) -> dict:
+    """Test accuracy for each alpha of a grid (Fig. 7), ``runs`` seeds each.
+
+    The paper's search tuned alpha (with the learning rate and initial temperature) over 64
+    ResNet runs on CIFAR-10; here a fixed grid of alphas with the Table 1 recipe of ``profile``
+    (the CNN on ``dataset``: digits at the small profile, Fashion-MNIST at the paper profile,
+    labelled as standing in for the CIFAR-10 ResNet search). A run whose loss diverges is kept
+    with accuracy None. Returns ``{"alpha": [...], "test_accuracy": [...], "seed": [...],
+    "diverged": [...], "dataset", "substitute_for", "records"}``.
+    """
+    p = profile_values(PROFILES_FIG7, profile)
+    alphas = p["alphas"] if alphas is None else alphas
+    dataset = dataset or p["dataset"]
+    out = {"alpha": [], "test_accuracy": [], "seed": [], "diverged": [], "records": [], "dataset": dataset,
+           "substitute_for": p["substitute_for"]}
+    cache = {}
+    for alpha in alphas:
+        for seed in range(seed0, seed0 + runs):
+            cfg = table1_config(dataset, alpha, profile, seed, device, **overrides)
+            cfg.experiment = "fig7"
+            extra = {"substitute_for": out["substitute_for"]}
+            rec = find_record(out_dir, "fig7", {**asdict(cfg), **extra}) if reuse else None
+            try:
+                if rec is None:
+                    rec = train_recorded(cfg, data if data is not None else _load(cfg, cache), out_dir, extra,
+                                         progress=progress).record
+                acc, diverged = rec["metrics"]["test_accuracy"], False
+                out["records"].append(rec)
+            except TrainingDiverged:
+                acc, diverged = None, True
+            out["alpha"].append(float(alpha)); out["seed"].append(seed)
+            out["test_accuracy"].append(acc); out["diverged"].append(diverged)
+    return out
+
+
+@dataclass
+class Figure8:
+    """Learning curves averaged over runs, per variant (``"baseline"``, ``"entangled"``)."""
+
+    dataset: str
+    substitute_for: str | None
+    data_note: str
+    eval_step: list[int]
+    curves: dict[str, dict[str, list[float]]]  # variant -> train_ce/test_ce/train_accuracy/test_accuracy
+    alphas: dict[str, float]
+    runs: int
+    records: list[dict] = field(default_factory=list, repr=False)
+
+    def overfitting(self) -> dict[str, dict[str, float]]:
+        """Per variant: the step of the lowest test CE (where overfitting starts), the final gap
+        test CE - train CE, the final and the best test accuracy."""
+        out = {}
+        for v, c in self.curves.items():
+            i = int(np.argmin(c["test_ce"]))
+            out[v] = {"min_test_ce_step": self.eval_step[i], "min_test_ce": c["test_ce"][i],
+                      "final_gap": c["test_ce"][-1] - c["train_ce"][-1],
+                      "final_test_accuracy": c["test_accuracy"][-1], "best_test_accuracy": max(c["test_accuracy"])}
+        return out
+
+
+def figure8(profile: str = "small", runs: int = 2, alphas=(0.0, ENTANGLED_ALPHA), seed0: int = 0, *,
+            dataset: str | None = None, device: str = "auto", data: Dataset | None = None, out_dir=None,
+            reuse: bool = False, progress: bool = True, substitute: bool = True, **overrides) -> Figure8:
+    """Train baseline and entangled models for long (Fig. 8) and average their learning curves.
+
+    ``runs`` seeds per alpha (the paper: two). At the paper profile SVHN is replaced by
+    Fashion-MNIST where it cannot be loaded (``substitute_for``). With ``out_dir`` every run
+    writes a ``fig8`` record; ``reuse`` takes runs with the same config from records there.
+    """
+    params = {**profile_values(PROFILES_FIG8, profile), **overrides}
+    if dataset is not None:
+        params["dataset"] = dataset
+    if data is None:
+        data, substitute_for, note = load_or_substitute(params["dataset"], n_train=params.get("n_train"),
+                                                        n_test=params.get("n_test"), seed=seed0,
+                                                        substitute=substitute)
+    else:
+        substitute_for, note = None, ""
+    params["dataset"] = data.name
+    curves, names, records, steps = {}, {}, [], None
+    for alpha in alphas:
+        v = _variant(alpha)
+        runs_h = []
+        for seed in range(seed0, seed0 + runs):
+            cfg = TrainConfig(**params, alpha=float(alpha), seed=seed, device=device, profile=profile,
+                              experiment="fig8")
+            extra = {"substitute_for": substitute_for, "data_note": note}
+            rec = find_record(out_dir, "fig8", {**asdict(cfg), **extra}) if reuse else None
+            if rec is None:
+                rec = train_recorded(cfg, data, out_dir, extra, progress=progress).record
+            records.append(rec)
+            runs_h.append(rec["history"])
+        steps = runs_h[0]["eval_step"]
+        curves[v] = {k: np.mean([h[k] for h in runs_h], axis=0).tolist()
+                     for k in ("train_ce", "test_ce", "train_accuracy", "test_accuracy")}
+        names[v] = float(alpha)
+    return Figure8(data.name, substitute_for, note, steps, curves, names, runs, records)
+
+
+# ---- tables and figures -------------------------------------------------------------------------
 def table1_summary(records: list[dict]) -> list[dict]:
     """Per (profile, dataset, alpha, regulariser): best / mean / std test accuracy in percent over
     the runs, with the paper's numbers for the baseline and the entangled variant (else None)."""
@@ -159,48 +280,10 @@ def format_table1(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-# ----------------------------------------------------------------------------------------------
-# Fig. 7: test accuracy against alpha
-FIG7_ALPHAS = {"small": (-10.0, -1.0, 0.0, 1.0, 10.0, 100.0),
-               "paper": (-30.0, -10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0, 30.0, 100.0)}
-
-
-def figure7(profile: str = "small", alphas=None, runs: int = 1, seed0: int = 0, *,
-            dataset: str | None = None, device: str = "auto", data: Dataset | None = None,
-            out_dir=None, reuse: bool = False, progress: bool = True, **overrides) -> dict:
-    """Test accuracy for each alpha of a grid (Fig. 7), ``runs`` seeds each.
-
-    The paper's search tuned alpha (with the learning rate and initial temperature) over 64
-    ResNet runs on CIFAR-10; here a fixed grid of alphas with the Table 1 recipe of ``profile``
-    (the CNN on ``dataset``: digits at the small profile, Fashion-MNIST at the paper profile,
-    labelled as standing in for the CIFAR-10 ResNet search). A run whose loss diverges is kept
-    with accuracy None. Returns ``{"alpha": [...], "test_accuracy": [...], "seed": [...],
-    "diverged": [...], "dataset", "substitute_for", "records"}``.
-    """
-    if profile not in FIG7_ALPHAS:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: small, paper")
-    alphas = FIG7_ALPHAS[profile] if alphas is None else alphas
-    dataset = dataset or ("fashion-mnist" if profile == "paper" else "digits")
-    out = {"alpha": [], "test_accuracy": [], "seed": [], "diverged": [], "records": [], "dataset": dataset,
-           "substitute_for": "the CIFAR-10 ResNet search (Fig. 7)" if profile == "paper" else None}
-    cache = {}
-    for alpha in alphas:
-        for seed in range(seed0, seed0 + runs):
-            cfg = table1_config(dataset, alpha, profile, seed, device, **overrides)
-            cfg.experiment = "fig7"
-            extra = {"substitute_for": out["substitute_for"]}
-            rec = find_record(out_dir, "fig7", {**asdict(cfg), **extra}) if reuse else None
-            try:
-                if rec is None:
-                    rec = train_recorded(cfg, data if data is not None else _load(cfg, cache), out_dir, extra,
-                                         progress=progress).record
-                acc, diverged = rec["metrics"]["test_accuracy"], False
-                out["records"].append(rec)
-            except TrainingDiverged:
-                acc, diverged = None, True
-            out["alpha"].append(float(alpha)); out["seed"].append(seed)
-            out["test_accuracy"].append(acc); out["diverged"].append(diverged)
-    return out
+def table_table1(records: list[dict]) -> str:
+    """Table 1 of ``records`` (this run's, or the committed paper-profile ones) next to the paper's:
+    :func:`format_table1` of :func:`table1_summary`."""
+    return format_table1(table1_summary(records))
 
 
 def plot_figure7(fig7: dict, ax=None):
@@ -225,80 +308,6 @@ def plot_figure7(fig7: dict, ax=None):
     return ax
 
 
-# ----------------------------------------------------------------------------------------------
-# Fig. 8: overfitting over a long training
-FIG8 = {
-    "small": dict(dataset="digits", n_train=300, steps=400, batch_size=64, lr=1e-3, eval_every=20, log_every=50),
-    "paper": dict(PAPER_RECIPE, dataset="svhn", steps=30000, eval_every=500),  # 30,000 steps: Fig. 8
-}
-
-
-@dataclass
-class Figure8:
-    """Learning curves averaged over runs, per variant (``"baseline"``, ``"entangled"``)."""
-
-    dataset: str
-    substitute_for: str | None
-    data_note: str
-    eval_step: list[int]
-    curves: dict[str, dict[str, list[float]]]  # variant -> train_ce/test_ce/train_accuracy/test_accuracy
-    alphas: dict[str, float]
-    runs: int
-    records: list[dict] = field(default_factory=list, repr=False)
-
-    def overfitting(self) -> dict[str, dict[str, float]]:
-        """Per variant: the step of the lowest test CE (where overfitting starts), the final gap
-        test CE - train CE, the final and the best test accuracy."""
-        out = {}
-        for v, c in self.curves.items():
-            i = int(np.argmin(c["test_ce"]))
-            out[v] = {"min_test_ce_step": self.eval_step[i], "min_test_ce": c["test_ce"][i],
-                      "final_gap": c["test_ce"][-1] - c["train_ce"][-1],
-                      "final_test_accuracy": c["test_accuracy"][-1], "best_test_accuracy": max(c["test_accuracy"])}
-        return out
-
-
-def figure8(profile: str = "small", runs: int = 2, alphas=(0.0, ENTANGLED_ALPHA), seed0: int = 0, *,
-            dataset: str | None = None, device: str = "auto", data: Dataset | None = None, out_dir=None,
-            reuse: bool = False, progress: bool = True, substitute: bool = True, **overrides) -> Figure8:
-    """Train baseline and entangled models for long (Fig. 8) and average their learning curves.
-
-    ``runs`` seeds per alpha (the paper: two). At the paper profile SVHN is replaced by
-    Fashion-MNIST where it cannot be loaded (``substitute_for``). With ``out_dir`` every run
-    writes a ``fig8`` record; ``reuse`` takes runs with the same config from records there.
-    """
-    if profile not in FIG8:
-        raise ValueError(f"unknown profile {profile!r}; choose one of: {', '.join(FIG8)}")
-    params = {**FIG8[profile], **overrides}
-    if dataset is not None:
-        params["dataset"] = dataset
-    if data is None:
-        data, substitute_for, note = load_or_substitute(params["dataset"], n_train=params.get("n_train"),
-                                                        n_test=params.get("n_test"), seed=seed0,
-                                                        substitute=substitute)
-    else:
-        substitute_for, note = None, ""
-    params["dataset"] = data.name
-    curves, names, records, steps = {}, {}, [], None
-    for alpha in alphas:
-        v = _variant(alpha)
-        runs_h = []
-        for seed in range(seed0, seed0 + runs):
-            cfg = TrainConfig(**params, alpha=float(alpha), seed=seed, device=device, profile=profile,
-                              experiment="fig8")
-            extra = {"substitute_for": substitute_for, "data_note": note}
-            rec = find_record(out_dir, "fig8", {**asdict(cfg), **extra}) if reuse else None
-            if rec is None:
-                rec = train_recorded(cfg, data, out_dir, extra, progress=progress).record
-            records.append(rec)
-            runs_h.append(rec["history"])
-        steps = runs_h[0]["eval_step"]
-        curves[v] = {k: np.mean([h[k] for h in runs_h], axis=0).tolist()
-                     for k in ("train_ce", "test_ce", "train_accuracy", "test_accuracy")}
-        names[v] = float(alpha)
-    return Figure8(data.name, substitute_for, note, steps, curves, names, runs, records)
-
-
 def plot_figure8(f8: Figure8):
     """Fig. 8: accuracy (left) and cross-entropy on training and test data (right), per step."""
     import matplotlib.pyplot as plt
@@ -319,4 +328,3 @@ def plot_figure8(f8: Figure8):
     a2.legend(fontsize=8)
     fig.tight_layout()
     return fig
-

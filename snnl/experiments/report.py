@@ -9,7 +9,10 @@ device, commit(s), and a status:
 * ``"qualitative claim holds"`` / ``"qualitative claim does not hold"`` -- a claim the paper
   only draws, judged by the number the companion adds (the criterion is in each item);
 * ``"not run at the paper profile"`` -- no record yet (listed, never hidden);
-* ``"could not be evaluated"`` -- a record is there but not in a format this report reads.
+* ``"could not be evaluated"`` -- a record is there but lacks a field its item reads (or holds
+  one of another type): the row names the record's file and the error, and the item's other
+  records are read as usual. Any other failure of an item's ``report_items`` is a bug in the
+  code and is raised, never turned into a row.
 
 :func:`format_report` renders the items as a Markdown table, :func:`headline` counts them. The book
 shows them with :func:`format_summary` (per paper section, how many items have each status) and
@@ -74,20 +77,44 @@ SECTIONS = [  # (experiments whose records it reads, builder of their rows from 
 ]
 
 
+# what reading a record that lacks a field, or holds one of another type, raises
+RECORD_ERRORS = (KeyError, IndexError, TypeError, ValueError)
+
+
 def reproduction_report(results_dir="results") -> list[dict]:
     """One dict per paper item (keys: section, item, paper, ours, runs, spread, dataset, device,
     commit, status, criterion, note, experiment, regenerate), from the paper-profile records
-    under ``results_dir``. A part whose records this report cannot read gives one item with
-    status ``"could not be evaluated"`` and the error, instead of failing."""
+    under ``results_dir``. A record its item cannot read (:func:`unreadable`) gives a row with
+    status ``"could not be evaluated"`` naming it, and its item's rows come from the other
+    records; any other error is raised."""
     by_exp, items = paper_records(results_dir), []
     for exps, build in SECTIONS:
         try:
             items += build(by_exp)
-        except Exception as e:  # noqa: BLE001 - a record format this report does not know
-            recs = [r for x in exps for r in by_exp.get(x, [])]
-            items.append(report_item(exps[0], f"records of {', '.join(exps)}", "–", exps[0], recs, status=ERROR,
-                               note=f"{type(e).__name__}: {e}"))
+        except RECORD_ERRORS:
+            bad = unreadable(build, [r for x in exps for r in by_exp.get(x, [])])
+            if not bad:  # the item's code fails on readable records: a bug, not a record's format
+                raise
+            skip = {id(r) for r, _ in bad}
+            items += build({x: [r for r in by_exp.get(x, []) if id(r) not in skip] for x in exps})
+            for rec, e in bad:
+                items.append(report_item(exps[0], f"records of {', '.join(exps)}", "–", rec["experiment"], [rec],
+                                         status=ERROR, note=f"{rec.get('path', 'a record')}: {type(e).__name__}: {e}"))
     return items
+
+
+def unreadable(build, recs: list[dict]) -> list[tuple[dict, Exception]]:
+    """The records that ``build`` (an item's ``report_items``) cannot read on their own, each with
+    the error (one of :data:`RECORD_ERRORS`) it raised. ``build`` must run without any record:
+    an error there is a bug in the item's code, and is raised."""
+    build({})
+    bad = []
+    for rec in recs:
+        try:
+            build({rec["experiment"]: [rec]})
+        except RECORD_ERRORS as e:
+            bad.append((rec, e))
+    return bad
 
 
 def additions(results_dir="results") -> list[dict]:

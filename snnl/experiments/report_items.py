@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from snnl.experiments.regularization import (ENTANGLED_ALPHA, PAPER_TABLE1, regularizer_of, table1_config,
+from snnl.experiments.regularization import (ENTANGLED_ALPHA, PAPER, PAPER_TABLE1, regularizer_of, table1_config,
                                              table1_summary)
 from snnl.stats import compare, fmt_p, summarize
 from snnl.experiments.report_rows import (  # noqa: F401 (the report's vocabulary, also offered here)
@@ -115,7 +115,7 @@ def _table1_reference(recs, ds, p):
 
 # ---- Figs. 7, 8 ------------------------------------------------------------------------------------
 def fig7_items(recs):
-    name, paper = "Fig. 7: test accuracy against alpha", "large alpha (maximising entanglement) is best"
+    name, paper = "Fig. 7: test accuracy against alpha", PAPER["Fig. 7"]
     crit = "the best mean test accuracy is at an alpha > 0"
     if not recs:
         return [report_item("Fig. 7", name + " (cifar10)", paper, "fig7", criterion=crit)]
@@ -141,7 +141,7 @@ def fig8_items(recs):
 
     var = {"baseline": [r for r in recs if float(r["config"]["alpha"]) == 0],
            "entangled": [r for r in recs if float(r["config"]["alpha"]) > 0]}
-    name, paper = "Fig. 8: overfitting over long training", "entangled overfits ~5,000 steps later, and less"
+    name, paper = "Fig. 8: overfitting over long training", PAPER["Fig. 8"]
     crit = "entangled: test-CE minimum later and final test − train CE gap smaller"
     if not all(var.values()):
         return [report_item("Fig. 8", name + " (svhn)", paper, "fig8", recs, criterion=crit, status=NOT_RUN,

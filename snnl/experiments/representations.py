@@ -33,12 +33,15 @@ import torch.nn as nn
 from snnl.banner import data_label
 from snnl.data import Dataset
 from snnl.experiments.common import (PAPER_RECIPE, SUBSTITUTES, ds_key, find_record,  # noqa: F401 (names of this module)
-                                    load_or_substitute, train_recorded)
+                                    finish_run, load_or_substitute, profile_values, train_recorded)
 from snnl.experiments.report_rows import per_dataset, stands_for
 from snnl.losses import entanglement
 from snnl.results import Run
 from snnl.train import TrainConfig, train
 
+# The paper's claims (Section 3.1, App. C: curves, no numbers)
+PAPER = {"Fig. 15": "decreases in every layer", "Fig. 16": "lower blocks stay entangled, the last disentangles",
+         "Fig. 3": "inner layers re-entangle, the output does not"}
 # ResNet recipe of Table 1's footnote: "ResNet v2 with 15 layers trained for 106 epochs with an
 # exponentially decreasing learning rate starting at 0.4" (SGD with momentum 0.9 assumed; the decay
 # takes the learning rate to 1% of its start over the 106 CIFAR-10 epochs of 196 batches of 256).
@@ -50,14 +53,17 @@ RESNET_PAPER = dict(model="resnet", distance="cosine", temperature=0.02, optimiz
                     size=32, channels=3)
 
 # Settings per figure and profile (any TrainConfig field can be overridden).
-PRESETS = {
-    ("15", "small"): dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3,
-                          log_every=10, eval_every=100),
-    ("15", "paper"): dict(dataset="mnist", model="cnn1", **PAPER_RECIPE, log_every=50, eval_every=500),
-    ("3", "small"): dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150,
-                         batch_size=64, lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
-    ("3", "paper"): dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER),
+PROFILES_FIG15 = {
+    "small": dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3, log_every=10, eval_every=100),
+    "paper": dict(dataset="mnist", model="cnn1", **PAPER_RECIPE, log_every=50, eval_every=500),
 }
+PROFILES_FIG3_16 = {
+    "small": dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150, batch_size=64,
+                  lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
+    "paper": dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER),
+}
+PROFILES = {"15": PROFILES_FIG15, "3": PROFILES_FIG3_16}  # per figure (Fig. 16 is Fig. 3's run)
+PRESETS = {(f, p): v for f, profiles in PROFILES.items() for p, v in profiles.items()}  # its former name
 EXPERIMENTS = {"15": "fig15", "3": "fig3_16"}
 
 
@@ -178,7 +184,7 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
         figure: ``"15"`` (CNN1, Euclidean) or ``"3"``/``"16"`` (ResNet v2, cosine; one run
             gives both figures).
         profile: ``"small"`` (digits, a few hundred steps on a CPU) or ``"paper"`` (MNIST /
-            CIFAR-10 at the paper's settings, see :data:`PRESETS`).
+            CIFAR-10 at the paper's settings, see :data:`PROFILES`).
         dataset: overrides the profile's dataset; a missing CIFAR-10 is replaced by its
             substitute (:data:`SUBSTITUTES`) unless ``substitute=False``.
         data: an already loaded dataset (then ``dataset`` only names it).
@@ -191,13 +197,13 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
         overrides: any :class:`snnl.train.TrainConfig` field (``steps=``, ``lr=``...).
     """
     figure = {"16": "3"}.get(str(figure), str(figure))
-    if (figure, profile) not in PRESETS:
-        raise ValueError(f"unknown figure/profile {figure!r}/{profile!r}; figures: 15, 3, 16; profiles: small, paper")
+    if figure not in PROFILES:
+        raise ValueError(f"unknown figure {figure!r}; choose one of: 15, 3, 16")
+    params = {**profile_values(PROFILES[figure], profile), **overrides}
     if measure_points < 1 or measure_size < 2:
         raise ValueError(f"measure_points must be >= 1 and measure_size >= 2, got {measure_points}, {measure_size}")
     if measure_split not in ("test", "train"):
         raise ValueError(f"measure_split must be 'test' or 'train', got {measure_split!r}")
-    params = {**PRESETS[(figure, profile)], **overrides}
     if dataset is not None:
         params["dataset"] = dataset
     cfg = TrainConfig(alpha=0.0, seed=seed, device=device, profile=profile, experiment=EXPERIMENTS[figure], **params)
@@ -234,8 +240,8 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
                "entanglement_end": {n: v[-1] for n, v in ent.items()},
                "batch_snnl_start": {n: a for n, (a, _) in out.change("batch").items()},
                "batch_snnl_end": {n: b for n, (_, b) in out.change("batch").items()}}
-    run.device = res.record["device"]
-    out.record = run.finish(metrics, out_dir, history={**res.history, "measure_step": steps, "entanglement": ent})
+    out.record = finish_run(run, metrics, out_dir, {**res.history, "measure_step": steps, "entanglement": ent},
+                            device=res.record["device"])
     return out
 
 
@@ -297,7 +303,7 @@ def fig15_items(recs):
         a, b = rec["metrics"]["batch_snnl_start"], rec["metrics"]["batch_snnl_end"]
         return ("; ".join(f"{n} {a[n]:.2f} → {b[n]:.2f}" for n in a), all(b[n] < a[n] for n in a),
                 "training-batch SNNL at the learned T, first vs last logged batches")
-    return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", "decreases in every layer",
+    return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", PAPER["Fig. 15"],
                        "fig15", recs, ["mnist"], stands_for, judge, "last < first in every hidden layer")
 
 
@@ -317,10 +323,10 @@ def fig3_16_items(recs):
         rose = [n for n in inner if curve[n][-1] > min(curve[n]) and curve[n].index(min(curve[n])) > 0]
         return ("; ".join(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f}"
                           for n in r.last_block), len(rose) == len(inner) and curve[out][-1] < curve[out][0], "")
-    return (per_dataset("Fig. 16", "Fig. 16: per residual block", "lower blocks stay entangled, the last disentangles",
+    return (per_dataset("Fig. 16", "Fig. 16: per residual block", PAPER["Fig. 16"],
                         "fig3_16", recs, ["cifar10"], stands_for, fig16,
                         "the last block keeps a smaller share of its entanglement than every lower block")
-            + per_dataset("Fig. 3", "Fig. 3: inside the last block", "inner layers re-entangle, the output does not",
+            + per_dataset("Fig. 3", "Fig. 3: inside the last block", PAPER["Fig. 3"],
                           "fig3_16", recs, ["cifar10"], stands_for, fig3,
                           "inner layers rise after their minimum; the block's output ends below its start"))
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 from snnl.attacks import PGD
 from snnl.data import Dataset
 from snnl.dknn import extract_features
-from snnl.experiments.common import models_out, start_run
+from snnl.experiments.common import finish_run, markdown_table, models_out, start_run
 from snnl.experiments.geometry_base import GeometryConfig, load, model_config, trained_model
 from snnl.experiments.report_rows import report_item, verdict
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
@@ -36,6 +36,7 @@ PAPER_TABLE2 = {  # paper layer: (baseline, PGD model)
     "Fully Connected layer": (1.75, 0.46),
     "Logits": (0.13, 0.21),
 }
+PAPER = {"Table 2": PAPER_TABLE2}  # the paper's numbers (App. E)
 LAYER_MAP = {"conv1": "Conv1 (after pool)", "conv2": "Conv2 (after pool)", "fc1": "Fully Connected layer",
              "fc2": None, "logits": "Logits"}
 
@@ -131,7 +132,7 @@ def run_table2(cfg: GeometryConfig, out_dir=None, cache: dict | None = None) -> 
         rows[layer] = row
     idx = perm[-min(cfg.robust_eval, len(perm)):]
     acc = {k: robust_accuracy(m, data.x_test[idx], data.y_test[idx], cfg) for k, m in models.items()}
-    rec = run.finish({"rows": rows, "accuracy": acc, "n_batches": n_b}, out_dir)
+    rec = finish_run(run, {"rows": rows, "accuracy": acc, "n_batches": n_b}, out_dir)
     return {"rows": rows, "accuracy": acc, "models": models, "record": rec}
 
 
@@ -143,6 +144,14 @@ def table2_rows(rows: dict) -> list[dict]:
              "baseline at T": round(r["baseline_snnl_at_T"], 3), "PGD at T": round(r["pgd_snnl_at_T"], 3),
              "baseline argmin T": round(r["baseline_temperature"], 1), "PGD argmin T": round(r["pgd_temperature"], 1)}
             for layer, r in rows.items()]
+
+
+def table_table2(record: dict) -> str:
+    """Table 2 of ``record`` (this run's, or a committed one) as Markdown: the layers next to the
+    paper's (:func:`table2_rows`), then both models' clean and PGD accuracy."""
+    acc = [{"model": k, "clean accuracy": a["clean"], "PGD accuracy": a["pgd"]}
+           for k, a in record["metrics"]["accuracy"].items()]
+    return markdown_table(table2_rows(record["metrics"]["rows"])) + "\n\n" + markdown_table(acc)
 
 
 # ---- the reproduction report's rows -------------------------------------------------------------

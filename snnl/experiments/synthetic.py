@@ -33,9 +33,14 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
+from snnl.experiments.common import finish_run, markdown_table
 from snnl.experiments.report_rows import per_dataset
 from snnl.losses import entanglement, soft_nearest_neighbor_loss, triplet_loss
 from snnl.results import Run
+
+# The paper's claims (its Section 2 figures are pictures: no numbers)
+PAPER = {"Fig. 1": "classes become isolated", "Fig. 13": "both modes preserved",
+         "Fig. 2": "triplet: a circle; SNNL: spread out", "Eq. 2": "the loss minimised over T"}
 
 
 @contextlib.contextmanager
@@ -110,13 +115,6 @@ def _snnl(temperature: float) -> Callable:
     return lambda x, y: soft_nearest_neighbor_loss(x, y, temperature)
 
 
-def _record(run: Run, config, metrics, history, out_dir):
-    """Finish ``run`` (created when the experiment started, so that its wall time covers it)."""
-    if out_dir is not None:
-        run.config = config
-        run.finish(metrics, out_dir, history)
-
-
 # ----------------------------------------------------------------------------------------------
 # the figures
 @one_thread()
@@ -131,8 +129,9 @@ def figure1(n: int = 200, classes: int = 4, temperature: float = 0.5, steps: int
     y = rng.integers(0, classes, n)
     x1, hist = descend(x0, y, _snnl(temperature), steps, lr, progress=progress, desc="Fig. 1")
     metrics = {"initial": _summary(x0, y, temperature), "final": _summary(x1, y, temperature)}
-    _record(run, config, metrics, {"loss": hist}, out_dir)
-    return {"initial": x0, "final": x1, "labels": y, "loss": np.array(hist), "metrics": metrics, "config": config}
+    record = finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
+    return {"initial": x0, "final": x1, "labels": y, "loss": np.array(hist), "metrics": metrics, "config": config,
+            "record": record}
 
 
 @one_thread()
@@ -167,9 +166,9 @@ def figure13(per_mode: int = 25, classes: int = 4, spread: float = 4.0, sigma: f
     for key, x in (("initial", x0), ("final", x1)):
         metrics[key] = {**_summary(x, y, temperature), "mode_ari": mode_split_ari(x, y, modes, seed),
                         "mode_gap": modes_apart(x)}
-    _record(run, config, metrics, {"loss": hist}, out_dir)
+    record = finish_run(run, metrics, out_dir, {"loss": hist}, config=config)
     return {"initial": x0, "final": x1, "labels": y, "modes": modes, "loss": np.array(hist),
-            "metrics": metrics, "config": config}
+            "metrics": metrics, "config": config, "record": record}
 
 
 @one_thread()
@@ -200,9 +199,9 @@ def figure2(n: int = 200, classes: int = 4, temperature: float = 0.5, margin: fl
             points[(loss, direction)], histories[f"{loss}_{direction}"] = x1, hist
             metrics[f"{loss}_{direction}"] = {**_summary(x1, y, temperature), "objective_start": hist[0],
                                               "objective_end": hist[-1]}
-    _record(run, config, metrics, histories, out_dir)
+    record = finish_run(run, metrics, out_dir, histories, config=config)
     return {"initial": x0, "labels": y, "points": points, "history": histories, "metrics": metrics,
-            "config": config}
+            "config": config, "record": record}
 
 
 @one_thread()
@@ -234,10 +233,20 @@ def temperature_curve(points=None, labels=None, distance: str = "euclidean", t_m
     metrics = {"entanglement": ent.value, "temperature": ent.temperature, "at_boundary": ent.at_boundary,
                "median_distance": med,
                "loss_at_t_min": float(losses[0]), "loss_at_t_max": float(losses[-1])}
-    _record(run, dict(distance=distance, t_min=t_min, t_max=t_max, num=num, points=len(x), data=name), metrics,
-            {"temperature": temps, "loss": losses}, out_dir)
+    finish_run(run, metrics, out_dir, {"temperature": temps, "loss": losses},
+               config=dict(distance=distance, t_min=t_min, t_max=t_max, num=num, points=len(x), data=name))
     return {"temperature": temps, "loss": losses, "entanglement": ent.value, "argmin": ent.temperature,
             "at_boundary": ent.at_boundary, "median_distance": med, "metrics": metrics}
+
+
+# ---- tables, of a run's record or a committed one ----------------------------------------------------
+def table_points(record: dict) -> str:
+    """Figs. 1, 13, 2: a Markdown table, one row per set of points of ``record`` (before and after
+    minimising, or each loss minimised and maximised) with its numbers (loss, 1-NN purity,
+    entanglement, radial CV; Fig. 13: the modes; Fig. 2: the objective at the start and the end)."""
+    m = record["metrics"]
+    keys = list(dict.fromkeys(k for v in m.values() for k in v))
+    return markdown_table([{"points": name, **{k: v.get(k) for k in keys}} for name, v in m.items()])
 
 
 # ---- the reproduction report's rows -------------------------------------------------------------
@@ -265,13 +274,13 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
         return (f"min {m['entanglement']:.3f} at T={m['temperature']:.3g}; lowest on the grid {floor:.3f}",
                 m["entanglement"] <= floor + 1e-6, "at the searched range's edge" if m["at_boundary"] else "")
 
-    spec = [("figure1", "Fig. 1: minimising SNNL isolates the classes", "classes become isolated", fig1,
+    spec = [("figure1", "Fig. 1: minimising SNNL isolates the classes", PAPER["Fig. 1"], fig1,
              "1-NN purity up and loss down"),
-            ("figure13", "Fig. 13: two modes per class are kept", "both modes preserved", fig13,
+            ("figure13", "Fig. 13: two modes per class are kept", PAPER["Fig. 13"], fig13,
              "per-class 2-means split matches the modes (ARI ≥ 0.9)"),
-            ("figure2", "Fig. 2: SNNL vs triplet, maximised", "triplet: a circle; SNNL: spread out", fig2,
+            ("figure2", "Fig. 2: SNNL vs triplet, maximised", PAPER["Fig. 2"], fig2,
              "maximised triplet closer to a circle (lower radial CV) than maximised SNNL"),
-            ("temperature_curve", "Eq. 2: entanglement = min over T", "the loss minimised over T", eq2,
+            ("temperature_curve", "Eq. 2: entanglement = min over T", PAPER["Eq. 2"], eq2,
              "the searched minimum is at or below the loss at every T of a log grid")]
     note = "the book's Section 2 chapter runs these at every profile"
     items = []
