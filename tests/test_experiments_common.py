@@ -54,3 +54,9 @@ def test_table1_checkpoints_have_one_name_and_the_old_one_is_accepted(tmp_path):
     assert model_checkpoint(tmp_path, "table1", "fashion-mnist", 10.0, 0) == tmp_path / "table1_fashion-mnist_a10_s0"
     (tmp_path / "t1_mnist_a0_s0").mkdir()  # older names are Table 1's only
     assert model_checkpoint(tmp_path, "geometry", "mnist", 0.0, 0) == tmp_path / "geometry_mnist_a0_s0"
+
+
+def test_markdown_table_writes_a_huge_float_with_four_significant_digits():
+    from snnl.experiments.common import markdown_table
+    rows = [{"loss": 1292145630.301}, {"loss": 99999.5}, {"loss": -2.5e7}]
+    assert markdown_table(rows).splitlines()[2:] == ["| 1.292e+09 |", "| 99999.500 |", "| -2.5e+07 |"]

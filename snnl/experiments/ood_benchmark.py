@@ -37,7 +37,7 @@ import torch
 from snnl.attacks import BIM, FGSM
 from snnl.checkpointing import load_checkpoint
 from snnl.data import DatasetError, load_dataset
-from snnl.experiments.common import config_from_profile
+from snnl.experiments.common import config_from_profile, finish_run
 from snnl.experiments.ood_detectors import DETECTORS, METRICS, OODDetectors, features, ood_metrics
 from snnl.models import build_model
 from snnl.results import Run, device_name, resolve_device
@@ -234,7 +234,7 @@ def run_ood_benchmark(cfg: OODBenchmarkConfig, out_dir=None, log=print) -> list[
                     run = Run(EXPERIMENT, cfg.profile, ds, seed, conf, device=device_name(dev))
                     hist = {"n_in": len(x_in), "n_out": len(x_out), "accuracy_in": acc,
                             "attack_success_rate": rates.get(name)}
-                    records.append(run.finish(metrics, out_dir, hist))
+                    records.append(finish_run(run, metrics, out_dir, hist))
                     log(f"{ds} -> {name} ({variant}, seed {seed}): " +
                         ", ".join(f"{d} {metrics[d]['auroc']:.3f}" for d in DETECTORS))
     return records
