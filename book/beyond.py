@@ -90,10 +90,11 @@ show(records)
 paper = load_records(paper_results, "ood_benchmark", profile="paper")
 if paper:
     src = {r["config"]["model_source"]["name"] for r in paper}
-    seeds = sorted({r["seed"] for r in paper})
+    seeds = {d: sorted({r["seed"] for r in paper if r["dataset"] == d}) for d in sorted({r["dataset"] for r in paper})}
     display(Markdown(f"{len(paper)} records; models {', '.join(sorted(src))} "
                      f"({paper[0]['config']['model_source']['recipe']}, {paper[0]['config']['model_source']['steps']} "
-                     f"steps), seeds {seeds}; device {paper[0]['device']}."))
+                     f"steps); model seeds " + "; ".join(f"{d}: {', '.join(map(str, v))}" for d, v in seeds.items())
+                     + f"; device {paper[0]['device']}."))
     plot_ood_benchmark(paper)
     plt.show()
     show(paper)
