@@ -54,8 +54,8 @@ from IPython.display import Markdown, display
 
 from snnl import Banner, load_records
 from snnl.experiments.common import markdown_table
-from snnl.experiments.ood_benchmark import (config_for, display_rows, plot_ood_benchmark, run_ood_benchmark,
-                                            verdict_lines)
+from snnl.experiments.ood_benchmark import (config_for, display_rows, overall_line, plot_ood_benchmark,
+                                            run_ood_benchmark, verdict_lines)
 
 cfg = config_for(profile, seed=seed, device=device, **({"models": models} if models else {}))
 banner = Banner(profile, list(cfg.datasets), device)
@@ -63,7 +63,7 @@ banner = Banner(profile, list(cfg.datasets), device)
 
 def show(recs):  # the table, then one verdict per pair
     display(Markdown(markdown_table(display_rows(recs))))
-    display(Markdown("\n\n".join(verdict_lines(recs))))
+    display(Markdown("\n\n".join([overall_line(recs)] + verdict_lines(recs))))
 
 # %% [markdown]
 # ## This run

@@ -213,3 +213,23 @@ def test_svhn_without_data_is_a_clear_error(monkeypatch, tmp_path):
     cfg = ob.config_for("paper", datasets=("svhn",), models=str(tmp_path))
     with pytest.raises(RuntimeError, match="svhn"):
         ob.run_ood_benchmark(cfg, None, log=lambda *_: None)
+
+
+def test_overall_line_counts_the_pairs_by_hand():
+    # three pairs, 4 paired seeds: DkNN clearly better when entangled on "a", clearly worse on "b",
+    # noisy on "c"; every other detector at 0.99, so DkNN ranks last (7 of 7) everywhere
+    gain = {"a": [0.10, 0.11, 0.09, 0.10], "b": [-0.10, -0.12, -0.09, -0.11], "c": [0.05, -0.06, 0.04, -0.05]}
+    recs = []
+    for pair, diffs in gain.items():
+        for seed, d in enumerate(diffs):
+            for variant, auroc in (("baseline", 0.7), ("entangled", 0.7 + d)):
+                m = {det: {k: 0.99 for k in METRICS} for det in DETECTORS}
+                m["dknn"] = {k: auroc for k in METRICS}
+                recs.append({"experiment": "ood_benchmark", "dataset": "mnist", "seed": seed, "metrics": m,
+                             "config": {"outliers": pair, "variant": variant}})
+    line = ob.overall_line(recs)
+    assert "All 3 pairs" in line
+    assert "raises DkNN's AUROC on 1 " in line and "lowers it on 1," in line and "no significant difference on 1" in line
+    assert "2 pairs differ after Benjamini-Hochberg" in line
+    assert "baseline 7, entangled 7" in line
+    assert ob.overall_line([]).startswith("No pair")
