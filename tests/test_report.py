@@ -346,3 +346,18 @@ def test_malformed_records_are_skipped_with_a_warning(tmp_path):
         got = rp.format_report(rp.reproduction_report(tmp_path))
     assert got == want
     assert all(any(name in str(w.message) for w in caught) for name in [*bad, "bytes.json"])
+
+
+def test_study_headline_lists_every_cell_of_the_authors_recipe():
+    from snnl.experiments.report import study_headline
+    row = lambda cell, profile, diff, verdict: {
+        "experiment": "table1_study", "item": f"Table 1 study: {cell} ({profile}, 2814 steps)",
+        "ours": f"98.19 ± 0.08 [98.05, 98.32] vs 98.76 ± 0.15 [98.52, 99.01]: {diff}", "runs": "4 + 4",
+        "verdict": verdict}
+    line = study_headline([row("zoo-mnist", "paper", "-0.58 [-0.70, -0.46], p = 5.4e-04", "entangling hurts"),
+                           row("zoo-fmnist", "paper", "-2.00 [-2.43, -1.58], p = 6.4e-04", "entangling hurts"),
+                           row("cnn-mnist-a1", "screen", "-1.21, p = –", "too few runs")])
+    assert "zoo-mnist -0.58 [-0.70, -0.46], p = 5.4e-04 (4 + 4 runs): entangling hurts" in line
+    assert "zoo-fmnist -2.00 [-2.43, -1.58]" in line and "cnn-mnist-a1" not in line.split("Cells")[0]
+    assert line.endswith("Cells with records: 3 (entangling hurts: 2, too few runs: 1).")
+    assert study_headline([]) == "Table 1 study: no records yet."

@@ -140,10 +140,12 @@ def study_headline(rows: list[dict]) -> str:
     study = [r for r in rows if r.get("experiment") == table1_study.EXPERIMENT]
     if not study:
         return "Table 1 study: no records yet."
-    zoo = next((r for r in study if r["item"].startswith("Table 1 study: zoo-mnist (paper")), None)
+    zoo = [r for r in study if r["item"].startswith("Table 1 study: zoo") and "(paper," in r["item"]]
     c = Counter(r["verdict"] for r in study)
-    return ("Table 1 study: " + (f"the authors' released recipe on MNIST, entangled vs baseline: {zoo['ours']} "
-                                 f"({zoo['runs']} runs): {zoo['verdict']}. " if zoo else "")
+    cells = "; ".join(f"{r['item'].split(': ', 1)[1].split(' (')[0]} {r['ours'].split(': ', 1)[1]} "
+                      f"({r['runs']} runs): {r['verdict']}" for r in zoo)
+    return ("Table 1 study: " + (f"the authors' released recipe, entangled - baseline test accuracy (points, 95% CI, "
+                                 f"p): {cells}. " if zoo else "")
             + f"Cells with records: {len(study)} (" + ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) + ").")
 
 
