@@ -174,29 +174,28 @@ print("\n".join(study.study_verdict(study_rows, study_records)))
 # **Verdict of the study** (the numbers are the lines printed above, computed from the records).
 # With the only recipe the authors released (their network and initialisation, Adam $10^{-3}$,
 # batch 128, six epochs, their loss formula at a fixed $T = 100$, $\alpha = 10$), maximising
-# entanglement *lowers* MNIST test accuracy over four paired seeds, with a 95% confidence
-# interval of the difference that excludes zero, while the entangled model fits its training
-# set at least as well: the gain of Table 1 does not reproduce with the authors' own code. The
-# activations' scale tells why: at its fixed $T$ the entangled network shrinks the pairwise
-# distances of every hidden layer to a small fraction of $T$ (the scale printed above, against
-# the baseline's), so that every pair of points looks close and the SNNL sits at its ceiling
-# whatever the classes: the regulariser is satisfied by a change of scale, not by entangling the
-# classes, and the cross-entropy pays for it. The same recipe on Fashion-MNIST, and with the
-# temperature learned as in the authors' default, gives the rows printed above: in every run so
-# far the entangled model tests below its paired baseline and fits its training set better:
-# entangling widens the gap between train and test accuracy, the opposite of a regulariser.
-# None of the one-change variants of our CNN screened on Fashion-MNIST or MNIST (fixed $T$, the penultimate layer left out, conv
+# entanglement *lowers* test accuracy on MNIST and on Fashion-MNIST, and with the temperature
+# learned as in the authors' default, each time over four paired seeds with a 95% confidence
+# interval of the difference that excludes zero: the gain of Table 1 does not reproduce with the
+# authors' own code. In each of those twelve pairs of runs the entangled model also fits its
+# training set better than its baseline: entangling widens the gap between train and test accuracy,
+# the opposite of a regulariser. The activations' scale tells why: at its fixed $T$ the entangled
+# network shrinks the pairwise distances of every hidden layer to a small fraction of $T$ (the
+# scale printed above, against the baseline's), so that every pair of points looks close and the
+# SNNL sits at its ceiling whatever the classes: the regulariser is satisfied by a change of scale,
+# not by entangling the classes, and the cross-entropy pays for it. None of the one-change variants
+# of our CNN screened on Fashion-MNIST or MNIST (fixed $T$, the penultimate layer left out, conv
 # layers only, $\alpha$ 0.1 and 1) tests above its baseline, and each also fits its training set
-# worse: in our CNN the regulariser makes the model underfit. In the overfitting regime (a wide
-# CNN on 6,000 images) test accuracy falls as $\alpha$ grows from 0.1 to 10, while the entangled
-# model fits its training set better. The screening cells are runs of 3,000 steps, one or two
-# seeds each: they rule out a gain of the size the paper reports in those settings, not a small
-# one. Cells still without their full set of runs are marked "too few runs" above; `python -m
-# snnl.experiments.table1_study --list` names them. What the paper leaves unknown, and what a gain
-# would have to hide in: the widths of its Table 1 CNN, their initialisation, whether $T$ was
-# learned or fixed, and how $\alpha$ was chosen per dataset. A reader should conclude that
-# maximising entanglement is not, as published, a reliable regulariser; the claim needs the
-# authors' exact Table 1 configuration to be tested again.
+# worse: in our CNN the regulariser makes the model underfit. In the overfitting regime (a wide CNN
+# on 6,000 images) test accuracy falls as $\alpha$ grows from 0.1 to 10, while the entangled model
+# fits its training set better. The screening cells are runs of 3,000 steps, one or two seeds each:
+# they rule out a gain of the size the paper reports in those settings, not a small one; cells
+# without enough runs for a test are marked "too few runs" above, and `python -m
+# snnl.experiments.table1_study --list` names the runs still planned. What the paper leaves
+# unknown, and what a gain would have to hide in: the widths of its Table 1 CNN, their
+# initialisation, whether $T$ was learned or fixed, and how $\alpha$ was chosen per dataset. A
+# reader should conclude that maximising entanglement is not, as published, a reliable regulariser;
+# the claim needs the authors' exact Table 1 configuration to be tested again.
 
 # %% [markdown]
 # ## Figure 7: test accuracy against $\alpha$
