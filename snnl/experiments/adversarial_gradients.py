@@ -15,8 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
-from snnl.experiments.common import finish_record, knn_accuracy, markdown_table, models_out, start_run, tsne
-from snnl.experiments.geometry_base import GeometryConfig, load, plot_geometry, trained_model
+from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, plot_record, table_record, trained_model
 from snnl.experiments.report_rows import per_dataset
 from snnl.models import logits_of
 
@@ -95,17 +95,12 @@ TABLE_KEYS = ("cosine_raw", "cosine_sign", "cross_model_knn_accuracy", "knn_accu
 
 def table_gradients(record: dict) -> str:
     """Figs. 10, 11's numbers: a Markdown table, one row per pair of ``record`` (this run's, or a committed one)."""
-    return markdown_table([{"pair": k, **{q: m[q] for q in TABLE_KEYS}} for k, m in record["metrics"].items()])
+    return table_record(record, "pair", TABLE_KEYS)
 
 
 def plot_gradients(record: dict, axes=None):
     """Figs. 10, 11, from ``record``'s history: one t-SNE panel per pair. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(13, 4))
-    plot_geometry("gradients", record["history"], axes)
-    return np.ravel(axes)[0].figure
+    return plot_record("gradients", record, (13, 4), axes)
 
 
 # ---- the reproduction report's rows -------------------------------------------------------------

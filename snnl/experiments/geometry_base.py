@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from snnl.data import DATASETS, Dataset, load_dataset
 from snnl.experiments.checkpoints import SHORT, await_checkpoint, checkpoint_step, model_checkpoint
-from snnl.experiments.common import PAPER_RECIPE, config_from_profile
+from snnl.experiments.common import PAPER_RECIPE, config_from_profile, markdown_table
 from snnl.train import TrainConfig, train
 
 SYNTHETIC_OOD = ("shuffled", "noise")  # pixel-permuted in-distribution test images; uniform noise
@@ -211,3 +211,20 @@ def plot_geometry(kind: str, results: dict, axes) -> None:
         else:
             plot_embedding(ax, r["embedding"], r["is_adversarial"], ["real", "adversarial"],
                            ["tab:blue", "tab:red"], f"{name}: first hidden layer")
+
+
+def table_record(record: dict, row: str, keys: tuple[str, ...]) -> str:
+    """A Section 5 item's numbers: a Markdown table, one row (named ``row``) per model / pair of
+    ``record`` (this run's, or a committed one), the columns ``keys`` of its metrics."""
+    return markdown_table([{row: k, **{q: m[q] for q in keys}} for k, m in record["metrics"].items()])
+
+
+def plot_record(kind: str, record: dict, figsize: tuple, axes=None):
+    """:func:`plot_geometry` of ``record``'s history, on ``axes`` or a new row of one panel per
+    model / pair. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, len(record["history"]), figsize=figsize)
+    plot_geometry(kind, record["history"], axes)
+    return np.ravel(axes)[0].figure

@@ -14,8 +14,8 @@ import torch.nn as nn
 
 from snnl.attacks import BIM, FGSM
 from snnl.dknn import extract_features
-from snnl.experiments.common import finish_record, knn_accuracy, markdown_table, models_out, start_run, tsne
-from snnl.experiments.geometry_base import GeometryConfig, load, plot_geometry, trained_model
+from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, plot_record, table_record, trained_model
 from snnl.experiments.report_rows import per_dataset
 
 # The paper's claim (App. H: a t-SNE picture, no numbers)
@@ -64,17 +64,12 @@ TABLE_KEYS = ("knn_accuracy_layer", "knn_accuracy_tsne", "clean_accuracy", "adve
 
 def table_hidden(record: dict) -> str:
     """Fig. 22's numbers: a Markdown table, one row per model of ``record`` (this run's, or a committed one)."""
-    return markdown_table([{"model": k, **{q: m[q] for q in TABLE_KEYS}} for k, m in record["metrics"].items()])
+    return table_record(record, "model", TABLE_KEYS)
 
 
 def plot_hidden(record: dict, axes=None):
     """Fig. 22, from ``record``'s history: one t-SNE panel per model. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9, 4))
-    plot_geometry("hidden", record["history"], axes)
-    return np.ravel(axes)[0].figure
+    return plot_record("hidden", record, (9, 4), axes)
 
 
 # ---- the reproduction report's rows -------------------------------------------------------------

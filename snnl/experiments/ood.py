@@ -17,8 +17,8 @@ from sklearn.metrics import roc_auc_score
 
 from snnl.data import Dataset
 from snnl.dknn import DkNN, extract_features
-from snnl.experiments.common import finish_record, markdown_table, models_out, start_run, tsne
-from snnl.experiments.geometry_base import GeometryConfig, load, plot_geometry, trained_model
+from snnl.experiments.common import finish_record, models_out, start_run, tsne
+from snnl.experiments.geometry_base import GeometryConfig, load, plot_record, table_record, trained_model
 from snnl.experiments.report_rows import per_dataset
 
 # The paper's claim (Section 5.3, App. G: t-SNE pictures, no numbers)
@@ -80,17 +80,12 @@ TABLE_KEYS = ("auroc_credibility", "auroc_softmax", "mean_credibility_in", "mean
 
 def table_ood(record: dict) -> str:
     """Figs. 12, 21's numbers: a Markdown table, one row per model of ``record`` (this run's, or a committed one)."""
-    return markdown_table([{"model": k, **{q: m[q] for q in TABLE_KEYS}} for k, m in record["metrics"].items()])
+    return table_record(record, "model", TABLE_KEYS)
 
 
 def plot_ood(record: dict, axes=None):
     """Figs. 12, 21, from ``record``'s history: one t-SNE panel per model. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(9, 4))
-    plot_geometry("ood", record["history"], axes)
-    return np.ravel(axes)[0].figure
+    return plot_record("ood", record, (9, 4), axes)
 
 
 # ---- the reproduction report's rows -------------------------------------------------------------
