@@ -33,8 +33,8 @@
 # The DkNN uses every hidden layer *and* the logits (as the DkNN authors' code does). Its
 # calibration points are held out from the test split, disjoint from the attacked test points,
 # as in the authors' code: the victims train on the whole training split. Everything lives in
-# `snnl.experiments.calibration`; the command line
-# `python -m snnl.experiments.calibration --profile paper ...` writes the same records.
+# `snnl.experiments.adversarial.calibration`; the command line
+# `python -m snnl.experiments.adversarial --profile paper ...` writes the same records.
 
 # %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (CPU, about a minute) or "paper" (the paper's training, real data)
@@ -53,7 +53,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import snnl
-from snnl.experiments import calibration as cal
+from snnl.experiments.adversarial import calibration as cal
 
 snnl.seed_everything(seed)
 over = {k: v for k, v in dict(dataset=dataset, steps=steps, bim_steps=bim_steps, n_test=n_test).items() if v}

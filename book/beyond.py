@@ -36,7 +36,7 @@
 # the 14,000-step Table 1 CNN of the other chapters; each record names its model. The small
 # profile trains the same architecture for 150 steps on the embedded digits, with pixel-shuffled
 # digits and uniform noise as *substitutes* for a second dataset. Code:
-# `snnl.experiments.ood_benchmark` and `snnl.experiments.ood_detectors`.
+# `snnl.experiments.beyond.benchmark` and `snnl.experiments.beyond.detectors`.
 
 # %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (digits, models trained here, CPU minutes) or "paper" (needs models)
@@ -54,7 +54,7 @@ from IPython.display import Markdown, display
 
 from snnl import Banner, load_records
 from snnl.experiments.common import markdown_table
-from snnl.experiments.ood_benchmark import (config_for, display_rows, overall_line, plot_ood_benchmark,
+from snnl.experiments.beyond.benchmark import (config_for, display_rows, overall_line, plot_ood_benchmark,
                                             run_ood_benchmark, verdict_lines)
 
 cfg = config_for(profile, seed=seed, device=device, **({"models": models} if models else {}))

@@ -46,7 +46,7 @@ results_dir = "_build/results"  # records of this run go here ("results" at pape
 import matplotlib.pyplot as plt
 
 import snnl
-from snnl.experiments import representations as rep
+from snnl.experiments.discriminative import representations as rep
 
 snnl.seed_everything(seed)
 common = dict(profile=profile, seed=seed, device=device, progress=False, reuse=profile == "paper")

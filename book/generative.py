@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import snnl
-from snnl.experiments import generative as gen
+from snnl.experiments.generative import gans as gen
 
 snnl.seed_everything(seed)
 p = gen.get_profile(profile)

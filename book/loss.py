@@ -36,7 +36,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import snnl
-from snnl.experiments import synthetic
+from snnl.experiments.loss import synthetic
 from snnl.plots import plot_figure1, plot_figure2, plot_figure13, plot_temperature_curve
 
 snnl.seed_everything(seed)

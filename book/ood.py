@@ -31,7 +31,7 @@
 # and uses pixel-shuffled digits as out-of-distribution data. The paper profile uses MNIST,
 # notMNIST and Fashion-MNIST and reuses the models of Table 1 (14,000 steps); its records are
 # shown at the end of each section when they exist. All code lives in
-# `snnl.experiments.geometry` and `snnl.experiments.robustness`.
+# `snnl.experiments.ood.geometry` and `snnl.experiments.ood.robustness`.
 
 # %% tags=["parameters", "hide-input"]
 profile = "small"  # "small" (CPU, a few minutes) or "paper" (MNIST / notMNIST / Fashion-MNIST)
@@ -48,9 +48,9 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from snnl import Banner, load_records
-from snnl.experiments.geometry import (config_for, plot_gradients, plot_hidden, plot_ood, run_adversarial_gradients,
+from snnl.experiments.ood.geometry import (config_for, plot_gradients, plot_hidden, plot_ood, run_adversarial_gradients,
                                        run_hidden_adversarial, run_ood, table_gradients, table_hidden, table_ood)
-from snnl.experiments.robustness import run_table2, table_table2
+from snnl.experiments.ood.robustness import run_table2, table_table2
 
 cfg = config_for(profile, seed=seed, device=device, wait=wait)
 banner = Banner(profile, [], device)

@@ -27,7 +27,7 @@
 # * **Fig. 8:** trained for long (SVHN), the entangled model starts to overfit about 5,000
 #   steps later than the baseline, and less.
 #
-# `snnl.experiments.regularization` runs all three on top of `snnl.train`. At the small
+# `snnl.experiments.regularization.table1` runs all three on top of `snnl.train`. At the small
 # profile everything runs on the embedded digits in about a minute on a CPU; the paper
 # profile uses the paper's settings and real data (a GPU is advised).
 
@@ -48,7 +48,9 @@ from IPython.display import Markdown, display
 
 import snnl
 from snnl.banner import data_label
-from snnl.experiments import regularization as reg
+from snnl.experiments.regularization.fig7 import figure7, plot_figure7
+from snnl.experiments.regularization.fig8 import figure8, plot_figure8
+from snnl.experiments.regularization import table1 as reg
 
 snnl.seed_everything(seed)
 runs = runs or (4 if profile == "paper" else 2)
@@ -142,12 +144,12 @@ for name in names:
 # excludes 0. Every run also records, per layer, the activations' median pairwise squared
 # distance divided by $T$: with a fixed $T$ a network can raise its SNNL just by shrinking its
 # activations (every pair then looks close), which satisfies the regulariser without
-# entangling the classes. The study is declared in `snnl.experiments.table1_study` and run by
-# `python -m snnl.experiments.table1_study --jobs 2` (resumable); its records are committed
+# entangling the classes. The study is declared in `snnl.experiments.regularization.study` and run by
+# `python -m snnl.experiments.regularization --jobs 2` (resumable); its records are committed
 # under `results/paper/table1_study/`.
 
 # %% tags=["hide-input"]
-from snnl.experiments import table1_study as study
+from snnl.experiments.regularization import study
 
 study_records = snnl.load_records(records_dir, study.EXPERIMENT)
 live = []
@@ -191,7 +193,7 @@ print("\n".join(study.study_verdict(study_rows, study_records)))
 # fits its training set better. The screening cells are runs of 3,000 steps, one or two seeds each:
 # they rule out a gain of the size the paper reports in those settings, not a small one; cells
 # without enough runs for a test are marked "too few runs" above, and `python -m
-# snnl.experiments.table1_study --list` names the runs still planned. What the paper leaves
+# snnl.experiments.regularization.study --list` names the runs still planned. What the paper leaves
 # unknown, and what a gain would have to hide in: the widths of its Table 1 CNN, their
 # initialisation, whether $T$ was learned or fixed, and how $\alpha$ was chosen per dataset. A
 # reader should conclude that maximising entanglement is not, as published, a reliable regulariser;
@@ -208,8 +210,8 @@ print("\n".join(study.study_verdict(study_rows, study_records)))
 # (standing in for the CIFAR-10 ResNet search).
 
 # %% tags=["hide-input"]
-fig7 = reg.figure7(profile, seed0=seed, out_dir=f"{out}/fig7", **common)
-reg.plot_figure7(fig7)
+fig7 = figure7(profile, seed0=seed, out_dir=f"{out}/fig7", **common)
+plot_figure7(fig7)
 plt.show()
 pairs = [(a, acc) for a, acc in zip(fig7["alpha"], fig7["test_accuracy"]) if acc is not None]
 best = max(pairs, key=lambda p: p[1])
@@ -228,9 +230,9 @@ print(f"Measured ({profile} profile, {data_label(fig7)}): "
 # 400 steps, enough for the baseline to overfit.
 
 # %% tags=["hide-input"]
-fig8 = reg.figure8(profile, runs=2 if profile == "paper" else 1, alphas=(0.0, alpha), seed0=seed,
-                   dataset=fig8_dataset or None, out_dir=f"{out}/fig8", **common)
-reg.plot_figure8(fig8)
+fig8 = figure8(profile, runs=2 if profile == "paper" else 1, alphas=(0.0, alpha), seed0=seed,
+              dataset=fig8_dataset or None, out_dir=f"{out}/fig8", **common)
+plot_figure8(fig8)
 plt.show()
 data = data_label(fig8)
 for v, m in fig8.overfitting().items():

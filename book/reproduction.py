@@ -29,7 +29,7 @@ from markdown_it import MarkdownIt
 from myst_nb import glue
 
 import snnl
-from snnl.experiments import report as rp
+from snnl.experiments.report import ledger as rp
 
 records = rp.paper_records(records_dir)
 banner = snnl.Banner("records", [r for rs in records.values() for r in rs], None)  # the records' data
@@ -97,7 +97,7 @@ display(Markdown(rp.format_report(extra, ("item", "ours", "runs", "verdict"))))
 #
 # How each status was decided, and where each number comes from: the device of the run and
 # the commit of the code that ran (`-dirty`: with uncommitted changes at the time). The code
-# behind this page is `snnl.experiments.report` (`python -m snnl.experiments.report --table`
+# behind this page is `snnl.experiments.report.ledger` (`python -m snnl.experiments.report --table`
 # prints the same rows).
 
 # %% tags=["hide-input"]

@@ -1,4 +1,4 @@
-"""Tests for snnl.experiments.calibration (Section 5, Figs. 9, 14, 18-20), at tiny sizes."""
+"""Tests for snnl.experiments.adversarial.calibration (Section 5, Figs. 9, 14, 18-20), at tiny sizes."""
 
 import math
 import time
@@ -10,8 +10,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from snnl.experiments import calibration as cal  # noqa: E402
-from snnl.experiments.report_rows import FAILS, HOLDS  # noqa: E402
+from snnl.experiments.adversarial import calibration as cal
+from snnl.experiments.common.rows import FAILS, HOLDS  # noqa: E402
 from snnl.results import read_record  # noqa: E402
 from snnl.train import TrainConfig  # noqa: E402
 

@@ -7,8 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from snnl.experiments import calibration_models, geometry_base, regularization, representations
-from snnl.experiments.checkpoints import model_checkpoint
+from snnl.experiments.adversarial import models as calibration_models
+from snnl.experiments.ood import base as geometry_base
+from snnl.experiments.regularization import fig8
+from snnl.experiments.regularization import table1 as regularization
+from snnl.experiments.discriminative import representations
+from snnl.experiments.common.checkpoints import model_checkpoint
 from snnl.experiments.common import PAPER_RECIPE, config_from_profile, profile_values
 from snnl.train import TrainConfig
 
@@ -41,8 +45,9 @@ def test_the_paper_recipe_is_the_one_of_every_item():
     for steps, batch, lr in ((t1.steps, t1.batch_size, t1.lr), (geo.train_steps, geo.batch_size, geo.lr),
                              (cal.steps, cal.batch_size, cal.lr), (fig15.steps, fig15.batch_size, fig15.lr)):
         assert (steps, batch, lr) == (14000, 256, 1e-4)
-    fig8 = regularization.FIG8["paper"]
-    assert (fig8["steps"], fig8["batch_size"], fig8["lr"]) == (30000, 256, 1e-4)  # Fig. 8: a longer training
+    f8 = fig8.PROFILES_FIG8["paper"]
+    assert (f8["steps"], f8["batch_size"], f8["lr"]) == (30000, 256, 1e-4)  # Fig. 8: a longer training
+    assert f8["substitute"] == {"n_train": 6000, "steps": 14000, "eval_every": 250, "log_every": 250}
 
 
 def test_table1_checkpoints_have_one_name_and_the_old_one_is_accepted(tmp_path):

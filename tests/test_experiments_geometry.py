@@ -1,7 +1,7 @@
 """Section 5 / Apps. E, G, H experiments: gradients, OOD, hidden layer under attack, Table 2.
 
 Everything runs on scikit-learn's digits at their native 8x8 size (``load_dataset`` is patched in
-snnl.experiments.geometry_base), so models train in seconds.
+snnl.experiments.ood.base), so models train in seconds.
 """
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-import snnl.experiments.geometry as geo
-import snnl.experiments.geometry_base as geometry_base
+import snnl.experiments.ood.geometry as geo
+import snnl.experiments.ood.base as geometry_base
 from snnl.attacks import FGSM
 from snnl.data import Dataset
-from snnl.experiments import adversarial_gradients, hidden_adversarial, ood, robustness
-from snnl.experiments.report_rows import FAILS, HOLDS
-from snnl.experiments.robustness import LAYER_MAP, PAPER_TABLE2, PGDSchedule, layer_entanglement, run_table2, table2_rows
+from snnl.experiments.ood import gradients as adversarial_gradients
+from snnl.experiments.ood import hidden as hidden_adversarial
+from snnl.experiments.ood import outliers as ood
+from snnl.experiments.ood import robustness
+from snnl.experiments.common.rows import FAILS, HOLDS
+from snnl.experiments.ood.robustness import LAYER_MAP, PAPER_TABLE2, PGDSchedule, layer_entanglement, run_table2, table2_rows
 from snnl.models import CNN
 from snnl.results import read_record
 from snnl.train import TrainConfig, train

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-import snnl.experiments.ood_benchmark as ob
-from snnl.experiments.ood_detectors import DETECTORS, METRICS, Features, OODDetectors, features, ood_metrics, paper_score
+import snnl.experiments.beyond.benchmark as ob
+from snnl.experiments.beyond.detectors import DETECTORS, METRICS, Features, OODDetectors, features, ood_metrics, paper_score
 from snnl.models import ZooCNN
 from snnl.results import read_record
 

@@ -1,4 +1,4 @@
-"""snnl.experiments.regularization (Section 4: Table 1, Figs. 7, 8) at tiny sizes: the paper
+"""snnl.experiments.regularization.table1 (Section 4: Table 1, Figs. 7, 8) at tiny sizes: the paper
 recipe is the command line's, the summary statistics are right, records are written and
 reused, divergence and substitutes are reported, and the plots draw what they say."""
 
@@ -14,9 +14,10 @@ import snnl.__main__ as cli
 import snnl.train
 from conftest import REPO
 from snnl.data import DatasetError, load_dataset
-from snnl.experiments import common
-from snnl.experiments import regularization as reg
-from snnl.experiments import representations as rep
+from snnl.experiments.common import profiles as common
+from snnl.experiments.regularization import fig7, fig8
+from snnl.experiments.regularization import table1 as reg
+from snnl.experiments.discriminative import representations as rep
 from snnl.results import load_records
 from snnl.train import TrainingDiverged
 
@@ -132,18 +133,18 @@ def test_figure7_grid_keeps_diverged_runs(digits, monkeypatch, tmp_path):
             raise TrainingDiverged("non-finite loss at step 3")
         return real(cfg, *a, **k)
 
-    monkeypatch.setattr(reg, "train_recorded", maybe_diverge)
-    f7 = reg.figure7("small", alphas=(-1, 0, 1), data=digits, out_dir=tmp_path, progress=False, **TINY)
+    monkeypatch.setattr(fig7, "train_recorded", maybe_diverge)
+    f7 = fig7.figure7("small", alphas=(-1, 0, 1), data=digits, out_dir=tmp_path, progress=False, **TINY)
     assert f7["alpha"] == [-1.0, 0.0, 1.0] and f7["diverged"] == [True, False, False]
     assert f7["test_accuracy"][0] is None and all(0 <= a <= 1 for a in f7["test_accuracy"][1:])
     assert [r["experiment"] for r in load_records(tmp_path)] == ["fig7", "fig7"]
-    ax = reg.plot_figure7(f7)
+    ax = fig7.plot_figure7(f7)
     assert ax.get_xscale() == "symlog" and len(ax.collections) == 2  # the runs, and the diverged marker
-    assert reg.figure7("paper", alphas=(), data=digits)["substitute_for"].startswith("the CIFAR-10 ResNet")
+    assert fig7.figure7("paper", alphas=(), data=digits)["substitute_for"].startswith("the CIFAR-10 ResNet")
 
 
 def test_figure8_curves_and_overfitting(digits, tmp_path):
-    f8 = reg.figure8("small", runs=2, data=digits, out_dir=tmp_path, progress=False, **{**TINY, "steps": 6})
+    f8 = fig8.figure8("small", runs=2, data=digits, out_dir=tmp_path, progress=False, **{**TINY, "steps": 6})
     assert f8.eval_step == [2, 4, 6] and set(f8.curves) == {"baseline", "entangled"} and f8.runs == 2
     recs = load_records(tmp_path, "fig8")
     assert len(recs) == 4
@@ -153,7 +154,7 @@ def test_figure8_curves_and_overfitting(digits, tmp_path):
     c = f8.curves["baseline"]
     assert o["min_test_ce"] == min(c["test_ce"])
     assert o["final_gap"] == pytest.approx(c["test_ce"][-1] - c["train_ce"][-1])
-    fig = reg.plot_figure8(f8)
+    fig = fig8.plot_figure8(f8)
     assert [len(ax.lines) for ax in fig.axes] == [4, 4]
 
 
@@ -166,8 +167,8 @@ def test_figure8_labels_the_svhn_substitute(monkeypatch, tmp_path):
 
     monkeypatch.setattr(common, "load_dataset", fake_load)  # load_or_substitute's
     with pytest.warns(UserWarning, match="substitute for SVHN"):
-        f8 = reg.figure8("paper", runs=1, alphas=(0,), out_dir=tmp_path, progress=False, **TINY)
+        f8 = fig8.figure8("paper", runs=1, alphas=(0,), out_dir=tmp_path, progress=False, **TINY)
     assert f8.substitute_for == "svhn"
     [rec] = load_records(tmp_path, "fig8")
     assert rec["config"]["substitute_for"] == "svhn" and rec["profile"] == "paper"
-    assert "substitute for svhn" in reg.plot_figure8(f8).axes[0].get_title()
+    assert "substitute for svhn" in fig8.plot_figure8(f8).axes[0].get_title()

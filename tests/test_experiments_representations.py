@@ -1,4 +1,4 @@
-"""snnl.experiments.representations (Section 3.1, App. C) at tiny sizes: the measurement is exact
+"""snnl.experiments.discriminative.representations (Section 3.1, App. C) at tiny sizes: the measurement is exact
 and harmless to the model, the curves and records are complete, substitutes are labelled, and
 Fig. 15's claim (the training-batch loss decreases) holds on the digits."""
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from snnl.data import DatasetError, load_dataset
-from snnl.experiments import common
-from snnl.experiments import representations as rep
-from snnl.experiments.report_rows import FAILS, HOLDS
+from snnl.experiments.common import profiles as common
+from snnl.experiments.discriminative import representations as rep
+from snnl.experiments.common.rows import FAILS, HOLDS
 from snnl.losses import entanglement, soft_nearest_neighbor_loss
 from snnl.models import build_model
 from snnl.results import load_records, read_record

@@ -1,4 +1,4 @@
-"""Tests for snnl.experiments.synthetic (paper Section 2, Apps. A, B) at tiny sizes: each
+"""Tests for snnl.experiments.loss.synthetic (paper Section 2, Apps. A, B) at tiny sizes: each
 experiment's qualitative claim holds numerically, and the measurements are right."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from snnl.experiments import synthetic
-from snnl.experiments.report_rows import HOLDS
+from snnl.experiments.loss import synthetic
+from snnl.experiments.common.rows import HOLDS
 from snnl.results import read_record
 
 matplotlib.use("Agg")

@@ -14,8 +14,8 @@ import torch.nn as nn
 
 import snnl.gan as gan
 from snnl.data import Dataset, load_dataset
-from snnl.experiments import generative as gen
-from snnl.experiments.report_rows import FAILS, HOLDS
+from snnl.experiments.generative import gans as gen
+from snnl.experiments.common.rows import FAILS, HOLDS
 from snnl.gan import (GANConfig, build_gan, log_other_class_probability, nearest_neighbour_accuracy,
                       real_fake_entanglement, train_gan)
 from snnl.losses import soft_nearest_neighbor_loss

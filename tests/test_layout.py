@@ -1,7 +1,10 @@
 """The package's layout rules, read from the source with ``ast`` (imports inside functions count):
 no import cycle between modules of ``snnl``, no module importing another module's ``_private``
 name, no module over 400 lines, no module ``__getattr__`` (every name is where it is defined or
-imported)."""
+imported); and the experiments mirror the book: ``snnl/experiments/<chapter>/`` per chapter of
+``book/``, what they share in ``snnl/experiments/common/``, the report (which reads them all) in
+``snnl/experiments/report/``. A chapter imports only its own package and ``common``, in the
+book and in the package."""
 
 from __future__ import annotations
 
@@ -79,6 +82,50 @@ def private_imports(root: Path, package: str = "snnl") -> list[str]:
             for target, name in imports(m, p, known) if name and name.startswith("_") and target != m]
 
 
+# the chapters of the book (book/<name>.py) and their packages (snnl/experiments/<name>/)
+CHAPTERS = ("loss", "discriminative", "regularization", "generative", "ood", "adversarial", "beyond")
+PACKAGE_OF_PAGE = {**{c: c for c in CHAPTERS}, "reproduction": "report"}
+SHARED, READS_ALL = "common", "report"
+
+
+def experiment_packages(name: str, path: Path, known: dict[str, Path], base: str = "snnl.experiments") -> set[str]:
+    """The packages of ``base`` (its direct subpackages) that a module or notebook imports."""
+    found = set()
+    for target, taken in imports(name, path, known):
+        if target == base and taken:
+            found.add(taken)
+        elif target.startswith(base + "."):
+            found.add(target[len(base) + 1:].split(".")[0])
+    return found
+
+
+def chapter_violations(root: Path, book: Path | None = None, package: str = "snnl") -> list[str]:
+    """What breaks the chapter rules under ``root/<package>/experiments`` (and in ``book``)."""
+    base = f"{package}.experiments"
+    known = modules(root, package)
+    bad = []
+    top = root / package / "experiments"
+    for entry in sorted(top.iterdir()):
+        if entry.is_dir() and entry.name != "__pycache__" and entry.name not in (*CHAPTERS, SHARED, READS_ALL):
+            bad.append(f"{entry.name}/ is no chapter of the book")
+        elif entry.is_file() and entry.suffix == ".py" and entry.name not in ("__init__.py", "__main__.py"):
+            bad.append(f"{entry.name} sits directly in {base} (belongs to a chapter's package or common)")
+    for name, path in known.items():
+        if not name.startswith(base + "."):
+            continue
+        own = name.split(".")[2]
+        if own == READS_ALL:
+            continue
+        allowed = {own} if own == SHARED else {own, SHARED}
+        for other in sorted(experiment_packages(name, path, known, base) - allowed):
+            bad.append(f"{name} imports the package {other}")
+    for page in sorted(book.glob("*.py")) if book else ():
+        own = PACKAGE_OF_PAGE.get(page.stem)
+        for other in sorted(experiment_packages(f"book.{page.stem}", page, known, base) - {own, SHARED}):
+            bad.append(f"book/{page.name} imports the package {other}")
+    return bad
+
+
 # ---- the checks, first on small made-up packages ---------------------------------------------------
 def write(root: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
@@ -108,7 +155,31 @@ def test_checks_pass_a_clean_package(tmp_path):
     assert cycles(import_graph(root, "pkg")) == [] and private_imports(root, "pkg") == []
 
 
+def test_chapter_rules_find_a_cross_chapter_import_a_stray_module_and_a_book_page_reading_another_chapter(tmp_path):
+    root = write(tmp_path, {
+        "pkg/__init__.py": "", "pkg/experiments/__init__.py": "", "pkg/experiments/stray.py": "",
+        "pkg/experiments/common/__init__.py": "", "pkg/experiments/common/tables.py": "",
+        "pkg/experiments/loss/__init__.py": "", "pkg/experiments/loss/synthetic.py": "from pkg.experiments.common import tables\n",
+        "pkg/experiments/ood/__init__.py": "",
+        "pkg/experiments/ood/base.py": "def f():\n    from pkg.experiments.loss import synthetic\n",
+        "pkg/experiments/report/__init__.py": "", "pkg/experiments/report/ledger.py": "from pkg.experiments.ood import base\n",
+        "book/loss.py": "from pkg.experiments.loss.synthetic import x\nfrom pkg.experiments import ood\n",
+        "book/ood.py": "from pkg.experiments.ood import base\nfrom pkg.experiments.common.tables import t\n",
+    })
+    assert chapter_violations(root, root / "book", "pkg") == [
+        "stray.py sits directly in pkg.experiments (belongs to a chapter's package or common)",
+        "pkg.experiments.ood.base imports the package loss", "book/loss.py imports the package ood"]
+
+
 # ---- the package ----------------------------------------------------------------------------------
+def test_experiments_mirror_the_book():
+    """One package per chapter (the pages of _toc.yml), common, report; the rules above hold."""
+    pages = {p.stem for p in (ROOT / "book").glob("*.py")}
+    assert pages == set(PACKAGE_OF_PAGE), pages ^ set(PACKAGE_OF_PAGE)
+    assert all((ROOT / "snnl" / "experiments" / pkg / "__init__.py").exists() for pkg in (*CHAPTERS, SHARED, READS_ALL))
+    assert chapter_violations(ROOT, ROOT / "book") == []
+
+
 def test_no_import_cycle():
     assert cycles(import_graph(ROOT)) == []
 

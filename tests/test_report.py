@@ -9,8 +9,8 @@ import re
 import pytest
 
 from conftest import REPO
-from snnl.experiments import report as rp
-from snnl.experiments.regularization import PAPER_TABLE1
+from snnl.experiments.report import ledger as rp
+from snnl.experiments.regularization.table1 import PAPER_TABLE1
 from snnl.results import write_record
 
 _clock = itertools.count()
@@ -349,7 +349,7 @@ def test_malformed_records_are_skipped_with_a_warning(tmp_path):
 
 
 def test_study_headline_lists_every_cell_of_the_authors_recipe():
-    from snnl.experiments.report import study_headline
+    from snnl.experiments.report.ledger import study_headline
     row = lambda cell, profile, diff, verdict: {
         "experiment": "table1_study", "item": f"Table 1 study: {cell} ({profile}, 2814 steps)",
         "ours": f"98.19 ± 0.08 [98.05, 98.32] vs 98.76 ± 0.15 [98.52, 99.01]: {diff}", "runs": "4 + 4",

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from snnl.experiments import table1_study as st
+from snnl.experiments.regularization import study as st
 from snnl.train import activation_scale
 
 
@@ -85,7 +85,7 @@ def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path):
 
 
 def test_mean_history_averages_runs_and_leaves_out_nulls():
-    from snnl.experiments.curves import mean_history
+    from snnl.experiments.common.curves import mean_history
 
     h = lambda snnl, ce: {"history": {"step": [0, 50], "eval_step": [50], "snnl": {"c": snnl},
                                       "temperature": {"c": [1.0, 1.0]}, "scale": {"c": [2.0, 4.0]},

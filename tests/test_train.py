@@ -252,7 +252,7 @@ class RunsCode:
 
 def test_a_checkpoint_that_would_run_code_is_refused(digits, tmp_path):
     from snnl.checkpointing import CheckpointError
-    from snnl.experiments.checkpoints import checkpoint_step
+    from snnl.experiments.common.checkpoints import checkpoint_step
 
     c, marker = cfg(steps=5), tmp_path / "code-ran"
     torch.save({"config": asdict(c), "step": 3, "payload": RunsCode(marker)}, tmp_path / "checkpoint.pt")

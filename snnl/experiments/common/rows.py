@@ -1,0 +1,100 @@
+"""The reproduction report's vocabulary (:mod:`snnl.experiments.report.ledger`): the statuses, how each
+record is regenerated, and the helpers every item's ``report_items(records)`` builds its rows
+with (:func:`report_item`, :func:`per_dataset`, :func:`verdict`...). The rows of each paper item
+are written next to the code that writes its records (``report_items`` in its module)."""
+
+from __future__ import annotations
+
+import math
+
+from snnl.banner import data_label
+
+MATCHES, NO_MATCH = "matches", "does not match"
+HOLDS, FAILS = "qualitative claim holds", "qualitative claim does not hold"
+NOT_RUN, ERROR = "not run at the paper profile", "could not be evaluated"
+STATUSES = (MATCHES, NO_MATCH, HOLDS, FAILS, NOT_RUN, ERROR)
+# How each record is (re)generated at the paper profile, from the repository root: a command, then
+# a remark in brackets.
+BOOK = "make reproduce (runs book/{} at the paper profile)"
+REGENERATE = {
+    "table1": "python -m snnl train --dataset mnist --alpha 10 --steps 14000 --batch-size 256 --lr 1e-4 "
+              "--profile paper --experiment table1 --out results/paper/table1 (per dataset, alpha 0 and 10, seed)",
+    "table2": "python -m snnl.experiments.ood --profile paper --parts table2 --out results/paper/geometry",
+    "ood": "python -m snnl.experiments.ood --profile paper --parts ood --out results/paper/geometry",
+    "adversarial_gradients": "python -m snnl.experiments.ood --profile paper --parts gradients "
+                             "--out results/paper/geometry",
+    "hidden_adversarial": "python -m snnl.experiments.ood --profile paper --parts hidden --out results/paper/geometry",
+    "dknn_calibration": "python -m snnl.experiments.adversarial --profile paper --dataset mnist "
+                        "--out results/paper/calibration (also --dataset fashion-mnist)",
+    "dknn_calibration_triplet": "python -m snnl.experiments.adversarial --profile paper --dataset mnist "
+                                "--regularizer triplet --attacks fgsm,bim --no-transfer --out results/paper/calibration",
+    "gan_entanglement": "python -m snnl.experiments.generative --profile paper --out results/paper/gan",
+    "snnl_gan": "python -m snnl.experiments.generative --profile paper --only snnl_gan --out results/paper/gan",
+    "snnl_gan_learned": "python -m snnl.experiments.generative --profile paper --only snnl_gan_learned "
+                        "--out results/paper/gan",
+    "fig15": "python -m snnl.experiments.discriminative --figure 15 --profile paper --out results/paper/fig15",
+    "fig3_16": "python -m snnl.experiments.discriminative --figure 3 --profile paper --out results/paper/fig3_16",
+    "fig7": BOOK.format("regularization.py"), "fig8": BOOK.format("regularization.py"),
+    **{e: BOOK.format("loss.py") for e in ("figure1", "figure13", "figure2", "temperature_curve")},
+}
+REGENERATE["transferability"] = REGENERATE["dknn_calibration"]
+
+
+def short_commit(c) -> str:
+    c = str(c or "unknown")
+    return c if c == "unknown" else c[:7] + ("-dirty" if c.endswith("-dirty") else "")
+
+
+def report_item(section, item, paper, experiment, recs=(), **kw) -> dict:
+    """One row; provenance (runs, data, device, commits) from ``recs``; ``kw`` sets the rest."""
+    recs = list(recs)
+    row = {"section": section, "item": item, "paper": paper, "ours": "–", "runs": len(recs), "spread": "–",
+           "dataset": ", ".join(dict.fromkeys(data_label(r) for r in recs)) or "–",
+           "device": ", ".join(sorted({str(r.get("device")) for r in recs})) or "–",
+           "commit": ", ".join(sorted({short_commit(r.get("git_commit")) for r in recs})) or "–",
+           "status": NOT_RUN, "criterion": "", "note": "", "experiment": experiment,
+           "regenerate": REGENERATE.get(experiment, "")}
+    row.update(kw)
+    return row
+
+
+def verdict(ok) -> str:
+    """The status of a qualitative claim: holds when ``ok``, else does not hold."""
+    return HOLDS if ok else FAILS
+
+
+def fmt_num(v, fmt=".3f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def better(a, b) -> bool:
+    """a > b, where None / NaN never wins."""
+    ok = lambda v: v is not None and not (isinstance(v, float) and math.isnan(v))
+    return ok(a) and (not ok(b) or a > b)
+
+
+def by_key(recs, key) -> dict:
+    """The newest record per ``key(record)``."""
+    return {key(r): r for r in recs}
+
+
+def stands_for(r) -> str:
+    """The paper dataset a record stands for: its substitute's original, else its dataset."""
+    return (r.get("config") or {}).get("substitute_for") or r["dataset"]
+
+
+def per_dataset(section, name, paper, experiment, recs, wanted, key, judge, criterion):
+    """``judge(record) -> (ours, ok, note)``; ``wanted``: the paper's datasets (keys), listed
+    even without a record; records of other datasets follow."""
+    found = by_key(recs, key)
+    items = []
+    for ds in list(wanted) + [k for k in found if k not in wanted]:
+        rec = found.get(ds)
+        title = f"{name} ({ds})"
+        if rec is None:
+            items.append(report_item(section, title, paper, experiment, criterion=criterion))
+            continue
+        ours, ok, note = judge(rec)
+        items.append(report_item(section, title, paper, experiment, [rec], ours=ours, status=verdict(ok), note=note,
+                                 criterion=criterion))
+    return items

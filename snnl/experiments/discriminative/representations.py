@@ -1,0 +1,348 @@
+"""Entanglement of representations during discriminative training (paper Section 3.1, App. C).
+
+* Fig. 15 (App. C): a network with one convolutional and three fully connected layers
+  (:class:`snnl.models.CNN1`) trained on MNIST with cross-entropy only; the soft nearest
+  neighbor loss of each training batch at each hidden layer *decreases* over training.
+* Figs. 3 and 16 (Section 3.1, App. C): a ResNet v2 on CIFAR-10, cross-entropy only, cosine
+  distance. Fig. 16, per residual block: the lower blocks stay entangled, the last block
+  disentangles. Fig. 3, the layers inside the last block: after an initial drop the inner
+  layers' entanglement rises while the block's output keeps falling.
+
+:func:`layer_entanglement_over_training` runs either experiment with :func:`snnl.train.train`
+and returns two kinds of curves: the SNNL of each logged *training batch* at the learned
+temperature (``train()``'s history: the paper's Fig. 15 measure) and the *entanglement*
+(Eq. 2, minimum over T via :func:`snnl.entanglement`) of every hidden layer, and of the layers
+inside the ResNet's last block, on one fixed batch of test images at a few points of
+training. The temperature-free measure is the one to read for the cosine distance: at the
+default T0 = 100 every cosine distance (at most 2) is negligible and the batch SNNL sits at its
+ceiling.
+
+CIFAR-10 cannot be downloaded everywhere. Where it is missing, Fashion-MNIST padded to 32x32
+and replicated to 3 channels stands in (:data:`SUBSTITUTES`); the result, its record's config
+and the plots say so (``substitute_for``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from snnl.banner import data_label
+from snnl.data import Dataset
+from snnl.experiments.common import (PAPER_RECIPE, RESNET_PAPER, SUBSTITUTES, ds_key, find_record,  # noqa: F401 (names of this module)
+                                    finish_run, load_or_substitute, profile_values, train_recorded)
+from snnl.experiments.common.rows import per_dataset, stands_for
+from snnl.losses import entanglement
+from snnl.results import Run
+from snnl.train import TrainConfig, train
+
+# The paper's claims (Section 3.1, App. C: curves, no numbers)
+PAPER = {"Fig. 15": "decreases in every layer", "Fig. 16": "lower blocks stay entangled, the last disentangles",
+         "Fig. 3": "inner layers re-entangle, the output does not"}
+# Settings per figure and profile (any TrainConfig field can be overridden).
+PROFILES_FIG15 = {
+    "small": dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3, log_every=10, eval_every=100),
+    "paper": dict(dataset="mnist", model="cnn1", **PAPER_RECIPE, log_every=50, eval_every=500),
+}
+PROFILES_FIG3_16 = {
+    "small": dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150, batch_size=64,
+                  lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
+    "paper": dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER),
+}
+PROFILES = {"15": PROFILES_FIG15, "3": PROFILES_FIG3_16}  # per figure (Fig. 16 is Fig. 3's run)
+PRESETS = {(f, p): v for f, profiles in PROFILES.items() for p, v in profiles.items()}  # its former name
+EXPERIMENTS = {"15": "fig15", "3": "fig3_16"}
+
+
+def _isometric(x: torch.Tensor) -> torch.Tensor:
+    """Rows with the same pairwise distances, inner products and norms in at most ``len(x)``
+    dimensions (``x.T = QR`` gives ``x Q = R.T``): makes the entanglement search over T cheap
+    for wide conv layers without changing its value."""
+    x = x.flatten(1).double()
+    if x.shape[1] <= x.shape[0]:
+        return x
+    return torch.linalg.qr(x.T, mode="r").R.T
+
+
+def inner_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules whose outputs are the layers inside the ResNet's last block (Fig. 3): its two
+    convolutions, named ``block<k>.conv1``, ``block<k>.conv2``; empty for other models."""
+    blocks = getattr(model, "blocks", None)
+    if not blocks:
+        return {}
+    k = len(blocks)
+    return {f"block{k}.conv1": blocks[-1].conv1, f"block{k}.conv2": blocks[-1].conv2}
+
+
+@torch.no_grad()
+def layer_entanglement(model: nn.Module, x: torch.Tensor, y: torch.Tensor, distance: str = "euclidean",
+                       inner: bool = True) -> dict[str, float]:
+    """Entanglement (Eq. 2, min over T) of every hidden layer of ``model`` on the batch (x, y),
+    plus the layers inside the ResNet's last block when ``inner``. The model runs on a copy in
+    training mode (batch statistics, as in training; the model itself is untouched)."""
+    m = copy.deepcopy(model).train()
+    captured, hooks = {}, []
+    for name, mod in (inner_layers(m).items() if inner else ()):
+        hooks.append(mod.register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out)))
+    try:
+        _, hidden = m(x.to(next(m.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    reps = {**captured, **hidden}
+    return {n: float(entanglement(_isometric(v), y.to(v.device), distance).value) for n, v in reps.items()}
+
+
+@dataclass
+class LayerEntanglement:
+    """Curves of one run of :func:`layer_entanglement_over_training`."""
+
+    figure: str  # "15" or "3" (Figs. 3 and 16 come from the same run)
+    dataset: str  # the dataset actually used
+    substitute_for: str | None  # the paper's dataset it stands in for, or None
+    data_note: str  # one line on the data used
+    model: str
+    distance: str
+    steps: list[int]  # steps of the logged training batches
+    batch_snnl: dict[str, list[float]]  # layer -> SNNL of the training batch at the learned T
+    temperature: dict[str, list[float]]  # layer -> learned temperature at those steps
+    measure_steps: list[int]  # steps at which the fixed batch was measured
+    entanglement: dict[str, list[float]]  # layer -> min over T on the fixed batch
+    test_accuracy: float
+    config: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_record(cls, record: dict) -> "LayerEntanglement":
+        """Rebuild the curves from a results record written by :func:`layer_entanglement_over_training`."""
+        c, h = record["config"], record["history"]
+        return cls(c["figure"], record["dataset"], c.get("substitute_for"), c.get("data_note", ""), c["model"],
+                   c["distance"], h["step"], h["snnl"], h["temperature"], h["measure_step"], h["entanglement"],
+                   record["metrics"]["test_accuracy"], c, record)
+
+    @property
+    def data_label(self) -> str:
+        """The dataset used and what it stands in for, e.g. ``"fashion-mnist (substitute for cifar10)"``."""
+        return data_label(self)
+
+    @property
+    def blocks(self) -> list[str]:
+        """The layers of Fig. 16 (each residual block's output and the pooled features) or, for
+        the CNN1, its hidden layers."""
+        return [n for n in self.entanglement if "." not in n]
+
+    @property
+    def last_block(self) -> list[str]:
+        """The layers of Fig. 3 (inside the last residual block, then its output)."""
+        inner = [n for n in self.entanglement if "." in n]
+        return inner + [inner[0].split(".")[0]] if inner else []
+
+    def change(self, which: str = "entanglement") -> dict[str, tuple[float, float]]:
+        """Per layer ``(start, end)``: the first and the last value (for the batch SNNL the
+        mean of the first and of the last three logged batches)."""
+        if which == "entanglement":
+            return {n: (v[0], v[-1]) for n, v in self.entanglement.items()}
+        return {n: (sum(v[:3]) / len(v[:3]), sum(v[-3:]) / len(v[-3:])) for n, v in self.batch_snnl.items()}
+
+    def summary(self) -> str:
+        """One line per layer: start -> end of both measures."""
+        lines = [f"Fig. {'15' if self.figure == '15' else '3/16'}: {self.model} on {self.data_label}, "
+                 f"{self.config.get('steps', '?')} steps, {self.distance} distance, "
+                 f"test accuracy {self.test_accuracy:.4f}"]
+        batch = self.change("batch")
+        for n, (a, b) in self.change().items():
+            extra = f"; training-batch SNNL {batch[n][0]:.3f} -> {batch[n][1]:.3f}" if n in batch else ""
+            lines.append(f"  {n:14s} entanglement {a:.3f} -> {b:.3f} ({b - a:+.3f}){extra}")
+        return "\n".join(lines)
+
+
+def _measure_steps(steps: int, points: int) -> list[int]:
+    return sorted({round(steps * i / (points - 1)) for i in range(points)}) if points > 1 else [steps]
+
+
+def layer_entanglement_over_training(figure: str = "15", profile: str = "small", *, dataset: str | None = None,
+                                     seed: int = 0, device: str = "auto", data: Dataset | None = None,
+                                     measure_points: int = 7, measure_size: int = 256, measure_split: str = "test",
+                                     out_dir=None, reuse: bool = False, progress: bool = True,
+                                     substitute: bool = True, **overrides) -> LayerEntanglement:
+    """Train with cross-entropy only and follow each layer's entanglement (Figs. 15, 3, 16).
+
+    Args:
+        figure: ``"15"`` (CNN1, Euclidean) or ``"3"``/``"16"`` (ResNet v2, cosine; one run
+            gives both figures).
+        profile: ``"small"`` (digits, a few hundred steps on a CPU) or ``"paper"`` (MNIST /
+            CIFAR-10 at the paper's settings, see :data:`PROFILES`).
+        dataset: overrides the profile's dataset; a missing CIFAR-10 is replaced by its
+            substitute (:data:`SUBSTITUTES`) unless ``substitute=False``.
+        data: an already loaded dataset (then ``dataset`` only names it).
+        measure_points, measure_size, measure_split: entanglement on a fixed batch of
+            ``measure_size`` images of the ``"test"`` (default) or ``"train"`` split at
+            ``measure_points`` evenly spaced steps (0 to the end).
+        out_dir: write a results record (experiment ``fig15`` or ``fig3_16``) there.
+        reuse: return the curves of a record under ``out_dir`` with the same config, if any,
+            instead of training again (e.g. the paper-profile records under ``results/``).
+        overrides: any :class:`snnl.train.TrainConfig` field (``steps=``, ``lr=``...).
+    """
+    figure = {"16": "3"}.get(str(figure), str(figure))
+    if figure not in PROFILES:
+        raise ValueError(f"unknown figure {figure!r}; choose one of: 15, 3, 16")
+    params = {**profile_values(PROFILES[figure], profile), **overrides}
+    if measure_points < 1 or measure_size < 2:
+        raise ValueError(f"measure_points must be >= 1 and measure_size >= 2, got {measure_points}, {measure_size}")
+    if measure_split not in ("test", "train"):
+        raise ValueError(f"measure_split must be 'test' or 'train', got {measure_split!r}")
+    if dataset is not None:
+        params["dataset"] = dataset
+    cfg = TrainConfig(alpha=0.0, seed=seed, device=device, profile=profile, experiment=EXPERIMENTS[figure], **params)
+    if data is None:
+        data, substitute_for, note = load_or_substitute(cfg.dataset, size=cfg.size, channels=cfg.channels,
+                                                        n_train=cfg.n_train, n_test=cfg.n_test, seed=seed,
+                                                        substitute=substitute)
+    else:
+        substitute_for, note = None, ""
+    cfg.dataset = data.name
+    xs, ys = (data.x_test, data.y_test) if measure_split == "test" else (data.x_train, data.y_train)
+    idx = torch.randperm(len(xs), generator=torch.Generator().manual_seed(seed + 2))[:measure_size]
+    xm, ym = xs[idx], ys[idx]
+    when = set(_measure_steps(cfg.steps, measure_points))
+    measured: dict[int, dict[str, float]] = {}
+
+    def callback(step, model):
+        if step in when:
+            measured[step] = layer_entanglement(model, xm, ym, cfg.distance)
+
+    config = {**asdict(cfg), "figure": figure, "substitute_for": substitute_for, "data_note": note,
+              "measure_points": measure_points, "measure_size": measure_size, "measure_split": measure_split}
+    if reuse and (rec := find_record(out_dir, cfg.experiment, config)) is not None:
+        return LayerEntanglement.from_record(rec)
+    run = Run(cfg.experiment, profile, data.name, seed, config)
+    res = train(cfg, data, progress=progress, callback=callback)
+    steps = sorted(measured)
+    ent = {n: [measured[s][n] for s in steps] for n in measured[steps[0]]}
+    out = LayerEntanglement(figure, data.name, substitute_for, note, cfg.model, cfg.distance,
+                            res.history["step"], res.history["snnl"], res.history["temperature"], steps, ent,
+                            res.metrics["test_accuracy"], config)
+    metrics = {"test_accuracy": out.test_accuracy,
+               "entanglement_start": {n: v[0] for n, v in ent.items()},
+               "entanglement_end": {n: v[-1] for n, v in ent.items()},
+               "batch_snnl_start": {n: a for n, (a, _) in out.change("batch").items()},
+               "batch_snnl_end": {n: b for n, (_, b) in out.change("batch").items()}}
+    out.record = finish_run(run, metrics, out_dir, {**res.history, "measure_step": steps, "entanglement": ent},
+                            device=res.record["device"])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# plots
+def plot_over_training(r: LayerEntanglement, layers=None, which: str = "entanglement", ax=None, title=None):
+    """One line per layer: entanglement on the fixed batch (``which="entanglement"``) or the
+    training-batch SNNL at the learned temperature (``which="batch"``) against the step."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.5))
+    if which == "batch":
+        x, curves, ylabel = r.steps, r.batch_snnl, "SNNL of the training batch"
+    elif which == "entanglement":
+        x, curves, ylabel = r.measure_steps, r.entanglement, "entanglement (min over T)"
+    else:
+        raise ValueError(f"which must be 'entanglement' or 'batch', got {which!r}")
+    layers = list(curves) if layers is None else list(layers)
+    missing = [n for n in layers if n not in curves]
+    if missing:
+        raise ValueError(f"no curve for layer(s) {missing}; available: {list(curves)}")
+    colors = plt.cm.viridis([i / max(len(layers) - 1, 1) for i in range(len(layers))])
+    for n, c in zip(layers, colors):
+        ax.plot(x, curves[n], marker="o" if which == "entanglement" else None, ms=3, color=c, label=n)
+    ax.set(xlabel="training step", ylabel=ylabel,
+           title=title or f"{r.model} on {r.data_label} ({r.distance})")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_figure15(r: LayerEntanglement):
+    """Fig. 15: per-layer SNNL of the training batches, and the entanglement on a fixed batch."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    plot_over_training(r, which="batch", ax=axes[0], title=f"Fig. 15: training batches ({r.data_label})")
+    plot_over_training(r, ax=axes[1], title="entanglement of a fixed test batch")
+    fig.tight_layout()
+    return fig
+
+
+def plot_figure3_16(r: LayerEntanglement):
+    """Fig. 3 (layers inside the last residual block) and Fig. 16 (per block), entanglement."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    plot_over_training(r, r.last_block, ax=axes[0], title=f"Fig. 3: inside the last block ({r.data_label})")
+    plot_over_training(r, r.blocks, ax=axes[1], title=f"Fig. 16: per residual block ({r.data_label})")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+# ---- the reproduction report's rows -------------------------------------------------------------
+def fig15_items(recs):
+    def judge(rec):
+        a, b = rec["metrics"]["batch_snnl_start"], rec["metrics"]["batch_snnl_end"]
+        return ("; ".join(f"{n} {a[n]:.2f} → {b[n]:.2f}" for n in a), all(b[n] < a[n] for n in a),
+                "training-batch SNNL at the learned T, first vs last logged batches")
+    return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", PAPER["Fig. 15"],
+                       "fig15", recs, ["mnist"], stands_for, judge, "last < first in every hidden layer")
+
+
+def fig3_16_items(recs):
+
+    def fig16(rec):
+        r = LayerEntanglement.from_record(rec)
+        kept = {n: v[-1] / v[0] for n, v in r.entanglement.items() if n in r.blocks and v[0] > 0}
+        last, lower = r.blocks[-2], r.blocks[:-2]
+        return (", ".join(f"{n} {100 * kept[n]:.0f}%" for n in r.blocks[:-1] if n in kept) + " kept",
+                all(kept[last] < kept[n] for n in lower if n in kept), f"{rec['config'].get('steps')} steps, cosine")
+
+    def fig3(rec):
+        r = LayerEntanglement.from_record(rec)
+        inner, out = r.last_block[:-1], r.last_block[-1]
+        curve = r.entanglement
+        rose = [n for n in inner if curve[n][-1] > min(curve[n]) and curve[n].index(min(curve[n])) > 0]
+        return ("; ".join(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f}"
+                          for n in r.last_block), len(rose) == len(inner) and curve[out][-1] < curve[out][0], "")
+    return (per_dataset("Fig. 16", "Fig. 16: per residual block", PAPER["Fig. 16"],
+                        "fig3_16", recs, ["cifar10"], stands_for, fig16,
+                        "the last block keeps a smaller share of its entanglement than every lower block")
+            + per_dataset("Fig. 3", "Fig. 3: inside the last block", PAPER["Fig. 3"],
+                          "fig3_16", recs, ["cifar10"], stands_for, fig3,
+                          "inner layers rise after their minimum; the block's output ends below its start"))
+
+
+def report_items(records: dict[str, list[dict]]) -> list[dict]:
+    """The reproduction report's rows of Figs. 15, 16 and 3, from the paper-profile records by
+    experiment."""
+    return fig15_items(records.get("fig15", [])) + fig3_16_items(records.get("fig3_16", []))
+
+
+def main(argv=None) -> int:
+    """``python -m snnl.experiments.discriminative --figure 15 --profile paper --out results/paper/fig15``"""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m snnl.experiments.discriminative",
+                                description="Entanglement of every layer over cross-entropy training (Figs. 15, 3, 16).")
+    p.add_argument("--figure", choices=("15", "3", "16"), default="15", help="15: CNN1; 3 or 16: the ResNet (both)")
+    p.add_argument("--profile", choices=("small", "paper"), default="small")
+    p.add_argument("--dataset", help="instead of the profile's (a missing CIFAR-10 is substituted, and named)")
+    p.add_argument("--steps", type=int, help="instead of the profile's training steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="folder for the results record")
+    a = p.parse_args(argv)
+    r = layer_entanglement_over_training(a.figure, a.profile, dataset=a.dataset, seed=a.seed, device=a.device,
+                                         out_dir=a.out, **({"steps": a.steps} if a.steps else {}))
+    print(r.summary())
+    print(f"record: {r.record['path']}")
+    return 0
