@@ -4,6 +4,8 @@ Fig. 15's claim (the training-batch loss decreases) holds on the digits."""
 
 from __future__ import annotations
 
+import json
+
 import matplotlib
 import pytest
 import torch
@@ -143,3 +145,37 @@ def test_cli_writes_a_record_and_refuses_an_unknown_figure(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         rep.main(["--figure", "7", "--out", str(tmp_path)])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_a_killed_run_keeps_its_measurements_and_resumes_to_the_same_curves(digits, tmp_path, monkeypatch):
+    """A crash after the step-10 measurement leaves steps 0 and 10 in the checkpoint folder; the run
+    started again finishes with the curves of a run never stopped."""
+    kw = dict(data=digits, steps=20, batch_size=32, log_every=5, measure_points=3, measure_size=64, progress=False)
+    whole = rep.layer_entanglement_over_training("15", **kw)
+    real = rep.layer_entanglement
+
+    def crash_at_20(model, x, y, distance):
+        if crash_at_20.calls == 2:
+            raise KeyboardInterrupt("killed")
+        crash_at_20.calls += 1
+        return real(model, x, y, distance)
+
+    crash_at_20.calls = 0
+    monkeypatch.setattr(rep, "layer_entanglement", crash_at_20)
+    with pytest.raises(KeyboardInterrupt):
+        rep.layer_entanglement_over_training("15", checkpoint_dir=tmp_path / "ck", **kw)
+    kept = json.loads((tmp_path / "ck" / "entanglement.json").read_text())
+    assert sorted(map(int, kept)) == [0, 10]
+    assert kept["10"] == pytest.approx({n: v[1] for n, v in whole.entanglement.items()})
+    monkeypatch.setattr(rep, "layer_entanglement", real)
+    again = rep.layer_entanglement_over_training("15", checkpoint_dir=tmp_path / "ck", **kw)
+    assert again.measure_steps == [0, 10, 20]
+    for n, v in whole.entanglement.items():
+        assert again.entanglement[n] == pytest.approx(v, rel=1e-5)
+
+
+def test_a_missing_cifar10_takes_the_substitute_settings(monkeypatch):
+    p = rep.PROFILES_FIG3_16["paper"]["substitute"]
+    assert (p["steps"], p["batch_size"], p["measure_points"]) == (10000, 64, 21)
+    assert p["lr"] == pytest.approx(0.4 * 64 / 256)
+    assert 0.01 ** (p["steps"] / p["decay_steps"] / 106) == pytest.approx(0.01, rel=0.05)  # 1% at the end, as the paper
