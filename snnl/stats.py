@@ -1,4 +1,7 @@
 """Statistics over seeds: means with 95% confidence intervals, and tests of two variants.
+For a single run measured on many test points: intervals of a proportion, of the difference of
+two proportions, of two correlations and of two means known by their summaries, a bootstrap, and
+:func:`interval_verdict`, the one rule by which the report turns an interval into a status.
 
 Every comparison of two means in the book goes through :func:`compare`: the mean, standard
 deviation and 95% confidence interval (Student's t) of each side, the difference of the means
@@ -147,3 +150,74 @@ def fmt_p(p: float | None) -> str:
     if p is None:
         return "–"
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+# ---- one run, many test points: intervals from counts and summary numbers -------------------------
+def proportion_ci(successes: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (scipy's ``binomtest``)."""
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"proportion_ci: need 0 <= successes <= n and n >= 1, got {successes}, {n}")
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def diff_proportions(p1: float, n1: int, p2: float, n2: int, level: float = LEVEL) -> tuple[float, tuple[float, float]]:
+    """``p1 - p2`` of two independent proportions (e.g. two models' accuracies on ``n`` test points
+    each) with Newcombe's hybrid score interval (his method 10, from the two Wilson intervals)."""
+    k1, k2 = round(p1 * n1), round(p2 * n2)
+    (l1, u1), (l2, u2) = proportion_ci(k1, n1, level), proportion_ci(k2, n2, level)
+    a, b = k1 / n1, k2 / n2
+    d = a - b
+    return d, (d - math.sqrt((a - l1) ** 2 + (u2 - b) ** 2), d + math.sqrt((u1 - a) ** 2 + (b - l2) ** 2))
+
+
+def diff_correlations(r1: float, n1: int, r2: float, n2: int, level: float = LEVEL) -> tuple[float, tuple[float, float]]:
+    """``r1 - r2`` of two independent Pearson correlations over ``n1`` and ``n2`` points, with Zou's
+    (2007) interval, built from each correlation's Fisher-z interval."""
+    if min(n1, n2) < 4:
+        raise ValueError(f"diff_correlations: need at least 4 points per correlation, got {n1}, {n2}")
+    z = stats.norm.ppf(0.5 + level / 2)
+
+    def fisher(r, n):
+        r = min(max(r, -0.999999), 0.999999)
+        c = math.atanh(r)
+        return math.tanh(c - z / math.sqrt(n - 3)), math.tanh(c + z / math.sqrt(n - 3))
+
+    (l1, u1), (l2, u2) = fisher(r1, n1), fisher(r2, n2)
+    d = r1 - r2
+    return d, (d - math.sqrt((r1 - l1) ** 2 + (u2 - r2) ** 2), d + math.sqrt((u1 - r1) ** 2 + (r2 - l2) ** 2))
+
+
+def diff_means_from_stats(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int,
+                          level: float = LEVEL) -> tuple[float, tuple[float, float], float]:
+    """``m1 - m2`` of two means known by their mean, sample std and count (e.g. a measure over test
+    batches), with Welch's interval and p-value (scipy's ``ttest_ind_from_stats``)."""
+    v1, v2 = s1 ** 2 / n1, s2 ** 2 / n2
+    se = math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    p = stats.ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False).pvalue
+    return m1 - m2, (m1 - m2 - half, m1 - m2 + half), float(p)
+
+
+def bootstrap_ci(data, statistic, level: float = LEVEL, n_resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(data)`` over the rows of ``data`` (scipy's
+    ``bootstrap``), for a measure of one run over its test points."""
+    res = stats.bootstrap((np.asarray(data),), statistic, vectorized=False, n_resamples=n_resamples,
+                          confidence_level=level, method="percentile", random_state=seed)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def interval_verdict(ci: tuple[float, float] | None, higher: bool = True) -> str | None:
+    """How a claimed difference fares against its 95% interval: ``"holds"`` when the interval lies
+    on the claimed side of 0 (above 0 for ``higher``, below for not ``higher``), ``"does not hold"``
+    when it lies on the other side, ``"inconclusive"`` when it contains 0; None without one."""
+    if ci is None:
+        return None
+    lo, hi = ci
+    if lo > 0:
+        return "holds" if higher else "does not hold"
+    if hi < 0:
+        return "does not hold" if higher else "holds"
+    return "inconclusive"

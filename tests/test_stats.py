@@ -66,3 +66,48 @@ def test_paired_test_over_shared_seeds():
 
 def test_format_p():
     assert fmt_p(None) == "–" and fmt_p(0.0312) == "0.031" and fmt_p(2e-5) == "2.0e-05"
+
+
+# ---- one run, many test points ----------------------------------------------------------------------
+def test_proportion_intervals_match_published_examples():
+    from snnl.stats import diff_proportions, proportion_ci
+    assert proportion_ci(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)  # Wilson, by hand
+    d, (lo, hi) = diff_proportions(56 / 70, 70, 48 / 80, 80)  # Newcombe (1998), Table II, example (a)
+    assert d == pytest.approx(0.2) and (lo, hi) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    with pytest.raises(ValueError, match="successes"):
+        proportion_ci(5, 3)
+
+
+def test_the_interval_of_two_correlations_covers_the_truth_95_percent_of_the_time():
+    from snnl.stats import diff_correlations
+    rng = np.random.default_rng(0)
+    cov = [[1, 0.6], [0.6, 1]]
+    hits = 0
+    for _ in range(600):
+        a, b = (rng.multivariate_normal([0, 0], cov, size=25) for _ in range(2))
+        r1, r2 = np.corrcoef(a.T)[0, 1], np.corrcoef(b.T)[0, 1]
+        _, (lo, hi) = diff_correlations(r1, 25, r2, 25)
+        hits += lo <= 0 <= hi
+    assert 0.92 <= hits / 600 <= 0.98
+    assert diff_correlations(0.99, 100, 0.5, 100)[1][0] > 0  # a clear difference is seen
+    with pytest.raises(ValueError, match="at least 4"):
+        diff_correlations(0.5, 3, 0.5, 10)
+
+
+def test_means_from_summaries_agree_with_welch_on_the_values():
+    from snnl.stats import compare, diff_means_from_stats
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1.0, 0.3, 10), rng.normal(0.7, 0.5, 12)
+    d, ci, p = diff_means_from_stats(a.mean(), a.std(ddof=1), 10, b.mean(), b.std(ddof=1), 12)
+    c = compare(a, b)
+    assert d == pytest.approx(c.diff) and ci == pytest.approx(c.diff_ci) and p == pytest.approx(c.welch_p)
+
+
+def test_bootstrap_and_the_interval_verdict():
+    from snnl.stats import bootstrap_ci, interval_verdict
+    x = np.random.default_rng(2).normal(5.0, 1.0, 400)
+    lo, hi = bootstrap_ci(x, np.mean)
+    assert lo < 5.0 < hi and hi - lo == pytest.approx(2 * 1.96 / 20, rel=0.25)
+    assert interval_verdict((0.1, 0.3)) == "holds" and interval_verdict((-0.3, -0.1)) == "does not hold"
+    assert interval_verdict((-0.1, 0.3)) == "inconclusive" and interval_verdict(None) is None
+    assert interval_verdict((-0.3, -0.1), higher=False) == "holds"
