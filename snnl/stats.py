@@ -203,9 +203,12 @@ def diff_means_from_stats(m1: float, s1: float, n1: int, m2: float, s2: float, n
 def bootstrap_ci(data, statistic, level: float = LEVEL, n_resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(data)`` over the rows of ``data`` (scipy's
-    ``bootstrap``), for a measure of one run over its test points."""
-    res = stats.bootstrap((np.asarray(data),), statistic, vectorized=False, n_resamples=n_resamples,
-                          confidence_level=level, method="percentile", random_state=seed)
+    ``bootstrap`` over the row indices, so rows may be points of any shape), for a measure of one
+    run over its test points."""
+    data = np.asarray(data)
+    rows = np.arange(len(data))
+    res = stats.bootstrap((rows,), lambda i: statistic(data[i.astype(int)]), vectorized=False,
+                          n_resamples=n_resamples, confidence_level=level, method="percentile", random_state=seed)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

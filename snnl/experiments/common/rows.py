@@ -8,11 +8,18 @@ from __future__ import annotations
 import math
 
 from snnl.banner import data_label
+from snnl.stats import interval_verdict
 
 MATCHES, NO_MATCH = "matches", "does not match"
 HOLDS, FAILS = "qualitative claim holds", "qualitative claim does not hold"
+# a comparison whose 95% interval contains "no difference" (or that has no interval at all): neither
+# "holds" nor "does not hold", which both need an interval that excludes it
+INCONCLUSIVE = "inconclusive"
 NOT_RUN, ERROR = "not run at the paper profile", "could not be evaluated"
-STATUSES = (MATCHES, NO_MATCH, HOLDS, FAILS, NOT_RUN, ERROR)
+STATUSES = (MATCHES, NO_MATCH, HOLDS, FAILS, INCONCLUSIVE, NOT_RUN, ERROR)
+# what a row is: a paper item (counted in the headline); a check of the companion's own code (e.g.
+# that Eq. 2's search finds the minimum); our variant of a paper item (labelled, judged apart)
+PAPER_ITEM, SELF_CHECK, VARIANT = "paper item", "self-check", "variant"
 # How each record is (re)generated at the paper profile, from the repository root: a command, then
 # a remark in brackets.
 BOOK = "make reproduce (runs book/{} at the paper profile)"
@@ -53,14 +60,33 @@ def report_item(section, item, paper, experiment, recs=(), **kw) -> dict:
            "device": ", ".join(sorted({str(r.get("device")) for r in recs})) or "–",
            "commit": ", ".join(sorted({short_commit(r.get("git_commit")) for r in recs})) or "–",
            "status": NOT_RUN, "criterion": "", "note": "", "experiment": experiment,
-           "regenerate": REGENERATE.get(experiment, "")}
+           "regenerate": REGENERATE.get(experiment, ""), "kind": PAPER_ITEM, "reduced": "",
+           "uncommitted": ", ".join(dirty_commits(recs))}
     row.update(kw)
     return row
 
 
 def verdict(ok) -> str:
-    """The status of a qualitative claim: holds when ``ok``, else does not hold."""
+    """The status of a qualitative claim: holds when ``ok``, else does not hold. Only for a
+    criterion that needs no interval (a self-check); a comparison goes through :func:`judged`."""
     return HOLDS if ok else FAILS
+
+
+def judged(ci, higher: bool = True) -> str:
+    """The status of a claimed difference from its 95% interval (:func:`snnl.stats.interval_verdict`):
+    holds when the interval lies on the claimed side of 0, does not hold when on the other side,
+    inconclusive when it contains 0 or there is none."""
+    return {"holds": HOLDS, "does not hold": FAILS}.get(interval_verdict(ci, higher), INCONCLUSIVE)
+
+
+def fmt_ci(ci, fmt=".3f") -> str:
+    """``"95% CI [lo, hi]"``, or ``"no interval"`` without one."""
+    return "no interval" if ci is None else f"95% CI [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+
+
+def dirty_commits(recs) -> list[str]:
+    """The short commits of ``recs`` made on an uncommitted tree (``-dirty``)."""
+    return sorted({short_commit(r.get("git_commit")) for r in recs if str(r.get("git_commit", "")).endswith("-dirty")})
 
 
 def fmt_num(v, fmt=".3f") -> str:
@@ -83,18 +109,20 @@ def stands_for(r) -> str:
     return (r.get("config") or {}).get("substitute_for") or r["dataset"]
 
 
-def per_dataset(section, name, paper, experiment, recs, wanted, key, judge, criterion):
-    """``judge(record) -> (ours, ok, note)``; ``wanted``: the paper's datasets (keys), listed
-    even without a record; records of other datasets follow."""
+def per_dataset(section, name, paper, experiment, recs, wanted, key, judge, criterion, **kw):
+    """``judge(record) -> (ours, status, note)`` (``status``: a status, or a bool for
+    :func:`verdict`); ``wanted``: the paper's datasets (keys), listed even without a record;
+    records of other datasets follow. ``kw``: more fields of every row (``kind``, ``reduced``...)."""
     found = by_key(recs, key)
     items = []
     for ds in list(wanted) + [k for k in found if k not in wanted]:
         rec = found.get(ds)
         title = f"{name} ({ds})"
         if rec is None:
-            items.append(report_item(section, title, paper, experiment, criterion=criterion))
+            items.append(report_item(section, title, paper, experiment, criterion=criterion, **kw))
             continue
         ours, ok, note = judge(rec)
-        items.append(report_item(section, title, paper, experiment, [rec], ours=ours, status=verdict(ok), note=note,
-                                 criterion=criterion))
+        status = verdict(ok) if isinstance(ok, bool) else ok
+        items.append(report_item(section, title, paper, experiment, [rec], ours=ours, status=status, note=note,
+                                 criterion=criterion, **kw))
     return items

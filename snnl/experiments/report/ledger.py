@@ -47,7 +47,8 @@ from snnl.experiments.regularization import fig7, fig8, table1
 from snnl.experiments.regularization import study as table1_study
 from snnl.experiments.regularization.table1 import TABLE1_TOLERANCE  # noqa: F401
 from snnl.experiments.common.rows import (  # noqa: F401 (re-exported: the report's vocabulary)
-    BOOK, ERROR, FAILS, HOLDS, MATCHES, NO_MATCH, NOT_RUN, REGENERATE, STATUSES, report_item, short_commit)
+    BOOK, ERROR, FAILS, HOLDS, INCONCLUSIVE, MATCHES, NO_MATCH, NOT_RUN, PAPER_ITEM, REGENERATE, SELF_CHECK, STATUSES,
+    VARIANT, report_item, short_commit)
 from snnl.results import load_records
 from snnl.stats import fmt_p
 
@@ -157,6 +158,17 @@ def study_headline(rows: list[dict]) -> str:
             + f"Cells with records: {len(study)} (" + ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) + ").")
 
 
+def paper_items(items: list[dict]) -> list[dict]:
+    """The rows that are paper items (counted in the headline and the summary)."""
+    return [i for i in items if i.get("kind", PAPER_ITEM) == PAPER_ITEM]
+
+
+def self_checks(items: list[dict]) -> list[dict]:
+    """The rows that are not paper items: checks of the companion's own code, and our variants of
+    paper items (each labelled as such); never counted with the paper's items."""
+    return [i for i in items if i.get("kind", PAPER_ITEM) != PAPER_ITEM]
+
+
 def counts(items: list[dict]) -> dict[str, int]:
     """Items per status, in :data:`STATUSES` order (zeros included)."""
     c = Counter(i["status"] for i in items)
@@ -164,10 +176,25 @@ def counts(items: list[dict]) -> dict[str, int]:
 
 
 def headline(items: list[dict]) -> str:
-    """One line: how many items match / hold / do not / are pending."""
-    c = counts(items)
+    """One line: how many paper items match / hold / do not / are inconclusive / are pending
+    (self-checks and variants are not counted)."""
+    paper = paper_items(items)
+    c = counts(paper)
     parts = [f"{n} {s}" for s, n in c.items() if n or s in (MATCHES, NOT_RUN)]
-    return f"{len(items)} paper items: " + ", ".join(parts) + "."
+    return f"{len(paper)} paper items: " + ", ".join(parts) + "."
+
+
+def status_text(item: dict, status: str | None = None) -> str:
+    """The status cell: the status (or ``status``, e.g. its badge), then in brackets the settings
+    reduced from the paper's, and the commits whose tree was uncommitted when the run was made."""
+    extra = [x for x in (item.get("reduced"), item.get("uncommitted") and
+                         f"code uncommitted at run time: {item['uncommitted']}") if x]
+    return (status or item["status"]) + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def with_status_text(items: list[dict]) -> list[dict]:
+    """``items`` with the status cell of :func:`status_text` (for :func:`format_report`)."""
+    return [{**i, "status": status_text(i)} for i in items]
 
 
 COLUMNS = ("item", "paper", "ours", "runs", "spread", "dataset", "device", "commit", "status", "criterion")
@@ -198,7 +225,8 @@ PAPER_SECTIONS = (
 OTHER = "Other items"
 # the word a status shows as, and its kind (the badge's colour: snnl-status-<kind> in the book's CSS)
 STATUS_BADGES = {MATCHES: ("matches", "ok"), HOLDS: ("holds", "ok"), NO_MATCH: ("does not match", "fail"),
-                 FAILS: ("does not hold", "fail"), NOT_RUN: ("not run", "pending"), ERROR: ("not evaluated", "error")}
+                 FAILS: ("does not hold", "fail"), INCONCLUSIVE: ("inconclusive", "unsure"),
+                 NOT_RUN: ("not run", "pending"), ERROR: ("not evaluated", "error")}
 LEDGER_COLUMNS = ("item", "paper", "ours", "status", "runs", "spread", "dataset")
 
 
@@ -219,19 +247,30 @@ def by_paper_section(items: list[dict]) -> list[tuple[str, str | None, list[dict
 
 
 def format_ledger(items: list[dict], columns=LEDGER_COLUMNS) -> str:
-    """The items as Markdown, one table per paper section (:func:`by_paper_section`), each under
-    a bold line naming the section and linking the chapter; statuses as :func:`status_badge`."""
+    """The paper items as Markdown, one table per paper section (:func:`by_paper_section`), each
+    under a bold line naming the section and linking the chapter; statuses as :func:`status_badge`
+    with the reduced settings and uncommitted code of :func:`status_text`."""
     out = []
-    for heading, chapter, group in by_paper_section(items):
+    for heading, chapter, group in by_paper_section(paper_items(items)):
         link = f" ([chapter]({chapter}.ipynb))" if chapter else ""
-        rows = [{**i, "status": status_badge(i["status"])} for i in group]
+        rows = [{**i, "status": status_text(i, status_badge(i["status"]))} for i in group]
         out += [f"**{heading}**{link}", "", format_report(rows, columns), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+CHECK_COLUMNS = ("item", "kind", "ours", "status", "criterion")
+
+
+def format_checks(items: list[dict], columns=CHECK_COLUMNS) -> str:
+    """The rows that are not paper items (:func:`self_checks`) as one Markdown table."""
+    rows = [{**i, "status": status_text(i, status_badge(i["status"]))} for i in self_checks(items)]
+    return format_report(rows, columns) + "\n" if rows else "None.\n"
 
 
 def format_summary(items: list[dict]) -> str:
     """A Markdown table: per paper section (its heading without the list of figures), how many
     items have each status (the statuses that occur, as badges), then the total of every column."""
+    items = paper_items(items)
     kinds = [s for s, n in counts(items).items() if n]
     head = {s: status_badge(s) for s in kinds}
     rows = []
@@ -252,8 +291,9 @@ def readme_block(items: list[dict], extra: list[dict] = ()) -> str:
     """The README's summary of the report: the headline, the Table 1 study's headline (from the
     rows of :func:`additions`, ``extra``) and every item run at the paper profile (paper vs ours),
     between :data:`README_START` and :data:`README_END`."""
-    ran = [i for i in items if i["status"] != NOT_RUN]
-    pending = len(items) - len(ran)
+    paper = paper_items(items)
+    ran = with_status_text([i for i in paper if i["status"] != NOT_RUN])
+    pending = len(paper) - len(ran)
     return "\n".join([README_START, "", f"**{headline(items)}**", "",
                       *([study_headline(extra), ""] if extra else []),
                       format_report(ran, ("item", "paper", "ours", "runs", "status")), "",
@@ -285,7 +325,9 @@ def main(argv=None) -> int:
     items = reproduction_report(a.results)
     print(headline(items))
     if a.table:
-        print(format_report(items))
+        print(format_report(with_status_text(paper_items(items))))
+        print("\nSelf-checks and variants (not paper items, not counted):")
+        print(format_report(with_status_text(self_checks(items)), ("item", "kind", "ours", "status", "criterion")))
         extra = additions(a.results)
         print(f"\n{study_headline(extra)}\n\nAdditions to the paper (not paper items):")
         print(format_report(extra, ("item", "ours", "runs", "verdict")))
