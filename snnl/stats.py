@@ -224,3 +224,18 @@ def interval_verdict(ci: tuple[float, float] | None, higher: bool = True) -> str
     if hi < 0:
         return "does not hold" if higher else "holds"
     return "inconclusive"
+
+
+def auroc_se(auroc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of an AUROC (Hanley & McNeil, 1982) from its value and the two class sizes."""
+    a = auroc
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return math.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg))
+
+
+def diff_aurocs(a1: float, a2: float, n_pos: int, n_neg: int, level: float = LEVEL) -> tuple[float, tuple[float, float]]:
+    """``a1 - a2`` of two AUROCs with a normal 95% interval from their Hanley-McNeil standard errors
+    (taken as independent: conservative when both are measured on the same points)."""
+    se = math.hypot(auroc_se(a1, n_pos, n_neg), auroc_se(a2, n_pos, n_neg))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    return a1 - a2, (a1 - a2 - z * se, a1 - a2 + z * se)

@@ -111,3 +111,18 @@ def test_bootstrap_and_the_interval_verdict():
     assert interval_verdict((0.1, 0.3)) == "holds" and interval_verdict((-0.3, -0.1)) == "does not hold"
     assert interval_verdict((-0.1, 0.3)) == "inconclusive" and interval_verdict(None) is None
     assert interval_verdict((-0.3, -0.1), higher=False) == "holds"
+
+
+def test_auroc_standard_error_matches_hanley_mcneil_and_a_simulation():
+    from snnl.stats import auroc_se, diff_aurocs
+    # by hand: q1 = 0.9 / 1.1, q2 = 2 * 0.81 / 1.9; (0.09 + 49 (q1 - 0.81) + 49 (q2 - 0.81)) / 2500 = 0.0010319
+    assert auroc_se(0.9, 50, 50) == pytest.approx(0.03212, abs=1e-4)
+    rng = np.random.default_rng(3)
+    from sklearn.metrics import roc_auc_score
+    aucs = []
+    for _ in range(400):
+        pos, neg = rng.normal(1.8, 1, 60), rng.normal(0, 1, 80)
+        aucs.append(roc_auc_score(np.r_[np.ones(60), np.zeros(80)], np.r_[pos, neg]))
+    assert auroc_se(float(np.mean(aucs)), 60, 80) == pytest.approx(np.std(aucs), rel=0.15)
+    d, (lo, hi) = diff_aurocs(0.95, 0.88, 2000, 2000)
+    assert d == pytest.approx(0.07) and 0 < lo < d < hi

@@ -47,8 +47,9 @@ from snnl.experiments.adversarial.plots import (  # noqa: F401 (re-exported: one
     COLORS, clean_credibility, compare, plot_calibration, plot_transfer, summary_table, table_calibration,
     table_transfer, transfer_accuracy, transfer_table)
 from snnl.experiments.common import PAPER_RECIPE, finish_run
-from snnl.experiments.common.rows import better, by_key, fmt_num, per_dataset, report_item, stands_for, verdict
+from snnl.experiments.common.rows import INCONCLUSIVE, by_key, fmt_ci, fmt_num, judged, per_dataset, report_item, stands_for
 from snnl.results import PROFILES, Run, device_name
+from snnl.stats import diff_correlations, diff_proportions
 from snnl.train import TrainConfig, load_for
 
 # The paper's claims (Section 5, Apps. B, F: curves, no numbers) and the setting of its runs
@@ -214,33 +215,49 @@ def _finished(folder: Path, steps: int) -> bool:
 
 
 # ---- the reproduction report's rows -------------------------------------------------------------
-def _scale(rec) -> str:
-    """`` (victims N steps, paper 14,000)`` for a calibration run whose victims trained for less."""
-    steps, paper = (rec.get("config") or {}).get("steps"), PAPER["steps"]
-    return f" (victims {steps} steps, paper {paper:,})" if steps and steps < paper else ""
+def _reduced(rec, bim: bool = True) -> str:
+    """The settings of a calibration record reduced from the paper's (shown in the status cell)."""
+    c = rec.get("config") or {}
+    out = []
+    if bim and c.get("bim_steps") and c["bim_steps"] < PAPER["bim_steps"]:
+        out.append(f"BIM {c['bim_steps']} of {PAPER['bim_steps']:,} steps")
+    if c.get("steps") and c["steps"] < PAPER["steps"]:
+        out.append(f"victims {c['steps']:,} of {PAPER['steps']:,} steps")
+    return ", ".join(out)
+
+
+def _pearson(e: dict, b: dict, n: int, higher: bool = True):
+    """``ours`` text and status of "r of e above (or not above) r of b": Zou's 95% interval of the
+    difference of the two correlations, each over the ``n`` attack strengths."""
+    if e["pearson"] is None or b["pearson"] is None or n < 4:
+        return f"r {fmt_num(e['pearson'])} vs {fmt_num(b['pearson'])} (no interval)", INCONCLUSIVE
+    d, ci = diff_correlations(e["pearson"], n, b["pearson"], n)
+    return (f"r {e['pearson']:.3f} vs {b['pearson']:.3f} ({d:+.3f}, {fmt_ci(ci)})", judged(ci, higher))
 
 
 def calibration_items(recs):
     items = []
+    crit = ("Pearson r of mean credibility and accuracy over the attack strengths, entangled vs baseline: "
+            "95% CI of the difference (Zou, over the strengths of one run) above 0")
     for ds, fig in (("svhn", "Fig. 9"), ("mnist", "Fig. 18"), ("fashion-mnist", "Fig. 19")):
         rec = by_key(recs, stands_for).get(ds)
         claim = PAPER["Figs. 9, 18, 19"]
-        crit = "Pearson r (mean credibility vs accuracy over eps) higher for the entangled model"
         if rec is None:
             items.append(report_item(fig, f"{fig}: DkNN calibration ({ds})", claim, "dknn_calibration", criterion=crit))
             continue
         rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
         c = rec["config"]
-        note = f"victims {c.get('steps')} steps, BIM {c.get('bim_steps')} steps (paper {PAPER['bim_steps']:,}), {c.get('n_test')} points"
+        n = len(c.get("eps") or rec["metrics"].get("eps") or [])
         for attack in dict.fromkeys(a for _, a in rows):
             e, b = rows.get(("entangled", attack)), rows.get(("baseline", attack))
             if e is None or b is None:
                 continue
-            ours = (f"r {fmt_num(e['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(e['gap'])} vs {fmt_num(b['gap'])}"
-                    + _scale(rec))
+            text, status = _pearson(e, b, n)
             items.append(report_item(fig, f"{fig}: DkNN calibration ({ds}), {attack}", claim, "dknn_calibration", [rec],
-                                     ours=ours, status=verdict(better(e["pearson"], b["pearson"])), criterion=crit,
-                                     note=note + "; gap = mean |credibility − accuracy|, shown, not judged"))
+                                     ours=f"entangled {text}; gap {fmt_num(e['gap'])} vs {fmt_num(b['gap'])}",
+                                     status=status, criterion=crit, reduced=_reduced(rec),
+                                     note=f"{n} attack strengths, {c.get('n_test')} points; gap = mean "
+                                     "|credibility − accuracy|, shown, not judged"))
     return items
 
 
@@ -248,24 +265,28 @@ def triplet_items(recs):
     def judge(rec):
         rows = {(s["model"], s["attack"]): s for s in rec["metrics"]["summary"]}
         t, b = rows[("triplet", "fgsm")], rows[("baseline", "fgsm")]
-        return (f"FGSM r {fmt_num(t['pearson'])} vs {fmt_num(b['pearson'])}; gap {fmt_num(t['gap'])} vs {fmt_num(b['gap'])}"
-                + _scale(rec),
-                not better(t["pearson"], b["pearson"]), f"triplet alpha {rec['config'].get('alpha')}")
+        n = len(rec["config"].get("eps") or [])
+        text, status = _pearson(t, b, n, higher=False)
+        return (f"FGSM: triplet {text}; gap {fmt_num(t['gap'])} vs {fmt_num(b['gap'])}", status,
+                f"triplet alpha {rec['config'].get('alpha')}")
     return per_dataset("Fig. 14", "Fig. 14: maximising the triplet loss instead", PAPER["Fig. 14"],
                        "dknn_calibration_triplet", recs, ["mnist"], stands_for, judge,
-                       "the triplet model's Pearson r is not higher than the baseline's (FGSM)")
+                       "the triplet model's Pearson r is below the baseline's (FGSM): 95% CI of the difference "
+                       "(Zou) below 0", reduced_of=lambda r: _reduced(r, bim=False))
 
 
 def transfer_items(recs):
     def judge(rec):
         acc = transfer_accuracy(rec)
         a, b = acc[("entangled", "baseline")], acc[("baseline_source", "baseline")]
-        return (f"CE victim accuracy {a:.3f} on examples from the entangled model vs {b:.3f} from a second CE model"
-                + _scale(rec),
-                a > b, "mean over eps > 0, BIM")
+        n = rec["config"].get("n_test") or 1000
+        d, ci = diff_proportions(a, n, b, n)
+        return (f"CE victim accuracy on examples crafted on the entangled model {a:.3f} vs on a second CE model "
+                f"{b:.3f} ({d:+.3f}, {fmt_ci(ci)})", judged(ci), f"mean over eps > 0, BIM; {n} points")
     return per_dataset("Fig. 20", "Fig. 20: transfer from an entangled model", PAPER["Fig. 20"],
                        "transferability", recs, ["svhn", "mnist", "fashion-mnist"], stands_for, judge,
-                       "the CE model is more accurate on examples crafted on the entangled model than on a CE one")
+                       "the CE model is more accurate on examples crafted on the entangled model than on a CE one: "
+                       "95% CI of the difference (Newcombe, over the attacked points) above 0", reduced_of=_reduced)
 
 
 def report_items(records: dict[str, list[dict]]) -> list[dict]:

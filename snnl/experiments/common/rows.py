@@ -109,10 +109,11 @@ def stands_for(r) -> str:
     return (r.get("config") or {}).get("substitute_for") or r["dataset"]
 
 
-def per_dataset(section, name, paper, experiment, recs, wanted, key, judge, criterion, **kw):
+def per_dataset(section, name, paper, experiment, recs, wanted, key, judge, criterion, reduced_of=None, **kw):
     """``judge(record) -> (ours, status, note)`` (``status``: a status, or a bool for
     :func:`verdict`); ``wanted``: the paper's datasets (keys), listed even without a record;
-    records of other datasets follow. ``kw``: more fields of every row (``kind``, ``reduced``...)."""
+    records of other datasets follow. ``reduced_of(record)``: the settings it reduced from the
+    paper's (shown in the status cell). ``kw``: more fields of every row (``kind``...)."""
     found = by_key(recs, key)
     items = []
     for ds in list(wanted) + [k for k in found if k not in wanted]:
@@ -123,6 +124,7 @@ def per_dataset(section, name, paper, experiment, recs, wanted, key, judge, crit
             continue
         ours, ok, note = judge(rec)
         status = verdict(ok) if isinstance(ok, bool) else ok
+        reduced = reduced_of(rec) if reduced_of else ""
         items.append(report_item(section, title, paper, experiment, [rec], ours=ours, status=status, note=note,
-                                 criterion=criterion, **kw))
+                                 criterion=criterion, reduced=reduced, **kw))
     return items

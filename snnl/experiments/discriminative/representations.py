@@ -36,9 +36,12 @@ from snnl.banner import data_label
 from snnl.data import Dataset
 from snnl.experiments.common import (PAPER_RECIPE, RESNET_PAPER, SUBSTITUTES, ds_key, find_record,  # noqa: F401 (names of this module)
                                     finish_run, load_or_substitute, profile_values, train_recorded)
-from snnl.experiments.common.rows import per_dataset, stands_for
+from scipy.stats import spearmanr
+
+from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, fmt_ci, judged, per_dataset, stands_for
 from snnl.losses import entanglement
 from snnl.results import Run
+from snnl.stats import compare, fmt_p
 from snnl.train import TrainConfig, train
 
 # The paper's claims (Section 3.1, App. C: curves, no numbers)
@@ -316,37 +319,79 @@ def plot_figure3_16(r: LayerEntanglement):
 # ----------------------------------------------------------------------------------------------
 # command line
 # ---- the reproduction report's rows -------------------------------------------------------------
+LAST = 5  # Fig. 16: the share of its entanglement a block keeps, over the last LAST measurements
+
+
 def fig15_items(recs):
     def judge(rec):
-        a, b = rec["metrics"]["batch_snnl_start"], rec["metrics"]["batch_snnl_end"]
-        return ("; ".join(f"{n} {a[n]:.2f} → {b[n]:.2f}" for n in a), all(b[n] < a[n] for n in a),
-                "training-batch SNNL at the learned T, first vs last logged batches")
+        r = LayerEntanglement.from_record(rec)
+        k = max(3, len(r.steps) // 10)  # the first and the last tenth of the logged training batches
+        out, status = [], []
+        for n, v in r.batch_snnl.items():
+            c = compare(v[-k:], v[:k])
+            out.append(f"{n} {c.b.mean:.2f} → {c.a.mean:.2f} ({fmt_ci(c.diff_ci, '.2f')})")
+            status.append(judged(c.diff_ci, higher=False))
+        return "; ".join(out), _all(status), f"first vs last {k} logged training batches (Welch)"
     return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", PAPER["Fig. 15"],
-                       "fig15", recs, ["mnist"], stands_for, judge, "last < first in every hidden layer")
+                       "fig15", recs, ["mnist"], stands_for, judge,
+                       "in every hidden layer the training-batch SNNL ends lower: 95% CI of last - first below 0")
+
+
+def _all(statuses: list[str]) -> str:
+    """Holds when every part holds, does not hold when one does not, else inconclusive."""
+    if statuses and all(s == HOLDS for s in statuses):
+        return HOLDS
+    return FAILS if FAILS in statuses else INCONCLUSIVE
+
+
+def _reduced(rec) -> str:
+    c = rec["config"]
+    return "" if not c.get("substitute_for") else (f"{c.get('steps'):,} of the paper's {RESNET_PAPER['steps']:,} "
+                                                   f"steps, batch {c.get('batch_size')} of {RESNET_PAPER['batch_size']}")
 
 
 def fig3_16_items(recs):
 
     def fig16(rec):
         r = LayerEntanglement.from_record(rec)
-        kept = {n: v[-1] / v[0] for n, v in r.entanglement.items() if n in r.blocks and v[0] > 0}
-        last, lower = r.blocks[-2], r.blocks[:-2]
-        return (", ".join(f"{n} {100 * kept[n]:.0f}%" for n in r.blocks[:-1] if n in kept) + " kept",
-                all(kept[last] < kept[n] for n in lower if n in kept), f"{rec['config'].get('steps')} steps, cosine")
+        last, lower = r.blocks[-2], [n for n in r.blocks[:-2] if r.entanglement[n][0] > 0]
+        keep = {n: [x / r.entanglement[n][0] for x in r.entanglement[n][-LAST:]] for n in [*lower, last]}
+        status, parts = [], []
+        for n in lower:
+            c = compare(keep[last], keep[n])
+            status.append(judged(c.diff_ci, higher=False))
+            parts.append(f"{n} {100 * c.b.mean:.0f}%")
+        return (f"share kept: {last} {100 * sum(keep[last]) / LAST:.0f}% vs " + ", ".join(parts),
+                _all(status), f"{rec['config'].get('steps')} steps, cosine; shares over the last {LAST} "
+                "measurements, last block - each lower block (Welch)")
 
     def fig3(rec):
         r = LayerEntanglement.from_record(rec)
-        inner, out = r.last_block[:-1], r.last_block[-1]
-        curve = r.entanglement
-        rose = [n for n in inner if curve[n][-1] > min(curve[n]) and curve[n].index(min(curve[n])) > 0]
-        return ("; ".join(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f}"
-                          for n in r.last_block), len(rose) == len(inner) and curve[out][-1] < curve[out][0], "")
+        inner = r.last_block[:-1]
+        curve, step = r.entanglement, r.measure_steps
+        status, parts = [], []
+        for n in r.last_block:
+            i = curve[n].index(min(curve[n]))
+            after = curve[n][i:]
+            rho, p = (spearmanr(step[i:], after) if len(after) >= 4 else (float("nan"), 1.0))
+            rises = rho > 0 and p < 0.05
+            falls = rho < 0 and p < 0.05
+            if n in inner:
+                status.append(HOLDS if rises else FAILS if falls else INCONCLUSIVE)
+            else:
+                status.append(FAILS if rises else HOLDS if curve[n][-1] < curve[n][0] else INCONCLUSIVE)
+            parts.append(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f} "
+                         f"(after the minimum: Spearman {rho:.2f}, p = {fmt_p(p)})")
+        return "; ".join(parts), _all(status), ""
+
     return (per_dataset("Fig. 16", "Fig. 16: per residual block", PAPER["Fig. 16"],
                         "fig3_16", recs, ["cifar10"], stands_for, fig16,
-                        "the last block keeps a smaller share of its entanglement than every lower block")
+                        "the last block keeps a smaller share of its entanglement than every lower block "
+                        "(95% CI of the difference below 0)", reduced_of=_reduced)
             + per_dataset("Fig. 3", "Fig. 3: inside the last block", PAPER["Fig. 3"],
                           "fig3_16", recs, ["cifar10"], stands_for, fig3,
-                          "inner layers rise after their minimum; the block's output ends below its start"))
+                          "each inner layer rises after its minimum (Spearman with the step, p < 0.05); the "
+                          "block's output does not, and ends below its start", reduced_of=_reduced))
 
 
 def report_items(records: dict[str, list[dict]]) -> list[dict]:

@@ -16,7 +16,8 @@ from snnl.attacks import BIM, FGSM
 from snnl.dknn import extract_features
 from snnl.experiments.common import finish_record, knn_accuracy, models_out, start_run, tsne
 from snnl.experiments.ood.base import GeometryConfig, load, plot_record, table_record, trained_model
-from snnl.experiments.common.rows import per_dataset
+from snnl.experiments.common.rows import fmt_ci, judged, per_dataset
+from snnl.stats import diff_proportions
 
 # The paper's claim (App. H: a t-SNE picture, no numbers)
 PAPER = {"Fig. 22": "separate in the entangled model, mixed in the CE model"}
@@ -79,10 +80,14 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
 
     def judge(rec):
         e, b = rec["metrics"]["entangled"], rec["metrics"]["baseline"]
-        return (f"kNN real-vs-adversarial accuracy {e['knn_accuracy_layer']:.3f} vs {b['knn_accuracy_layer']:.3f}",
-                e["knn_accuracy_layer"] > b["knn_accuracy_layer"], f"{rec['config'].get('hidden_attack')} "
-                f"eps {rec['config'].get('hidden_eps')}, layer {rec['config'].get('hidden_layer')}")
+        n = 2 * rec["config"].get("n_points", len((rec.get("history") or {}).get("entangled", {}).get("is_adversarial")
+                                                   or []) // 2 or 150)
+        d, ci = diff_proportions(e["knn_accuracy_layer"], n, b["knn_accuracy_layer"], n)
+        return (f"kNN real-vs-adversarial accuracy, entangled {e['knn_accuracy_layer']:.3f} vs baseline "
+                f"{b['knn_accuracy_layer']:.3f} ({d:+.3f}, {fmt_ci(ci)})", judged(ci),
+                f"{rec['config'].get('hidden_attack')} eps {rec['config'].get('hidden_eps')}, layer "
+                f"{rec['config'].get('hidden_layer')}, {n} points (real and adversarial)")
     return per_dataset("Fig. 22", "Fig. 22: adversarial points apart in the first hidden layer",
                        PAPER["Fig. 22"], "hidden_adversarial", recs,
                        ["fashion-mnist"], lambda r: r["dataset"], judge,
-                       "kNN accuracy at telling real from adversarial higher for the entangled model")
+                       "kNN accuracy at telling real from adversarial, entangled - baseline: 95% CI (Newcombe) above 0")

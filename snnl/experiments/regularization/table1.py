@@ -22,7 +22,7 @@ import numpy as np
 from snnl.data import Dataset
 from snnl.experiments.common.checkpoints import model_checkpoint
 from snnl.experiments.common import PAPER_RECIPE, RESNET_PAPER, find_record, profile_values
-from snnl.experiments.common.rows import MATCHES, NO_MATCH, report_item, verdict
+from snnl.experiments.common.rows import MATCHES, NO_MATCH, judged, report_item
 from snnl.stats import compare, fmt_p, summarize
 from snnl.train import TrainConfig, load_for, train
 
@@ -225,7 +225,7 @@ def table1_items(recs):
                 accs["entangled"][0], accs["baseline"][0], accs["entangled"][1], accs["baseline"][1])
             ci = "" if c.diff_ci is None else f", 95% CI [{c.diff_ci[0]:+.2f}, {c.diff_ci[1]:+.2f}], p = {fmt_p(c.p)}"
             kw.update(ours=f"{means['entangled']:.2f} vs {means['baseline']:.2f} ({c.diff:+.2f}{ci})",
-                      status=verdict(c.direction == "higher"))
+                      status=judged(c.diff_ci))
         elif means:
             kw.update(note=f"only the {next(iter(means))} variant has records")
         items.append(report_item("Table 1", name, f"{p['mean'][0]:.2f} vs {p['mean'][1]:.2f} ({gain:+.2f})", "table1",
