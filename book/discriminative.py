@@ -11,7 +11,28 @@
 #
 # The soft nearest neighbor loss is also a *measuring instrument*: computed on a layer's
 # representation of a batch, it says how entangled the classes are in that layer. The paper
-# follows it through the training of classifiers optimised with cross-entropy only:
+# follows it through the training of classifiers optimised with cross-entropy only.
+
+# %% [markdown]
+# ## At a glance
+#
+# The paper's claims in this chapter next to our paper-profile runs: the committed records under
+# `results/`, judged as on the [reproduction report](reproduction.ipynb) (a claim holds or does
+# not only when its 95% interval excludes no difference; otherwise it is inconclusive). Settings
+# reduced from the paper's are named in the status. How each was measured follows below.
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown, display
+
+from snnl.experiments.common.records import paper_records
+from snnl.experiments.common.rows import at_a_glance
+from snnl.experiments.discriminative import representations as item
+
+recs = paper_records("results")
+display(Markdown(at_a_glance(item.report_items(recs))))
+
+# %% [markdown]
+# The paper's claims:
 #
 # * **Fig. 15 (Appendix C):** a network with one convolutional and three fully connected
 #   layers on MNIST; the loss of each training batch at each layer *decreases* during

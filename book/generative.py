@@ -12,7 +12,28 @@
 # A GAN's generator is trained against a discriminator whose task is to tell real from
 # synthetic data, so synthetic data *should* become entangled with real data. The paper
 # measures this with the soft nearest neighbor loss on a batch of equal parts real and
-# generated images labelled "real" / "synthetic", in pixel space, and claims:
+# generated images labelled "real" / "synthetic", in pixel space, and claims.
+
+# %% [markdown]
+# ## At a glance
+#
+# The paper's claims in this chapter next to our paper-profile runs: the committed records under
+# `results/`, judged as on the [reproduction report](reproduction.ipynb) (a claim holds or does
+# not only when its 95% interval excludes no difference; otherwise it is inconclusive). Settings
+# reduced from the paper's are named in the status. How each was measured follows below.
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown, display
+
+from snnl.experiments.common.records import paper_records
+from snnl.experiments.common.rows import at_a_glance
+from snnl.experiments.generative import gans as item
+
+recs = paper_records("results")
+display(Markdown(at_a_glance(item.report_items(recs))))
+
+# %% [markdown]
+# The paper's claims:
 #
 # * **Figs. 4, 5, 17 (App. D):** during GAN training the entanglement of real and synthetic
 #   data *rises*, in step with their growing overlap in a t-SNE picture (CIFAR-10; MNIST in

@@ -17,7 +17,26 @@
 # the negative log-probability that a neighbour sampled with probability $\propto e^{-d/T}$
 # has the same label. Low means classes are separated, high means they are *entangled*.
 # Eq. 2 removes the temperature: the entanglement is $\min_T \ell_{sn}(x, y, T)$.
+
+# %% [markdown]
+# ## At a glance
 #
+# The paper's claims in this chapter next to our paper-profile runs: the committed records under
+# `results/`, judged as on the [reproduction report](reproduction.ipynb) (a claim holds or does
+# not only when its 95% interval excludes no difference; otherwise it is inconclusive). Settings
+# reduced from the paper's are named in the status. How each was measured follows below.
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown, display
+
+from snnl.experiments.common.records import paper_records
+from snnl.experiments.common.rows import at_a_glance
+from snnl.experiments.loss import synthetic as item
+
+recs = paper_records("results")
+display(Markdown(at_a_glance(item.report_items(recs))))
+
+# %% [markdown]
 # `snnl.soft_nearest_neighbor_loss` computes Eq. 1 in log space (finite even at huge
 # distances), `snnl.entanglement` Eq. 2 by a search over $\log T$. Everything below runs
 # gradient descent on the coordinates of 2-D points, as in the paper; it runs on the CPU in

@@ -13,7 +13,26 @@
 # *maximise* the soft nearest neighbor loss, Eq. 3) treat inputs that do not come from the
 # training distribution. It makes four claims, each shown with a picture; next to every
 # picture this chapter puts a number a reader can check.
+
+# %% [markdown]
+# ## At a glance
 #
+# The paper's claims in this chapter next to our paper-profile runs: the committed records under
+# `results/`, judged as on the [reproduction report](reproduction.ipynb) (a claim holds or does
+# not only when its 95% interval excludes no difference; otherwise it is inconclusive). Settings
+# reduced from the paper's are named in the status. How each was measured follows below.
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown, display
+
+from snnl.experiments.common.records import paper_records
+from snnl.experiments.common.rows import at_a_glance
+from snnl.experiments.ood import gradients, hidden, outliers, robustness
+
+recs = paper_records("results")
+display(Markdown(at_a_glance(gradients.report_items(recs) + outliers.report_items(recs) + hidden.report_items(recs) + robustness.report_items(recs))))
+
+# %% [markdown]
 # 1. **Figs. 10, 11 (Section 5.2).** The gradients that a targeted FGSM attack follows form
 #    class clusters that are *aligned across two cross-entropy models* (a reason adversarial
 #    examples transfer); for two entangled models the clusters are no longer coherent.

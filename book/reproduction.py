@@ -40,6 +40,8 @@ glue("headline", rp.headline(items), display=False)
 glue("n_records", sum(len(rs) for rs in records.values()), display=False)
 glue("newest", latest[:10] if latest else "none yet", display=False)
 glue("tolerance", rp.TABLE1_TOLERANCE, display=False)
+for key, line in rp.findings(items, records_dir).items():  # the landing page's findings, one sentence each
+    glue(f"finding_{key}", line, display=False)
 # the summary as HTML too, for the landing page (a page can paste HTML, not Markdown, from another page)
 glue("summary_html", HTML('<div class="snnl-summary">' + MarkdownIt("commonmark").enable("table").render(summary)
                           .replace("<table>", '<table class="table">') + "</div>"), display=False)
@@ -59,24 +61,41 @@ display(Markdown(summary))
 # In the order of the paper, one table per section, each linking the chapter that runs it.
 # The status of a row says how it compares:
 #
-# * **matches** / **does not match**: a number the paper prints (Table 1), ours within
-#   {glue:text}`tolerance` percentage points of it or not (less than the gains the paper
-#   reports);
-# * **holds** / **does not hold**: a qualitative claim the paper only draws in a figure,
-#   judged by a number the companion adds (the criterion of every row is in the next section,
-#   e.g. the Pearson correlation between Deep k-NN credibility and accuracy across attack
-#   strengths, the AUROC of credibility for out-of-distribution inputs);
+# * **matches** / **does not match**: a number the paper prints (Table 1). One rule per kind of
+#   number, stated in the row's criterion: a *mean* over our runs matches when the paper's value
+#   lies inside our 95% confidence interval (Student's t over the seeds); a *best* value, or a
+#   single run (no interval), when it lies within {glue:text}`tolerance` percentage points of
+#   the paper's (less than the gains the paper reports).
+# * **holds** / **does not hold**: a claim the paper draws, judged by a number the companion
+#   adds (each row's criterion is in the section *Criteria and provenance* below), and only
+#   when the 95% interval of that number excludes "no difference": over seeds where there are
+#   seeds, else over the test points, batches or measurements of the run (Wilson, Newcombe,
+#   Zou, Hanley-McNeil or bootstrap intervals, named in the criterion). The interval is shown in
+#   the row.
+# * **inconclusive**: the 95% interval contains "no difference", or the run has no interval.
 # * **not run**: no record at the paper profile yet. Such rows stay in the table.
 #
-# "Runs" is the number of records behind our value (for Table 1 with the paper's number of
-# runs), "spread" their range or standard deviation. Where a paper dataset could not be used
-# here, the *dataset* column names the dataset that was used and what it stands in for (e.g.
-# Fashion-MNIST at 32x32x3 for CIFAR-10). Table 2's numbers were measured by the paper at a
-# temperature that is illegible in our copy, so only the direction of each difference is
-# compared.
-
+# Where a run used less than the paper's settings (fewer steps, a smaller attack budget, a
+# substitute dataset), the status says so in brackets, and so does a record made from code with
+# uncommitted changes (its commit ends in `-dirty`). Every comparison reads *entangled vs
+# baseline* (or names both sides). "Runs" is the number of records behind our value (for Table 1
+# with the paper's number of runs), "spread" their range or standard deviation. Where a paper
+# dataset could not be used here, the *dataset* column names the dataset that was used and what
+# it stands in for (e.g. Fashion-MNIST at 32x32x3 for CIFAR-10). Table 2's values were measured
+# by the paper at a temperature that is illegible in our copy, so only the direction of each
+# difference is compared, on the entanglement as Eq. 2 defines it (the minimum over $T$).
 # %% tags=["hide-input"]
 display(Markdown(rp.format_ledger(items)))
+
+# %% [markdown]
+# ## Self-checks and variants
+#
+# Not paper items, and not counted above: checks of the companion's own code (that the search
+# of Eq. 2 finds the minimum of the loss over $T$) and our variants of a paper item (e.g. the
+# SNNL generator with a non-saturating loss instead of the paper's objective), each labelled.
+
+# %% tags=["hide-input"]
+display(Markdown(rp.format_checks(items)))
 
 # %% [markdown]
 # ## Additions to the paper

@@ -78,3 +78,23 @@ def train_recorded(config: TrainConfig, data: Dataset, out_dir=None, extra: dict
     res = train(config, data, **kwargs)
     res.record = finish_run(run, res.metrics, out_dir, res.history, device=res.record["device"])
     return res
+
+
+# ---- the committed paper-profile records --------------------------------------------------------
+IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields that do not change a result
+
+
+def paper_records(results_dir="results") -> dict[str, list[dict]]:
+    """Paper-profile records under ``results_dir`` by experiment, oldest first; of records with
+    the same experiment, dataset, seed and config only the newest (a re-run replaces a run).
+    Files that are not records (not JSON, or fields missing or of the wrong type) are skipped
+    with a warning naming them (:func:`snnl.load_records`)."""
+    recs = load_records(results_dir, profile="paper")
+    newest = {}
+    for r in recs:
+        cfg = {k: v for k, v in (r.get("config") or {}).items() if k not in IGNORED}
+        newest[(r["experiment"], r["dataset"], r["seed"], json.dumps(cfg, sort_keys=True, default=str))] = r
+    out: dict[str, list[dict]] = {}
+    for r in sorted(newest.values(), key=lambda r: str(r.get("started_at"))):
+        out.setdefault(r["experiment"], []).append(r)
+    return out

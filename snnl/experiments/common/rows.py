@@ -5,6 +5,7 @@ are written next to the code that writes its records (``report_items`` in its mo
 
 from __future__ import annotations
 
+import html
 import math
 
 from snnl.banner import data_label
@@ -128,3 +129,39 @@ def per_dataset(section, name, paper, experiment, recs, wanted, key, judge, crit
         items.append(report_item(section, title, paper, experiment, [rec], ours=ours, status=status, note=note,
                                  criterion=criterion, reduced=reduced, **kw))
     return items
+
+
+# ---- status badges, and a chapter's rows at a glance ---------------------------------------------
+# the word a status shows as, and its kind (the badge's colour: snnl-status-<kind> in the book's CSS)
+STATUS_BADGES = {MATCHES: ("matches", "ok"), HOLDS: ("holds", "ok"), NO_MATCH: ("does not match", "fail"),
+                 FAILS: ("does not hold", "fail"), INCONCLUSIVE: ("inconclusive", "unsure"),
+                 NOT_RUN: ("not run", "pending"), ERROR: ("not evaluated", "error")}
+
+
+def status_badge(status: str) -> str:
+    """``status`` as an inline HTML badge for a Markdown table: its short word (read by screen
+    readers and search), a class for its colour, the full status as a tooltip."""
+    word, kind = STATUS_BADGES.get(status, (status, "error"))
+    return f'<span class="snnl-status snnl-status-{kind}" title="{html.escape(status)}">{html.escape(word)}</span>'
+
+
+def status_text(item: dict, status: str | None = None) -> str:
+    """The status cell: the status (or ``status``, e.g. its badge), then in brackets the settings
+    reduced from the paper's, and the commits whose tree was uncommitted when the run was made."""
+    extra = [x for x in (item.get("reduced"), item.get("uncommitted") and
+                         f"code uncommitted at run time: {item['uncommitted']}") if x]
+    return (status or item["status"]) + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def at_a_glance(items: list[dict]) -> str:
+    """A chapter's rows of the report as a Markdown table (the paper's claim, ours, the status as a
+    badge with its reduced settings), for the top of its page; variants and self-checks included,
+    labelled as such."""
+    def name(i):
+        return i["item"] + ("" if i.get("kind", PAPER_ITEM) == PAPER_ITEM else f" *({i['kind']})*")
+
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ") if v not in (None, "") else "–"
+    lines = ["| item | paper | ours | status |", "|---|---|---|---|"]
+    rows = [f"| {cell(name(i))} | {cell(i['paper'])} | {cell(i['ours'])} | {status_text(i, status_badge(i['status']))} |"
+            for i in items]
+    return "\n".join(lines + rows)

@@ -38,6 +38,8 @@ from snnl.experiments.common import (PAPER_RECIPE, RESNET_PAPER, SUBSTITUTES, ds
                                     finish_run, load_or_substitute, profile_values, train_recorded)
 from scipy.stats import spearmanr
 
+from snnl.experiments.discriminative.plots import (  # noqa: F401 (re-exported: one import for the chapter)
+    plot_figure3_16, plot_figure15, plot_over_training)
 from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, fmt_ci, judged, per_dataset, stands_for
 from snnl.losses import entanglement
 from snnl.results import Run
@@ -264,56 +266,6 @@ def layer_entanglement_over_training(figure: str = "15", profile: str = "small",
     out.record = finish_run(run, metrics, out_dir, {**res.history, "measure_step": steps, "entanglement": ent},
                             device=res.record["device"])
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# plots
-def plot_over_training(r: LayerEntanglement, layers=None, which: str = "entanglement", ax=None, title=None):
-    """One line per layer: entanglement on the fixed batch (``which="entanglement"``) or the
-    training-batch SNNL at the learned temperature (``which="batch"``) against the step."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 3.5))
-    if which == "batch":
-        x, curves, ylabel = r.steps, r.batch_snnl, "SNNL of the training batch"
-    elif which == "entanglement":
-        x, curves, ylabel = r.measure_steps, r.entanglement, "entanglement (min over T)"
-    else:
-        raise ValueError(f"which must be 'entanglement' or 'batch', got {which!r}")
-    layers = list(curves) if layers is None else list(layers)
-    missing = [n for n in layers if n not in curves]
-    if missing:
-        raise ValueError(f"no curve for layer(s) {missing}; available: {list(curves)}")
-    colors = plt.cm.viridis([i / max(len(layers) - 1, 1) for i in range(len(layers))])
-    for n, c in zip(layers, colors):
-        ax.plot(x, curves[n], marker="o" if which == "entanglement" else None, ms=3, color=c, label=n)
-    ax.set(xlabel="training step", ylabel=ylabel,
-           title=title or f"{r.model} on {r.data_label} ({r.distance})")
-    ax.legend(fontsize=8)
-    return ax
-
-
-def plot_figure15(r: LayerEntanglement):
-    """Fig. 15: per-layer SNNL of the training batches, and the entanglement on a fixed batch."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    plot_over_training(r, which="batch", ax=axes[0], title=f"Fig. 15: training batches ({r.data_label})")
-    plot_over_training(r, ax=axes[1], title="entanglement of a fixed test batch")
-    fig.tight_layout()
-    return fig
-
-
-def plot_figure3_16(r: LayerEntanglement):
-    """Fig. 3 (layers inside the last residual block) and Fig. 16 (per block), entanglement."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    plot_over_training(r, r.last_block, ax=axes[0], title=f"Fig. 3: inside the last block ({r.data_label})")
-    plot_over_training(r, r.blocks, ax=axes[1], title=f"Fig. 16: per residual block ({r.data_label})")
-    fig.tight_layout()
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------

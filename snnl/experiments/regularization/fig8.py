@@ -158,10 +158,10 @@ def fig8_items(recs):
                 rows.append(report_item("Fig. 8", title, paper, "fig8", rs, criterion=crit, status=NOT_RUN,
                                         note="needs both variants" if rs else ""))
             continue
-        (sb, gb), (se, ge) = ([overfitting_of(r) for r in v] for v in (base, ent))
+        on_b, on_e = ([overfitting_of(r) for r in v] for v in (base, ent))
         seeds = [[r["seed"] for r in v] for v in (ent, base)]
-        cs = compare([x for x, _ in se], [x for x, _ in sb], *seeds)
-        cg = compare([g for _, g in ge], [g for _, g in gb], *seeds)
+        cs = compare([x for x, _ in on_e], [x for x, _ in on_b], *seeds)
+        cg = compare([g for _, g in on_e], [g for _, g in on_b], *seeds)
         s_step, s_gap = judged(cs.diff_ci), judged(cg.diff_ci, higher=False)
         status = (HOLDS if s_step == s_gap == HOLDS else FAILS if FAILS in (s_step, s_gap) else INCONCLUSIVE)
         c = rs[0]["config"]
@@ -173,7 +173,7 @@ def fig8_items(recs):
                   f"{fmt_ci(cs.diff_ci, ',.0f')}); final gap {cg.a.mean:.3f} vs {cg.b.mean:.3f} ({cg.diff:+.3f}, "
                   f"{fmt_ci(cg.diff_ci)})"),
             runs=f"{len(ent)} + {len(base)}",
-            spread=(f"steps {', '.join(str(x) for x, _ in se)} / {', '.join(str(x) for x, _ in sb)}"),
+            spread=(f"steps {', '.join(str(x) for x, _ in on_e)} / {', '.join(str(x) for x, _ in on_b)}"),
             note="per run: the step of its lowest test CE, its final test - train CE gap; entangled / baseline"))
     return rows
 

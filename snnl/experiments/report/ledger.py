@@ -29,8 +29,6 @@ Command line: ``python -m snnl.experiments.report [--results results] [--table] 
 from __future__ import annotations
 
 import argparse
-import html
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -48,31 +46,14 @@ from snnl.experiments.regularization import study as table1_study
 from snnl.experiments.regularization.table1 import TABLE1_TOLERANCE  # noqa: F401
 from snnl.experiments.common.rows import (  # noqa: F401 (re-exported: the report's vocabulary)
     BOOK, ERROR, FAILS, HOLDS, INCONCLUSIVE, MATCHES, NO_MATCH, NOT_RUN, PAPER_ITEM, REGENERATE, SELF_CHECK, STATUSES,
-    VARIANT, report_item, short_commit)
+    STATUS_BADGES, VARIANT, report_item, short_commit, status_badge, status_text)
+from snnl.experiments.common.records import paper_records  # noqa: F401 (re-exported)
 from snnl.results import load_records
 from snnl.stats import fmt_p
 
-_IGNORED = {"device", "wait", "progress", "checkpoint_root"}  # config fields that do not change a result
 
 
 # ---- records --------------------------------------------------------------------------------
-def paper_records(results_dir="results") -> dict[str, list[dict]]:
-    """Paper-profile records under ``results_dir`` by experiment, oldest first; of records with
-    the same experiment, dataset, seed and config only the newest (a re-run replaces a run).
-    Files that are not records (not JSON, or fields missing or of the wrong type) are skipped
-    with a warning naming them (:func:`snnl.load_records`)."""
-    recs = load_records(results_dir, profile="paper")
-    newest = {}
-    for r in recs:
-        cfg = {k: v for k, v in (r.get("config") or {}).items() if k not in _IGNORED}
-        newest[(r["experiment"], r["dataset"], r["seed"], json.dumps(cfg, sort_keys=True, default=str))] = r
-    out: dict[str, list[dict]] = {}
-    for r in sorted(newest.values(), key=lambda r: str(r.get("started_at"))):
-        out.setdefault(r["experiment"], []).append(r)
-    return out
-
-
-
 # ---- the report -------------------------------------------------------------------------------
 SECTIONS = [  # (experiments whose records it reads, builder of their rows from the records by experiment)
     (("figure1", "figure13", "figure2", "temperature_curve"), synthetic.report_items),
@@ -158,6 +139,34 @@ def study_headline(rows: list[dict]) -> str:
             + f"Cells with records: {len(study)} (" + ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) + ").")
 
 
+def findings(items: list[dict], results_dir="results") -> dict[str, str]:
+    """The main findings in one sentence each, from the records (the landing page shows them):
+    ``table1`` (the authors' recipe, entangled - baseline with its 95% CI and p), ``ood`` (the OOD
+    benchmark: on how many pairs entangling raises DkNN's AUROC, DkNN's median rank), ``holds``
+    (which paper items hold or match, and how many do not or are inconclusive)."""
+    study = [r for r in additions(results_dir) if r.get("experiment") == table1_study.EXPERIMENT]
+    zoo = [r for r in study if r["item"].startswith("Table 1 study: zoo") and "(paper," in r["item"]]
+    if zoo:
+        cells = "; ".join(f"{r['item'].split(': ', 1)[1].split(' (')[0]} {r['ours'].split(': ', 1)[1]}" for r in zoo)
+        hurt = sum(r["verdict"] == "entangling hurts" for r in zoo)
+        table1_line = (f"Table 1 does not reproduce: with the authors' released recipe, entangling lowers test "
+                       f"accuracy in {hurt} of {len(zoo)} cells (entangled - baseline, points, 95% CI, p: {cells}).")
+    else:
+        table1_line = "Table 1: no records of the authors' recipe yet."
+    bench = [r for r in load_records(results_dir, ood_benchmark.EXPERIMENT) if r["profile"] == "paper"]
+    ood_line = ("OOD benchmark (beyond the paper): " + ood_benchmark.overall_line(bench).replace("**", "")
+                if bench else "OOD benchmark: no records yet.")
+    paper = paper_items(items)
+    c = counts(paper)
+    held = ", ".join(dict.fromkeys(i["item"].split(":")[0] for i in paper if i["status"] == HOLDS)) or "none"
+    matched = "; ".join(i["item"].replace(" test accuracy (%)", "") for i in paper if i["status"] == MATCHES)
+    holds_line = (f"Of the {len(paper)} paper items, {c[HOLDS]} claims hold ({held}) and {c[MATCHES]} numbers match"
+                  + (f" ({matched})" if matched else "") + f"; {c[FAILS] + c[NO_MATCH]} do not, {c[INCONCLUSIVE]} are "
+                  f"inconclusive (the 95% interval contains no difference) and {c[NOT_RUN]} are not run at the "
+                  "paper profile (most need SVHN or CIFAR-10, not available here).")
+    return {"table1": table1_line, "ood": ood_line, "holds": holds_line}
+
+
 def paper_items(items: list[dict]) -> list[dict]:
     """The rows that are paper items (counted in the headline and the summary)."""
     return [i for i in items if i.get("kind", PAPER_ITEM) == PAPER_ITEM]
@@ -182,14 +191,6 @@ def headline(items: list[dict]) -> str:
     c = counts(paper)
     parts = [f"{n} {s}" for s, n in c.items() if n or s in (MATCHES, NOT_RUN)]
     return f"{len(paper)} paper items: " + ", ".join(parts) + "."
-
-
-def status_text(item: dict, status: str | None = None) -> str:
-    """The status cell: the status (or ``status``, e.g. its badge), then in brackets the settings
-    reduced from the paper's, and the commits whose tree was uncommitted when the run was made."""
-    extra = [x for x in (item.get("reduced"), item.get("uncommitted") and
-                         f"code uncommitted at run time: {item['uncommitted']}") if x]
-    return (status or item["status"]) + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def with_status_text(items: list[dict]) -> list[dict]:
@@ -223,18 +224,7 @@ PAPER_SECTIONS = (
      "ood", ("Figs. 12, 21", "Fig. 22", "Table 2")),
 )
 OTHER = "Other items"
-# the word a status shows as, and its kind (the badge's colour: snnl-status-<kind> in the book's CSS)
-STATUS_BADGES = {MATCHES: ("matches", "ok"), HOLDS: ("holds", "ok"), NO_MATCH: ("does not match", "fail"),
-                 FAILS: ("does not hold", "fail"), INCONCLUSIVE: ("inconclusive", "unsure"),
-                 NOT_RUN: ("not run", "pending"), ERROR: ("not evaluated", "error")}
 LEDGER_COLUMNS = ("item", "paper", "ours", "status", "runs", "spread", "dataset")
-
-
-def status_badge(status: str) -> str:
-    """``status`` as an inline HTML badge for a Markdown table: its short word (read by screen
-    readers and search), a class for its colour, the full status as a tooltip."""
-    word, kind = STATUS_BADGES.get(status, (status, "error"))
-    return f'<span class="snnl-status snnl-status-{kind}" title="{html.escape(status)}">{html.escape(word)}</span>'
 
 
 def by_paper_section(items: list[dict]) -> list[tuple[str, str | None, list[dict]]]:
