@@ -10,7 +10,9 @@ Conventions:
 
 * Images are in [0, 1]; any normalisation lives inside the model. The result
   stays in [0, 1] and within the L-inf ball of radius ``eps`` around the input
-  (up to the rounding of ``x +- eps`` in the input's dtype).
+  (up to the rounding of ``x +- eps`` in the input's dtype). ``eps`` and the step
+  ``alpha`` are on that scale: at most 1 (``eps=8`` is refused: the 0-255 budget
+  8 is ``eps=8/255``).
 * The loss is the cross-entropy of the model's logits (summed over the batch,
   so each example's gradient is its own). A model may return plain logits,
   ``(logits, hidden)``, a dict with a ``"logits"`` key or an object with a
@@ -40,6 +42,9 @@ def _check_eps(name: str, value: float, positive: bool = False) -> float:
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} and finite, got {value}")
+    if value > 1:  # a budget on the 0-255 scale: every pixel of a [0, 1] image would move to 0 or 1
+        raise ValueError(f"{name}={value:g} is larger than the [0, 1] range of the images; on the 0-255 scale "
+                         f"{value:g} is {name}={value:g}/255 = {value / 255:.4g}")
     return value
 
 

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from snnl.attacks import logits_of
+from snnl.layers import LayerOutputs, check_layer_names, unknown_layer
+from snnl.models import logits_of
 
 __all__ = ["DkNN", "DkNNResult", "extract_features"]
 
@@ -267,38 +268,61 @@ def _split_output(output) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
 @torch.no_grad()
 def extract_features(model: nn.Module, x, layers: Sequence[str] | None = None, batch_size: int = 512,
                      device: str | torch.device | None = None) -> list[np.ndarray]:
-    """Representations of ``x`` at the named layers, for :class:`DkNN`.
+    """Representations of ``x`` at the named layers of any model, one array per layer, for :class:`DkNN`.
 
-    ``model(x)`` returns ``(logits, hidden)`` with ``hidden`` an ordered dict
-    name -> tensor (plain logits also work, then only ``"logits"`` exists).
-    ``layers=None``: every hidden layer in order, then ``"logits"`` (the DkNN uses
-    all layers, logits included). Runs in eval mode under ``no_grad`` in batches
-    of ``batch_size`` on ``device`` (default: the model's); the model's modes are
-    restored. Returns one float32 (N, D) array per layer, rows flattened.
+    ``layers`` are names of ``model.named_modules()`` (e.g. ``"layer3"`` of a torchvision ResNet,
+    ``"2"`` of an ``nn.Sequential``: each module's output is kept by a forward hook, the first
+    tensor of a tuple), or names of the model's own outputs: ``"logits"`` and, when ``model(x)``
+    returns ``(logits, hidden)`` with ``hidden`` an ordered dict name -> tensor (the models of
+    :data:`MODELS`), the names of ``hidden``, which take precedence. An unknown name is a
+    one-line ValueError listing the closest valid names, as for :class:`SNNLRegularizer`.
+    ``layers=None``: every name of ``hidden`` in order, then ``"logits"`` (the DkNN uses all
+    layers, logits included). Runs in eval mode under ``no_grad`` in batches of ``batch_size``
+    on ``device`` (default: the model's); the model's modes are restored. Returns one float32
+    (N, D) array per layer, rows flattened.
+
+    >>> import torch, torch.nn as nn
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    >>> x, y = torch.rand(90, 1, 8, 8), torch.arange(90) % 3
+    >>> feats = extract_features(model, x, layers=["2", "logits"])
+    >>> [f.shape for f in feats]
+    [(90, 32), (90, 3)]
+    >>> dknn = DkNN(k=5).fit(feats, y).calibrate(extract_features(model, x[:30], ["2", "logits"]), y[:30])
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if layers is not None:
+        layers = check_layer_names(layers)
     x = torch.as_tensor(x)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    modules = dict(model.named_modules())
+    # modules by name, hooked until the first batch shows which names the model's outputs hold
+    kept = LayerOutputs(model, [n for n in layers if n in modules]) if layers and set(layers) & set(modules) else None
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         chunks: list[list[np.ndarray]] | None = None
         for start in range(0, len(x), batch_size):
             logits, hidden = _split_output(model(x[start:start + batch_size].to(device)))
-            reps = dict(hidden)
-            reps.setdefault("logits", logits)
+            own = {**hidden}
+            own.setdefault("logits", logits)
             if chunks is None:
-                names = list(layers) if layers is not None else list(hidden) + (["logits"] * ("logits" not in hidden))
-                missing = [n for n in names if n not in reps]
-                if missing:
-                    raise ValueError(f"unknown layer(s) {missing}; the model provides {list(reps)}")
+                names = list(layers) if layers is not None else list(hidden) + ["logits"] * ("logits" not in hidden)
+                for n in names:
+                    if n not in own and n not in modules:
+                        raise ValueError(unknown_layer(n, model, list(dict.fromkeys([*own, *modules])),
+                                                       "the model's outputs' or model.named_modules()'s"))
+                if kept is not None:
+                    kept.keep_only([n for n in names if n not in own])
                 chunks = [[] for _ in names]
+            reps = {**(kept.take() if kept is not None else {}), **own}
             for store, name in zip(chunks, names):
                 r = reps[name]
                 store.append(r.detach().reshape(len(r), -1).float().cpu().numpy())
     finally:
+        if kept is not None:
+            kept.remove()
         for m, mode in modes:
             m.training = mode
     if chunks is None:

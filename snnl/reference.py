@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from snnl.inputs import NonFiniteEmbeddings, check_distance, check_temperature, fit_dtype
+from snnl.inputs import NonFiniteEmbeddings, check_distance, check_temperature, fit_dtype, prepare_labels
 
 STABILITY_EPS = 1e-5  # the authors' TensorFlow constant (cleverhans.loss.SNNLCrossEntropy)
 
@@ -34,6 +34,7 @@ def soft_nearest_neighbor_loss_reference(embeddings: torch.Tensor, labels: torch
     """
     check_distance(distance)
     check_temperature(temperature)
+    labels = prepare_labels(labels, embeddings.shape[0], embeddings.device)  # the checks of Eq. 1's labels
     x = embeddings.reshape(embeddings.shape[0], -1)
     x = x if x.dtype in (torch.float32, torch.float64) else x.float()
     x, _ = fit_dtype(x, torch.as_tensor(temperature).detach(), distance == "euclidean")
