@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from snnl.extras import require
 from snnl.layers import LayerOutputs, check_layer_names, unknown_layer
 from snnl.models import logits_of
 
@@ -117,6 +118,7 @@ class DkNN:
             raise ValueError(f"k must be an integer >= 1, got {k}")
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 2):
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+        _faiss()  # a missing faiss is a one-line error here, before any feature is computed
         self.k = int(k)
         self.normalize = bool(normalize)
         self.num_classes = None if num_classes is None else int(num_classes)
@@ -151,8 +153,7 @@ class DkNN:
             layers = [_l2_normalize(f) for f in layers]
             self.centers_ = [f.mean(axis=0, dtype=np.float64).astype(np.float32) for f in layers]
             layers = [f - m for f, m in zip(layers, self.centers_)]
-        import faiss  # here, not at the top: `import snnl` does not load faiss
-
+        faiss = _faiss()
         gpu = faiss.get_num_gpus() > 0 if self.use_gpu is None else bool(self.use_gpu)
         self.indexes_ = [self._make_index(f, gpu) for f in layers]
         self.train_labels_ = labels
@@ -170,8 +171,7 @@ class DkNN:
         return codes
 
     def _make_index(self, x: np.ndarray, gpu: bool):
-        import faiss
-
+        faiss = _faiss()
         index = None
         if gpu:
             try:
@@ -252,6 +252,11 @@ class DkNN:
         top2 = np.sort(p, axis=1)[:, -2:]
         return DkNNResult(prediction=pred, credibility=top2[:, 1], confidence=1.0 - top2[:, 0],
                           p_values=p, nonconformity=alpha, neighbors_labels=nbr_labels, neighbors_index=idx)
+
+
+def _faiss():
+    """faiss, imported where it is used (``import snnl`` does not load it): the extra ``snnl[dknn]``."""
+    return require("faiss", "dknn", "DkNN")
 
 
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
