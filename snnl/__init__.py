@@ -14,7 +14,7 @@ import warnings
 # path of tqdm's file) on every page that imports it: noise for readers of the book
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from snnl.data import DATASETS, Dataset, DatasetError, load_dataset  # noqa: E402
+from snnl.data import DATASETS as _DATASETS, Dataset, DatasetError, load_dataset  # noqa: E402
 from snnl.results import Run, load_records, read_record, resolve_device, seed_everything, write_record
 
 __version__ = "0.1.0"
@@ -29,12 +29,30 @@ from snnl.losses import (
 )
 from snnl.layerwise import layerwise_snnl, soft_nearest_neighbor_losses
 from snnl.regularizer import SNNLRegularizer
-from snnl.models import CNN, CNN1, MODELS, ResNetV2, build_model, logits_of
+from snnl.models import CNN, CNN1, MODELS as _MODELS, ResNetV2, build_model, logits_of
 from snnl.attacks import BIM, FGSM, PGD, Attack
 from snnl.dknn import DkNN, DkNNResult, extract_features
 from snnl.train import TrainConfig, TrainingDiverged, TrainResult, evaluate
 from snnl.gan import GANConfig, GANResult, build_gan, real_fake_entanglement, train_gan
 from snnl.banner import Banner
+
+# the constants again, each with its docstring here, where the API page's autodoc reads it
+DATASETS: tuple[str, ...] = _DATASETS
+"""The dataset names that :func:`load_dataset` accepts (``"digits"`` needs no download).
+
+>>> DATASETS
+('digits', 'mnist', 'fashion-mnist', 'notmnist', 'svhn', 'cifar10')
+>>> [load_dataset(name).num_classes for name in DATASETS[:1]]
+[10]
+"""
+MODELS: tuple[str, ...] = _MODELS
+"""The model names that :func:`build_model` accepts: the paper's CNNs and ResNet, and the authors' model.
+
+>>> MODELS
+('cnn', 'cnn1', 'resnet', 'zoo', 'cnn-wide')
+>>> [type(build_model(name, in_shape=(3, 32, 32))).__name__ for name in MODELS]
+['CNN', 'CNN1', 'ResNetV2', 'ZooCNN', 'CNN']
+"""
 
 # the public names, each documented on the book's API page (book/api.md; tests/test_package.py checks both)
 __all__ = [

@@ -61,12 +61,31 @@ _CLASSES = {
 
 
 class DatasetError(RuntimeError):
-    """A dataset is unknown, missing or unreadable. The message is one line."""
+    """A dataset is unknown, missing, unreadable, inconsistent or another dataset's: a one-line message.
+
+    >>> try:
+    ...     load_dataset("mnist", root="empty", download=False)
+    ... except DatasetError as err:
+    ...     message = str(err)
+    >>> message.split(";")[0], "\\n" in message
+    ('mnist: data not found in empty/MNIST/raw', False)
+    """
 
 
 @dataclass
 class Dataset:
-    """Train and test splits in memory. ``x_*``: float32 (N, C, H, W) in [0, 1]; ``y_*``: int64."""
+    """Train and test splits in memory. ``x_*``: float32 (N, C, H, W) in [0, 1]; ``y_*``: int64.
+
+    :func:`load_dataset` returns one; a dataset of one's own is made directly (and checked by
+    its ``check()``), and :func:`snnl.train.train` takes it as ``data=``:
+
+    >>> import torch
+    >>> ds = Dataset("mine", torch.rand(60, 1, 28, 28), torch.arange(60) % 10, torch.rand(20, 1, 28, 28),
+    ...              torch.arange(20) % 10, classes=[str(i) for i in range(10)]).check()
+    >>> ds, ds.num_classes, ds.shape
+    (Dataset('mine', train=60, test=20, shape=(1, 28, 28)), 10, (1, 28, 28))
+    >>> model = build_model("cnn", ds.shape, ds.num_classes)
+    """
 
     name: str
     x_train: torch.Tensor | None

@@ -44,7 +44,16 @@ __all__ = ["DkNN", "DkNNResult", "extract_features"]
 
 @dataclass
 class DkNNResult:
-    """Output of :meth:`DkNN.predict` for N inputs, C classes, L layers."""
+    """The output of :meth:`DkNN.predict` for N inputs, C classes and L layers: predictions and their credibility.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(90) % 3
+    >>> layer = lambda y: np.eye(3)[y] + 0.3 * rng.normal(size=(len(y), 3))
+    >>> out = DkNN(k=5).fit([layer(y)], y).calibrate([layer(y[:30])], y[:30]).predict([layer(np.array([2]))])
+    >>> isinstance(out, DkNNResult), out.prediction, out.p_values.shape, out.neighbors_labels.shape
+    (True, array([2]), (1, 3), (1, 1, 5))
+    """
 
     prediction: np.ndarray  # (N,) int64, the label (of ``DkNN.classes_``) with the largest p-value
     credibility: np.ndarray  # (N,) float64, largest p-value
@@ -93,7 +102,7 @@ def _as_labels(labels, n: int, what: str) -> np.ndarray:
 
 
 class DkNN:
-    """Deep k-Nearest Neighbors (Papernot & McDaniel 2018, arXiv:1803.04765).
+    """Deep k-Nearest Neighbors (Papernot & McDaniel 2018, arXiv:1803.04765): credibility from the layers' neighbours.
 
     Args:
         k: neighbours per layer (75 in the authors' code).
@@ -109,7 +118,19 @@ class DkNN:
         use_gpu: faiss GPU indexes; ``None`` = when ``faiss.get_num_gpus() > 0``.
 
     ``features`` arguments: a list with one (N, D_l) array or tensor per layer (a
-    single array is one layer; rows of higher-rank arrays are flattened).
+    single array is one layer; rows of higher-rank arrays are flattened), e.g. from
+    :func:`extract_features`, by layer name on any model. The indexes are faiss's: the extra
+    ``snnl[dknn]`` (without it, ``DkNN()`` is a one-line error saying so).
+
+    >>> import torch, torch.nn as nn
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> x, y = torch.rand(120, 1, 8, 8), torch.arange(120) % 3
+    >>> layers = ["2", "logits"]                       # a module's name, the model's output
+    >>> dknn = DkNN(k=10).fit(extract_features(model, x[:80], layers), y[:80])
+    >>> dknn = dknn.calibrate(extract_features(model, x[80:100], layers), y[80:100])
+    >>> out = dknn.predict(extract_features(model, x[100:], layers))
+    >>> out.prediction.shape, bool(((out.credibility >= 0) & (out.credibility <= 1)).all())
+    ((20,), True)
     """
 
     def __init__(self, k: int = 75, normalize: bool = True, num_classes: int | None = None,

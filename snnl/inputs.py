@@ -11,7 +11,20 @@ DISTANCES = ("euclidean", "cosine")
 
 
 class NonFiniteEmbeddings(ValueError):
-    """The embeddings given to a loss contain NaN or inf."""
+    """The embeddings given to a loss contain NaN or inf (or overflow): a ValueError, never a NaN loss.
+
+    Raised by every loss; :func:`snnl.layerwise_snnl` and :func:`snnl.soft_nearest_neighbor_losses`
+    name the representations at fault in ``.layers``:
+
+    >>> import torch
+    >>> x, y = torch.randn(8, 2), torch.arange(8) % 2
+    >>> x[3, 0] = float("nan")
+    >>> try:
+    ...     soft_nearest_neighbor_losses([torch.randn(8, 2), x], y, [1.0, 1.0])
+    ... except NonFiniteEmbeddings as err:
+    ...     print(err.layers)
+    [1]
+    """
 
 
 def prepare(embeddings, labels, temperature, distance):
