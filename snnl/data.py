@@ -244,7 +244,7 @@ def _load_split(name: str, root: Path, train: bool, download: bool, source: Path
         raise DatasetError(f"{name}: cannot read the data folder {folder}: {e.strerror or e}") from None
     if missing and source is not None:
         import_idx(name, source, root, verify=verify)
-    elif missing and packed == missing:  # torchvision's layout, still compressed: decompressed in place
+    elif missing and packed == missing and name in LABELS:  # torchvision's layout, still gzipped: decompressed
         try:
             import_files(name, folder, folder, missing, verify)
         except IdxError as e:

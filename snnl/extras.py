@@ -33,6 +33,7 @@ class MissingExtra(ModuleNotFoundError):
 
 
 def message(module: str, extra: str, feature: str) -> str:
+    """``<feature> needs <package>, which ... leaves out: pip install 'snnl[<extra>]'``."""
     top = module.split(".")[0]
     package = PACKAGES.get(top, top)
     return f"{feature} needs {package}, which a plain `pip install snnl` leaves out: pip install 'snnl[{extra}]'"

@@ -266,3 +266,24 @@ def test_the_wheel_requires_only_the_core_and_names_the_extras(tmp_path):
 def test_make_install_installs_everything():
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r'pip install -q -c constraints\.txt -e "\.\[all\]"', makefile)
+
+
+def test_require_names_the_extra_only_for_a_missing_package(tmp_path, monkeypatch):
+    from snnl.extras import MissingExtra, check_installed, require
+
+    with pytest.raises(MissingExtra) as err:
+        require("sklearn_absent.datasets", "experiments", "a feature")
+    assert str(err.value) == ("a feature needs sklearn_absent, which a plain `pip install snnl` leaves out: "
+                              "pip install 'snnl[experiments]'")
+    assert isinstance(err.value, ImportError) and err.value.name == "sklearn_absent"
+    (tmp_path / "broken_pkg").mkdir()  # installed, but broken by a dependency of its own: that error, as it is
+    (tmp_path / "broken_pkg" / "__init__.py").write_text("import another_absent_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError) as err:
+        require("broken_pkg", "dknn", "DkNN")
+    assert not isinstance(err.value, MissingExtra) and err.value.name == "another_absent_dependency"
+    assert require("json", "dknn", "x").dumps([1]) == "[1]"
+    check_installed(("json", "broken_pkg"), "dknn", "x")  # found, not imported
+    with pytest.raises(MissingExtra, match=r"x needs faiss-cpu, .*'snnl\[dknn\]'"):
+        monkeypatch.setitem(sys.modules, "faiss", None)
+        check_installed(("json", "faiss"), "dknn", "x")
