@@ -6,6 +6,9 @@ Soft Nearest Neighbor Loss*, ICML 2019 (arXiv:1902.01889).
 >>> from snnl import soft_nearest_neighbor_loss
 >>> x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
 >>> loss = soft_nearest_neighbor_loss(x, y, temperature=10.0)
+
+``import snnl`` needs only torch, numpy and tqdm; the Deep k-NN, the datasets and the
+experiments need extras, named in a one-line error where they are used (:mod:`snnl.extras`).
 """
 
 import warnings
