@@ -143,6 +143,7 @@ for name in names:
               f"({v['entangled']['mean'] - v['baseline']['mean']:+.2f} points).")
 
 # %% [markdown]
+# (table1-study)=
 # ## The Table 1 study: does any recipe reproduce the gain?
 #
 # Our paper-profile Table 1 says entangling *hurts*. The paper does not give its Table 1

@@ -6,6 +6,9 @@ Soft Nearest Neighbor Loss*, ICML 2019 (arXiv:1902.01889).
 >>> from snnl import soft_nearest_neighbor_loss
 >>> x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
 >>> loss = soft_nearest_neighbor_loss(x, y, temperature=10.0)
+
+``import snnl`` needs only torch, numpy and tqdm; the Deep k-NN, the datasets and the
+experiments need extras, named in a one-line error where they are used (:mod:`snnl.extras`).
 """
 
 import warnings
@@ -14,7 +17,7 @@ import warnings
 # path of tqdm's file) on every page that imports it: noise for readers of the book
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from snnl.data import DATASETS, Dataset, DatasetError, load_dataset  # noqa: E402
+from snnl.data import DATASETS as _DATASETS, Dataset, DatasetError, load_dataset  # noqa: E402
 from snnl.results import Run, load_records, read_record, resolve_device, seed_everything, write_record
 
 __version__ = "0.1.0"
@@ -29,12 +32,30 @@ from snnl.losses import (
 )
 from snnl.layerwise import layerwise_snnl, soft_nearest_neighbor_losses
 from snnl.regularizer import SNNLRegularizer
-from snnl.models import CNN, CNN1, MODELS, ResNetV2, build_model, logits_of
+from snnl.models import CNN, CNN1, MODELS as _MODELS, ResNetV2, build_model, logits_of
 from snnl.attacks import BIM, FGSM, PGD, Attack
 from snnl.dknn import DkNN, DkNNResult, extract_features
 from snnl.train import TrainConfig, TrainingDiverged, TrainResult, evaluate
 from snnl.gan import GANConfig, GANResult, build_gan, real_fake_entanglement, train_gan
 from snnl.banner import Banner
+
+# the constants again, each with its docstring here, where the API page's autodoc reads it
+DATASETS: tuple[str, ...] = _DATASETS
+"""The dataset names that :func:`load_dataset` accepts (``"digits"`` needs no download).
+
+>>> DATASETS
+('digits', 'mnist', 'fashion-mnist', 'notmnist', 'svhn', 'cifar10')
+>>> [load_dataset(name).num_classes for name in DATASETS[:1]]
+[10]
+"""
+MODELS: tuple[str, ...] = _MODELS
+"""The model names that :func:`build_model` accepts: the paper's CNNs and ResNet, and the authors' model.
+
+>>> MODELS
+('cnn', 'cnn1', 'resnet', 'zoo', 'cnn-wide')
+>>> [type(build_model(name, in_shape=(3, 32, 32))).__name__ for name in MODELS]
+['CNN', 'CNN1', 'ResNetV2', 'ZooCNN', 'CNN']
+"""
 
 # the public names, each documented on the book's API page (book/api.md; tests/test_package.py checks both)
 __all__ = [

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from snnl.data import DATASETS, DatasetError, data_root, import_idx
+from snnl.extras import MissingExtra
 from snnl.losses import DISTANCES
 from snnl.models import MODELS
 from snnl.checkpointing import CheckpointLocked
@@ -60,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--name", required=True, choices=("mnist", "fashion-mnist", "notmnist"))
     i.add_argument("--source", required=True)
     i.add_argument("--root", default=None)
+    i.add_argument("--no-verify", action="store_true",
+                   help="take a custom copy: skip the check against the known digests of the dataset's files")
     return p
 
 
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "data":
-            folder = import_idx(args.name, args.source, args.root)
+            folder = import_idx(args.name, args.source, args.root, verify=not args.no_verify)
             print(f"{args.name}: files in {folder} (data root {data_root(args.root)})")
             return 0
         from snnl.train import TrainConfig, train
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
         print(f"test accuracy {m['test_accuracy']:.4f}, test CE {m['test_ce']:.4f}"
               + (f"; record {res.record['path']}" if "path" in res.record else ""))
         return 0
-    except (DatasetError, ValueError, TypeError, OSError, TrainingDiverged, CheckpointLocked) as e:
+    except (DatasetError, MissingExtra, ValueError, TypeError, OSError, TrainingDiverged, CheckpointLocked) as e:
         # one line: the messages of these errors say what to change; no traceback
         print(f"python -m snnl: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         return 1 if isinstance(e, TrainingDiverged) else 2

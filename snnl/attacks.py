@@ -10,7 +10,9 @@ Conventions:
 
 * Images are in [0, 1]; any normalisation lives inside the model. The result
   stays in [0, 1] and within the L-inf ball of radius ``eps`` around the input
-  (up to the rounding of ``x +- eps`` in the input's dtype).
+  (up to the rounding of ``x +- eps`` in the input's dtype). ``eps`` and the step
+  ``alpha`` are on that scale: at most 1 (``eps=8`` is refused: the 0-255 budget
+  8 is ``eps=8/255``).
 * The loss is the cross-entropy of the model's logits (summed over the batch,
   so each example's gradient is its own). A model may return plain logits,
   ``(logits, hidden)``, a dict with a ``"logits"`` key or an object with a
@@ -40,11 +42,28 @@ def _check_eps(name: str, value: float, positive: bool = False) -> float:
     value = float(value)
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} and finite, got {value}")
+    if value > 1:  # a budget on the 0-255 scale: every pixel of a [0, 1] image would move to 0 or 1
+        raise ValueError(f"{name}={value:g} is larger than the [0, 1] range of the images; on the 0-255 scale "
+                         f"{value:g} is {name}={value:g}/255 = {value / 255:.4g}")
     return value
 
 
 class Attack:
-    """Base class: argument checks, model state handling and the loss gradient."""
+    """The base class of the attacks: argument checks, the model's state, the gradient of the loss.
+
+    ``attack(images, labels)`` checks its inputs, runs ``perturb(images, labels)`` with the
+    model in eval mode (``eval_mode``) and its parameters frozen, and restores both; a subclass
+    writes ``perturb``, with the helpers ``_grad`` (the loss's gradient) and ``_project``:
+
+    >>> import torch, torch.nn as nn
+    >>> class Noise(Attack):                                   # a random sign step, for comparison
+    ...     def perturb(self, images, labels):
+    ...         return self._project(images + self.eps * torch.randn_like(images).sign(), images)
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    >>> x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+    >>> [bool((a(x, y) - x).abs().max() <= 0.1 + 1e-6) for a in (Noise(model, 0.1), FGSM(model, 0.1))]
+    [True, True]
+    """
 
     def __init__(self, model: nn.Module, eps: float, targeted: bool = False, eval_mode: bool = True):
         if not isinstance(model, nn.Module):
@@ -112,9 +131,9 @@ class Attack:
 
 
 class FGSM(Attack):
-    r"""Fast Gradient Sign Method, Goodfellow et al., *Explaining and Harnessing
-    Adversarial Examples* (arXiv:1412.6572).
+    r"""Fast Gradient Sign Method: one step of size ``eps`` along the sign of the loss's gradient.
 
+    Goodfellow et al., *Explaining and Harnessing Adversarial Examples* (arXiv:1412.6572).
     ``x' = clip_[0,1](x + eps * sign(grad_x CE(f(x), y)))``; targeted:
     ``x' = clip_[0,1](x - eps * sign(grad_x CE(f(x), t)))``.
 
@@ -130,12 +149,14 @@ class FGSM(Attack):
         - output: same shape and dtype as ``images``.
 
     Examples::
-        >>> import torch, torch.nn as nn
-        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        >>> import torch
+        >>> model = CNN()                                          # returns (logits, hidden)
         >>> images, labels = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-        >>> adv = FGSM(model, eps=0.1)(images, labels)
-        >>> bool((adv - images).abs().max() <= 0.1 + 1e-6)
+        >>> adv = FGSM(model, eps=8 / 255)(images, labels)          # the 0-255 budget 8, on [0, 1] images
+        >>> bool((adv - images).abs().max() <= 8 / 255 + 1e-6)
         True
+        >>> extract_features(model, adv, layers=["conv1"])[0].shape   # the hidden layer of the examples
+        (8, 3136)
     """
 
     def __init__(self, model: nn.Module, eps: float = 0.3, targeted: bool = False, eval_mode: bool = True):
@@ -146,12 +167,11 @@ class FGSM(Attack):
 
 
 class BIM(Attack):
-    r"""Basic Iterative Method, Kurakin et al., *Adversarial Examples in the
-    Physical World* (arXiv:1607.02533).
+    r"""Basic Iterative Method: ``steps`` FGSM steps of size ``alpha``, each projected onto the eps-ball.
 
-    ``steps`` FGSM steps of size ``alpha``, each followed by a projection onto the
-    L-inf ball of radius ``eps`` around ``x`` and onto [0, 1]. As in the paper,
-    the number of steps and the step size are fixed, whatever ``eps``.
+    Kurakin et al., *Adversarial Examples in the Physical World* (arXiv:1607.02533).
+    Each step is projected onto the L-inf ball of radius ``eps`` around ``x`` and onto
+    [0, 1]. As in the paper, the number of steps and the step size are fixed, whatever ``eps``.
 
     Arguments:
         model (nn.Module): classifier returning logits (or ``(logits, hidden)``).
@@ -171,8 +191,8 @@ class BIM(Attack):
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
         >>> images, labels = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
         >>> adv = BIM(model, eps=0.1, alpha=0.01, steps=10)(images, labels)
-        >>> adv.shape
-        torch.Size([8, 1, 28, 28])
+        >>> adv.shape, logits_of(model(adv)).shape
+        (torch.Size([8, 1, 28, 28]), torch.Size([8, 10]))
     """
 
     def __init__(self, model: nn.Module, eps: float = 0.3, alpha: float = 0.01, steps: int = 40,
@@ -193,11 +213,11 @@ class BIM(Attack):
 
 
 class PGD(BIM):
-    r"""Projected Gradient Descent, Madry et al., *Towards Deep Learning Models
-    Resistant to Adversarial Attacks* (arXiv:1706.06083).
+    r"""Projected Gradient Descent: BIM from a random start in the eps-ball, as in adversarial training.
 
-    BIM started from a uniform random point of the L-inf ball of radius ``eps``
-    (clipped to [0, 1]). Madry et al.'s MNIST setting, used for adversarial
+    Madry et al., *Towards Deep Learning Models Resistant to Adversarial Attacks*
+    (arXiv:1706.06083). BIM started from a uniform random point of the L-inf ball of
+    radius ``eps`` (clipped to [0, 1]). Madry et al.'s MNIST setting, used for adversarial
     training in Appendix E: ``eps=0.3, alpha=0.01, steps=40``.
 
     Arguments:
@@ -224,6 +244,9 @@ class PGD(BIM):
         >>> attack = PGD(model, eps=0.3, alpha=0.01, steps=40, generator=0)
         >>> torch.equal(attack(images, labels), attack(images, labels))
         True
+        >>> cnn = CNN()                         # Madry-style training: snnl.train.train(..., transform=...)
+        >>> sorted(evaluate(cnn, PGD(cnn, eps=0.3, steps=3)(images, labels), labels))
+        ['accuracy', 'ce']
     """
 
     def __init__(self, model: nn.Module, eps: float = 0.3, alpha: float = 0.01, steps: int = 40,

@@ -57,6 +57,15 @@ def format_duration(seconds: float) -> str:
 class Banner:
     """A chapter's run banner; displays itself on creation, :meth:`finish` adds the wall time.
 
+    In IPython it is an HTML box, updated in place; elsewhere it prints a line. The device is
+    resolved (:func:`resolve_device`), the data named as the records name it:
+
+    >>> ds = load_dataset("digits", n_train=100)
+    >>> banner = Banner(profile="small", datasets=[ds.name], device="cpu")
+    Profile: small | Data: digits | Device: cpu | Wall time: running…
+    >>> banner.finish()
+    Profile: small | Data: digits | Device: cpu | Wall time: 0 s
+
     Args:
         profile: ``"small"``, ``"paper"``, or ``"records"`` for a page that only reads
             committed records.

@@ -45,7 +45,18 @@ class CheckpointLocked(RuntimeError):
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became non-finite (the message names the step and the last checkpoint)."""
+    """The training loss became non-finite: the one-line message names the step and the last checkpoint.
+
+    Raised by :func:`snnl.train.train` and :func:`train_gan`; e.g. at a learning rate far too large:
+
+    >>> from snnl.train import train
+    >>> config = TrainConfig(alpha=1.0, lr=1e30, steps=5, batch_size=16, n_train=32, n_test=16, device="cpu")
+    >>> try:
+    ...     train(config, progress=False)
+    ... except TrainingDiverged as err:
+    ...     print(str(err).startswith("non-finite loss at step"))
+    True
+    """
 
 
 def checkpoint_file(checkpoint_dir) -> Path | None:

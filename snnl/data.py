@@ -19,9 +19,13 @@ variable, else ``~/.cache/snnl/data`` (:data:`DEFAULT_ROOT`), in torchvision's l
 (``<root>/MNIST/raw/train-images-idx3-ubyte``, ``<root>/SVHN/train_32x32.mat``,
 ``<root>/cifar-10-batches-py/data_batch_1``). Where the machine is online, missing files are
 downloaded by torchvision. A folder of gzipped idx files can be imported with :func:`import_idx`
-or the ``source=`` argument (checked: header, size). A missing or unreadable dataset raises a
+or the ``source=`` argument, and gzipped idx files already in the data root are decompressed in
+place; either way every file is checked before any takes its place (:mod:`snnl.idx`: header,
+size, and the known digests of each dataset's files, so that MNIST's files cannot pass for
+Fashion-MNIST's; ``verify=False`` for a custom copy). A missing or unreadable dataset raises a
 one-line :class:`DatasetError` naming the dataset, the folder and the files expected; so do
 inconsistent splits (labels per image, label range, image size: :func:`check_dataset`).
+torchvision (and scikit-learn for ``digits``) come with the extra ``snnl[experiments]``.
 
 CIFAR-10's files are Python pickles, by the format's design: unpickling can run code, so put
 only files from a source you trust under the data root.
@@ -29,12 +33,8 @@ only files from a source you trust under the data root.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gzip
 import os
-import shutil
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +42,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snnl.extras import require
+from snnl.idx import (IDX_FILES, LABELS, IdxError, absent_folders, file_problem, foreign_labels, import_files,
+                      remove_empty)
+
 DEFAULT_ROOT = Path("~/.cache/snnl/data").expanduser()
 DATASETS = ("digits", "mnist", "fashion-mnist", "notmnist", "svhn", "cifar10")
-
-_IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+"""The names :func:`load_dataset` accepts."""
 _CLASSES = {
     "digits": [str(i) for i in range(10)],
     "mnist": [str(i) for i in range(10)],
@@ -58,12 +61,31 @@ _CLASSES = {
 
 
 class DatasetError(RuntimeError):
-    """A dataset is unknown, missing or unreadable. The message is one line."""
+    """A dataset is unknown, missing, unreadable, inconsistent or another dataset's: a one-line message.
+
+    >>> try:
+    ...     load_dataset("mnist", root="empty", download=False)
+    ... except DatasetError as err:
+    ...     message = str(err)
+    >>> message.split(";")[0], "\\n" in message
+    ('mnist: data not found in empty/MNIST/raw', False)
+    """
 
 
 @dataclass
 class Dataset:
-    """Train and test splits in memory. ``x_*``: float32 (N, C, H, W) in [0, 1]; ``y_*``: int64."""
+    """Train and test splits in memory. ``x_*``: float32 (N, C, H, W) in [0, 1]; ``y_*``: int64.
+
+    :func:`load_dataset` returns one; a dataset of one's own is made directly (and checked by
+    its ``check()``), and :func:`snnl.train.train` takes it as ``data=``:
+
+    >>> import torch
+    >>> ds = Dataset("mine", torch.rand(60, 1, 28, 28), torch.arange(60) % 10, torch.rand(20, 1, 28, 28),
+    ...              torch.arange(20) % 10, classes=[str(i) for i in range(10)]).check()
+    >>> ds, ds.num_classes, ds.shape
+    (Dataset('mine', train=60, test=20, shape=(1, 28, 28)), 10, (1, 28, 28))
+    >>> model = build_model("cnn", ds.shape, ds.num_classes)
+    """
 
     name: str
     x_train: torch.Tensor | None
@@ -120,97 +142,31 @@ def _folder(name: str) -> str:
     return {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "notmnist": "notMNIST"}[name]
 
 
-def idx_problem(path: str | os.PathLike) -> str | None:
-    """Why the file at ``path`` is not a well-formed idx file of unsigned bytes (images:
-    3 dimensions, labels: 1), or None if it is: the header and the file's size must agree."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(4)
-            if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] not in (1, 3):
-                return "not an idx file of unsigned bytes (bad or missing header)"
-            dims = struct.unpack(f">{head[3]}I", f.read(4 * head[3]).ljust(4 * head[3], b"\xff"))
-    except OSError as e:
-        return f"unreadable ({e.strerror or e})"
-    expected = 4 + 4 * len(dims) + int(np.prod(dims, dtype=np.int64))
-    if size != expected:
-        return f"{size} bytes where its header {list(dims)} needs {expected}"
-    return None
-
-
-def import_idx(name: str, source: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
+def import_idx(name: str, source: str | os.PathLike, root: str | os.PathLike | None = None, *,
+               verify: bool = True) -> Path:
     """Copy idx files (``.gz`` or plain) of ``mnist``/``fashion-mnist``/``notmnist`` from
     ``source`` into ``<root>/<Folder>/raw``, decompressing them. Returns that folder.
 
-    Each file is checked (:func:`idx_problem`) before it takes its place; a file already
-    there that does not pass the check is replaced. A bad source file raises a one-line
-    :class:`DatasetError` and leaves nothing behind."""
+    Every file is checked before any takes its place: its form (header and size) and, with
+    ``verify``, its content against the known md5 digests of the dataset's uncompressed files
+    (:data:`snnl.idx.MD5`), so that another dataset's files (MNIST's offered as Fashion-MNIST's)
+    or an unknown content are refused in one line that names what was found; ``verify=False``
+    takes a custom copy. A file already there that passes the same checks is kept, else
+    replaced. A refused import raises a one-line :class:`DatasetError` and leaves the data root
+    as it was."""
     name = _check_name(name)
-    if name not in ("mnist", "fashion-mnist", "notmnist"):
+    if name not in LABELS:
         raise DatasetError(f"{name}: import_idx only handles idx datasets (mnist, fashion-mnist, notmnist)")
     source, raw = Path(source), data_root(root) / _folder(name) / "raw"
-    files = _IDX[2:] if name == "notmnist" else _IDX
     if not source.is_dir():
         raise DatasetError(f"{name}: the source {source} is not a folder")
+    files = _expected(name, data_root(root))[1]
     try:
-        created = _make_dirs(raw)
-    except OSError as e:
-        raise DatasetError(f"{name}: cannot create {raw}: {e.strerror or e}") from None
-    try:
-        for f in files:
-            if (raw / f).exists() and idx_problem(raw / f) is None:
-                continue
-            gz, plain, part = source / (f + ".gz"), source / f, raw / f"{f}.{os.getpid()}.part"
-            try:
-                if gz.exists():
-                    with gzip.open(gz, "rb") as src, open(part, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                elif plain.exists():
-                    shutil.copyfile(plain, part)
-                else:
-                    raise DatasetError(f"{name}: {source} has neither {f}.gz nor {f}")
-                problem = idx_problem(part)
-                if problem is not None:
-                    raise DatasetError(f"{name}: {gz if gz.exists() else plain} is not a valid idx file: {problem}")
-            except (OSError, EOFError, gzip.BadGzipFile) as e:
-                part.unlink(missing_ok=True)
-                raise DatasetError(f"{name}: cannot {'decompress' if gz.exists() else 'read'} "
-                                   f"{gz if gz.exists() else plain}: {getattr(e, 'strerror', None) or e}") from None
-            except DatasetError:
-                part.unlink(missing_ok=True)
-                raise
-            os.replace(part, raw / f)
-    except DatasetError:
-        _remove_empty(created)
-        raise
+        keep = [f for f in files if (raw / f).exists() and file_problem(name, f, raw / f, verify) is None]
+        import_files(name, source, raw, [f for f in files if f not in keep], verify)
+    except IdxError as e:
+        raise DatasetError(f"{name}: {e}") from None
     return raw
-
-
-def _absent(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist, deepest first."""
-    out, p = [], Path(folder)
-    while not p.exists() and p != p.parent:
-        out.append(p)
-        p = p.parent
-    return out
-
-
-def _make_dirs(folder: Path) -> list[Path]:
-    """``mkdir -p folder``; returns the folders it created, deepest first."""
-    created = _absent(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-def _remove_empty(folders: list[Path], trees: bool = False) -> None:
-    """Remove those of ``folders`` (deepest first) that are empty (with ``trees``, after
-    removing the empty folders inside them)."""
-    for p in folders:
-        subs = sorted(os.walk(p, topdown=False), key=lambda w: -len(w[0])) if trees and p.is_dir() else []
-        for sub in [w[0] for w in subs if w[0] != str(p)] + [p]:
-            with contextlib.suppress(OSError):
-                os.rmdir(sub)
 
 
 def _check_name(name: str) -> str:
@@ -226,7 +182,7 @@ def _check_name(name: str) -> str:
 # use: `import snnl` does not load torchvision.
 @functools.cache
 def _torchvision_classes() -> dict[str, type]:
-    from torchvision import datasets as tvd
+    tvd = require("torchvision.datasets", "experiments", "load_dataset (every dataset but your own)")
 
     class _NotMNIST(tvd.MNIST):
         mirrors: list[str] = []
@@ -259,7 +215,7 @@ def _torchvision_classes() -> dict[str, type]:
 
 def _expected(name: str, root: Path) -> tuple[Path, list[str]]:
     if name in ("mnist", "fashion-mnist", "notmnist"):
-        return root / _folder(name) / "raw", list(_IDX[2:] if name == "notmnist" else _IDX)
+        return root / _folder(name) / "raw", list(IDX_FILES[2:] if name == "notmnist" else IDX_FILES)
     if name == "svhn":
         return root / "SVHN", ["train_32x32.mat", "test_32x32.mat"]
     return root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
@@ -278,30 +234,39 @@ def _read_torchvision(name: str, root: Path, train: bool, download: bool):
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.tensor(ds.targets)
 
 
-def _load_split(name: str, root: Path, train: bool, download: bool, source: Path | None):
+def _load_split(name: str, root: Path, train: bool, download: bool, source: Path | None, verify: bool = True):
+    _torchvision_classes()  # here, not in the broad excepts below: a missing extra says so in its own line
     folder, files = _expected(name, root)
     try:
         missing = [f for f in files if not (folder / f).is_file()]
+        packed = [f for f in missing if (folder / f"{f}.gz").is_file()]
     except OSError as e:
         raise DatasetError(f"{name}: cannot read the data folder {folder}: {e.strerror or e}") from None
     if missing and source is not None:
-        import_idx(name, source, root)
-        missing = [f for f in files if not (folder / f).is_file()]
+        import_idx(name, source, root, verify=verify)
+    elif missing and packed == missing and name in LABELS:  # torchvision's layout, still gzipped: decompressed
+        try:
+            import_files(name, folder, folder, missing, verify)
+        except IdxError as e:
+            raise DatasetError(f"{name}: {e}") from None
+    missing = [f for f in files if not (folder / f).is_file()]
+    reason = ""
     if missing and download and name != "notmnist":
-        created = _absent(folder)  # the folders a failed download must not leave behind
+        created = absent_folders(folder)  # the folders a failed download must not leave behind
         try:
             return _read_torchvision(name, root, train, download=True)
         except Exception as e:  # noqa: BLE001 - any failure becomes one clear line
             reason = f" (download failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-            _remove_empty(created, trees=True)
-        else:
-            reason = ""
-    else:
-        reason = ""
+            remove_empty(created, trees=True)
     if missing:
+        idx = name in LABELS
         raise DatasetError(
-            f"{name}: data not found in {folder}; expected files: {', '.join(files)}{reason}. "
-            f"Put them there (or set SNNL_DATA to a root that has them)")
+            f"{name}: data not found in {folder}; expected files: {', '.join(files)}{' (or each .gz)' * idx}{reason}. "
+            f"Put them there{', pass source= a folder of them (.gz or not)' * idx} or set SNNL_DATA to a root "
+            f"that has them")
+    problem = foreign_labels(name, folder, train) if verify and name in LABELS else None
+    if problem is not None:
+        raise DatasetError(f"{name}: {problem}")
     try:
         return _read_torchvision(name, root, train, download=False)
     except Exception as e:  # noqa: BLE001
@@ -311,8 +276,8 @@ def _load_split(name: str, root: Path, train: bool, download: bool, source: Path
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    load_digits = require("sklearn.datasets", "experiments", "load_dataset('digits')").load_digits
+    train_test_split = require("sklearn.model_selection", "experiments", "load_dataset('digits')").train_test_split
 
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)
@@ -356,20 +321,35 @@ def _subset(x, y, n, seed):
 def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: bool = True,
                  source: str | os.PathLike | None = None, n_train: int | None = None,
                  n_test: int | None = None, size: int | None = None, channels: int | None = None,
-                 seed: int = 0) -> Dataset:
-    """Load ``name`` (one of :data:`DATASETS`) as in-memory tensors.
+                 seed: int = 0, verify: bool = True) -> Dataset:
+    """Load a dataset by name (one of :data:`DATASETS`) as a :class:`Dataset` of in-memory tensors.
 
     Args:
         root: data root (default ``$SNNL_DATA`` or ``snnl.data.DEFAULT_ROOT``).
         download: let torchvision download missing files (where online).
-        source: a folder of idx files (``.gz`` or plain) to import missing files from.
+        source: a folder of idx files (``.gz`` or plain) to import missing files from (checked,
+            see ``verify``). Without it, idx files still gzipped in the data root
+            (``<root>/FashionMNIST/raw/*.gz``, torchvision's layout) are decompressed in place.
         n_train, n_test: keep a random subset of this size (seeded by ``seed``).
-        size, channels: resize (28 -> 32 pads with zeros) and replicate/average channels,
-            e.g. ``size=32, channels=3`` to feed MNIST-like data to the CIFAR-10 ResNet.
+        size: the side of the square images, in pixels: 28 -> 32 pads with zeros, any other change
+            resizes (bilinear), e.g. ``size=32`` for the CIFAR-10 ResNet.
+        channels: the number of colour channels: 1 -> 3 replicates the grey channel, 3 -> 1
+            averages them, e.g. ``channels=3`` to feed MNIST-like images to an RGB model.
+        verify: check idx files against the known digests of MNIST's, Fashion-MNIST's and
+            notMNIST's files: an import of another dataset's files or of an unknown content is
+            refused, and so is a load whose labels file in the data root is another dataset's
+            (one line naming what was found). ``False`` for a custom copy.
 
-    >>> ds = load_dataset("digits")
-    >>> ds.x_train.shape, ds.x_test.shape
-    (torch.Size([1297, 1, 28, 28]), torch.Size([500, 1, 28, 28]))
+    With :class:`CNN` and :func:`evaluate`:
+
+    >>> ds = load_dataset("digits", n_test=200)
+    >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
+    (torch.Size([1297, 1, 28, 28]), torch.Size([200, 1, 28, 28]), 10)
+    >>> sorted(evaluate(CNN(ds.shape, ds.num_classes), ds.x_test, ds.y_test))
+    ['accuracy', 'ce']
+    >>> rgb = load_dataset("digits", size=32, channels=3)   # for ResNetV2 or a torchvision model
+    >>> rgb.shape
+    (3, 32, 32)
     """
     key = _check_name(name)
     for what, v in (("n_train", n_train), ("n_test", n_test), ("size", size), ("channels", channels)):
@@ -384,9 +364,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: 
         if key == "notmnist":
             x_tr = y_tr = None
         else:
-            xi, y_tr = _load_split(key, r, True, download, src)
+            xi, y_tr = _load_split(key, r, True, download, src, verify)
             x_tr = _to_float(xi)
-        xi, y_te = _load_split(key, r, False, download, src)
+        xi, y_te = _load_split(key, r, False, download, src, verify)
         x_te = _to_float(xi)
         desc = f"torchvision {key} from {r}" if key != "notmnist" else f"notMNIST test split from {r}"
     y_tr = None if y_tr is None else y_tr.long()

@@ -35,14 +35,25 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from snnl.attacks import logits_of
+from snnl.extras import require
+from snnl.layers import LayerOutputs, check_layer_names, unknown_layer
+from snnl.models import logits_of
 
 __all__ = ["DkNN", "DkNNResult", "extract_features"]
 
 
 @dataclass
 class DkNNResult:
-    """Output of :meth:`DkNN.predict` for N inputs, C classes, L layers."""
+    """The output of :meth:`DkNN.predict` for N inputs, C classes and L layers: predictions and their credibility.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.arange(90) % 3
+    >>> layer = lambda y: np.eye(3)[y] + 0.3 * rng.normal(size=(len(y), 3))
+    >>> out = DkNN(k=5).fit([layer(y)], y).calibrate([layer(y[:30])], y[:30]).predict([layer(np.array([2]))])
+    >>> isinstance(out, DkNNResult), out.prediction, out.p_values.shape, out.neighbors_labels.shape
+    (True, array([2]), (1, 3), (1, 1, 5))
+    """
 
     prediction: np.ndarray  # (N,) int64, the label (of ``DkNN.classes_``) with the largest p-value
     credibility: np.ndarray  # (N,) float64, largest p-value
@@ -91,7 +102,7 @@ def _as_labels(labels, n: int, what: str) -> np.ndarray:
 
 
 class DkNN:
-    """Deep k-Nearest Neighbors (Papernot & McDaniel 2018, arXiv:1803.04765).
+    """Deep k-Nearest Neighbors (Papernot & McDaniel 2018, arXiv:1803.04765): credibility from the layers' neighbours.
 
     Args:
         k: neighbours per layer (75 in the authors' code).
@@ -107,7 +118,19 @@ class DkNN:
         use_gpu: faiss GPU indexes; ``None`` = when ``faiss.get_num_gpus() > 0``.
 
     ``features`` arguments: a list with one (N, D_l) array or tensor per layer (a
-    single array is one layer; rows of higher-rank arrays are flattened).
+    single array is one layer; rows of higher-rank arrays are flattened), e.g. from
+    :func:`extract_features`, by layer name on any model. The indexes are faiss's: the extra
+    ``snnl[dknn]`` (without it, ``DkNN()`` is a one-line error saying so).
+
+    >>> import torch, torch.nn as nn
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> x, y = torch.rand(120, 1, 8, 8), torch.arange(120) % 3
+    >>> layers = ["2", "logits"]                       # a module's name, the model's output
+    >>> dknn = DkNN(k=10).fit(extract_features(model, x[:80], layers), y[:80])
+    >>> dknn = dknn.calibrate(extract_features(model, x[80:100], layers), y[80:100])
+    >>> out = dknn.predict(extract_features(model, x[100:], layers))
+    >>> out.prediction.shape, bool(((out.credibility >= 0) & (out.credibility <= 1)).all())
+    ((20,), True)
     """
 
     def __init__(self, k: int = 75, normalize: bool = True, num_classes: int | None = None,
@@ -116,6 +139,7 @@ class DkNN:
             raise ValueError(f"k must be an integer >= 1, got {k}")
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 2):
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+        _faiss()  # a missing faiss is a one-line error here, before any feature is computed
         self.k = int(k)
         self.normalize = bool(normalize)
         self.num_classes = None if num_classes is None else int(num_classes)
@@ -150,8 +174,7 @@ class DkNN:
             layers = [_l2_normalize(f) for f in layers]
             self.centers_ = [f.mean(axis=0, dtype=np.float64).astype(np.float32) for f in layers]
             layers = [f - m for f, m in zip(layers, self.centers_)]
-        import faiss  # here, not at the top: `import snnl` does not load faiss
-
+        faiss = _faiss()
         gpu = faiss.get_num_gpus() > 0 if self.use_gpu is None else bool(self.use_gpu)
         self.indexes_ = [self._make_index(f, gpu) for f in layers]
         self.train_labels_ = labels
@@ -169,8 +192,7 @@ class DkNN:
         return codes
 
     def _make_index(self, x: np.ndarray, gpu: bool):
-        import faiss
-
+        faiss = _faiss()
         index = None
         if gpu:
             try:
@@ -253,6 +275,11 @@ class DkNN:
                           p_values=p, nonconformity=alpha, neighbors_labels=nbr_labels, neighbors_index=idx)
 
 
+def _faiss():
+    """faiss, imported where it is used (``import snnl`` does not load it): the extra ``snnl[dknn]``."""
+    return require("faiss", "dknn", "DkNN")
+
+
 def _l2_normalize(x: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norm, np.finfo(np.float32).tiny)
@@ -267,38 +294,61 @@ def _split_output(output) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
 @torch.no_grad()
 def extract_features(model: nn.Module, x, layers: Sequence[str] | None = None, batch_size: int = 512,
                      device: str | torch.device | None = None) -> list[np.ndarray]:
-    """Representations of ``x`` at the named layers, for :class:`DkNN`.
+    """Representations of ``x`` at the named layers of any model, one array per layer, for :class:`DkNN`.
 
-    ``model(x)`` returns ``(logits, hidden)`` with ``hidden`` an ordered dict
-    name -> tensor (plain logits also work, then only ``"logits"`` exists).
-    ``layers=None``: every hidden layer in order, then ``"logits"`` (the DkNN uses
-    all layers, logits included). Runs in eval mode under ``no_grad`` in batches
-    of ``batch_size`` on ``device`` (default: the model's); the model's modes are
-    restored. Returns one float32 (N, D) array per layer, rows flattened.
+    ``layers`` are names of ``model.named_modules()`` (e.g. ``"layer3"`` of a torchvision ResNet,
+    ``"2"`` of an ``nn.Sequential``: each module's output is kept by a forward hook, the first
+    tensor of a tuple), or names of the model's own outputs: ``"logits"`` and, when ``model(x)``
+    returns ``(logits, hidden)`` with ``hidden`` an ordered dict name -> tensor (the models of
+    :data:`MODELS`), the names of ``hidden``, which take precedence. An unknown name is a
+    one-line ValueError listing the closest valid names, as for :class:`SNNLRegularizer`.
+    ``layers=None``: every name of ``hidden`` in order, then ``"logits"`` (the DkNN uses all
+    layers, logits included). Runs in eval mode under ``no_grad`` in batches of ``batch_size``
+    on ``device`` (default: the model's); the model's modes are restored. Returns one float32
+    (N, D) array per layer, rows flattened.
+
+    >>> import torch, torch.nn as nn
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+    >>> x, y = torch.rand(90, 1, 8, 8), torch.arange(90) % 3
+    >>> feats = extract_features(model, x, layers=["2", "logits"])
+    >>> [f.shape for f in feats]
+    [(90, 32), (90, 3)]
+    >>> dknn = DkNN(k=5).fit(feats, y).calibrate(extract_features(model, x[:30], ["2", "logits"]), y[:30])
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if layers is not None:
+        layers = check_layer_names(layers)
     x = torch.as_tensor(x)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    modules = dict(model.named_modules())
+    # modules by name, hooked until the first batch shows which names the model's outputs hold
+    kept = LayerOutputs(model, [n for n in layers if n in modules]) if layers and set(layers) & set(modules) else None
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         chunks: list[list[np.ndarray]] | None = None
         for start in range(0, len(x), batch_size):
             logits, hidden = _split_output(model(x[start:start + batch_size].to(device)))
-            reps = dict(hidden)
-            reps.setdefault("logits", logits)
+            own = {**hidden}
+            own.setdefault("logits", logits)
             if chunks is None:
-                names = list(layers) if layers is not None else list(hidden) + (["logits"] * ("logits" not in hidden))
-                missing = [n for n in names if n not in reps]
-                if missing:
-                    raise ValueError(f"unknown layer(s) {missing}; the model provides {list(reps)}")
+                names = list(layers) if layers is not None else list(hidden) + ["logits"] * ("logits" not in hidden)
+                for n in names:
+                    if n not in own and n not in modules:
+                        raise ValueError(unknown_layer(n, model, list(dict.fromkeys([*own, *modules])),
+                                                       "the model's outputs' or model.named_modules()'s"))
+                if kept is not None:
+                    kept.keep_only([n for n in names if n not in own])
                 chunks = [[] for _ in names]
+            reps = {**(kept.take() if kept is not None else {}), **own}
             for store, name in zip(chunks, names):
                 r = reps[name]
                 store.append(r.detach().reshape(len(r), -1).float().cpu().numpy())
     finally:
+        if kept is not None:
+            kept.remove()
         for m, mode in modes:
             m.training = mode
     if chunks is None:

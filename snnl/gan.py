@@ -33,103 +33,31 @@ from tqdm.auto import tqdm
 
 from snnl.checkpointing import CheckpointError, checkpoint_file, diverged, resume_state, save_checkpoint, use_folder
 from snnl.data import Dataset, check_dataset, load_dataset
+from snnl.gan_nets import VARIANTS, build_gan, check_choice  # noqa: F401 (build_gan, VARIANTS: re-exported)
 from snnl.losses import DISTANCES, Entanglement, SoftNearestNeighborLoss, entanglement
 from snnl.results import Run, check_folder, check_name, device_name, resolve_device, seed_everything
 
-VARIANTS = ("fc", "dcgan")
 OBJECTIVES = ("gan", "snnl", "snnl-learned")
 GENERATOR_LOSSES = ("maximize", "nonsaturating")
-
-
-def _check_choice(kind: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
-
-
-# ----------------------------------------------------------------------------------------------
-# architectures
-class FCGenerator(nn.Module):
-    """z -> w -> 2w -> 4w -> C*H*W (LeakyReLU 0.2, batch norm on the wider layers, sigmoid output)."""
-
-    def __init__(self, z_dim: int = 64, shape=(1, 28, 28), width: int = 128):
-        super().__init__()
-        self.shape = tuple(shape)
-        n = shape[0] * shape[1] * shape[2]
-        self.net = nn.Sequential(nn.Linear(z_dim, width), nn.LeakyReLU(0.2),
-                                 nn.Linear(width, 2 * width), nn.BatchNorm1d(2 * width), nn.LeakyReLU(0.2),
-                                 nn.Linear(2 * width, 4 * width), nn.BatchNorm1d(4 * width), nn.LeakyReLU(0.2),
-                                 nn.Linear(4 * width, n))
-
-    def forward(self, z):
-        return torch.sigmoid(self.net(z)).view(-1, *self.shape)
-
-
-class FCDiscriminator(nn.Module):
-    """C*H*W -> 4w -> 2w -> out_dim (LeakyReLU 0.2)."""
-
-    def __init__(self, shape=(1, 28, 28), width: int = 128, out_dim: int = 1):
-        super().__init__()
-        n = shape[0] * shape[1] * shape[2]
-        self.net = nn.Sequential(nn.Linear(n, 4 * width), nn.LeakyReLU(0.2), nn.Linear(4 * width, 2 * width),
-                                 nn.LeakyReLU(0.2), nn.Linear(2 * width, out_dim))
-
-    def forward(self, x):
-        return self.net(x.flatten(1))
-
-
-class DCGenerator(nn.Module):
-    """z -> 2w x H/4 x W/4 -> (transposed conv, BN, ReLU) 2x up twice -> C x H x W (sigmoid)."""
-
-    def __init__(self, z_dim: int = 64, shape=(1, 28, 28), width: int = 32):
-        super().__init__()
-        c, h, w = shape
-        if h % 4 or w % 4:
-            raise ValueError(f"the dcgan variant needs image sides divisible by 4, got {tuple(shape)}")
-        self.start = (2 * width, h // 4, w // 4)
-        self.fc = nn.Sequential(nn.Linear(z_dim, 2 * width * (h // 4) * (w // 4)),
-                                nn.BatchNorm1d(2 * width * (h // 4) * (w // 4)), nn.ReLU())
-        self.net = nn.Sequential(nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
-                                 nn.ConvTranspose2d(width, c, 4, 2, 1))
-
-    def forward(self, z):
-        return torch.sigmoid(self.net(self.fc(z).view(-1, *self.start)))
-
-
-class DCDiscriminator(nn.Module):
-    """C x H x W -> (conv 4x4 stride 2, LeakyReLU 0.2) twice -> linear out_dim."""
-
-    def __init__(self, shape=(1, 28, 28), width: int = 32, out_dim: int = 1):
-        super().__init__()
-        c, h, w = shape
-        self.net = nn.Sequential(nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(),
-                                 nn.Linear(2 * width * (h // 4) * (w // 4), out_dim))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def build_gan(variant: str, shape=(1, 28, 28), z_dim: int = 64, width: int | None = None,
-              out_dim: int = 1) -> tuple[nn.Module, nn.Module]:
-    """A ``(generator, discriminator)`` pair; ``out_dim`` is the discriminator's output size."""
-    _check_choice("variant", variant, VARIANTS)
-    if len(tuple(shape)) != 3:
-        raise ValueError(f"shape must be (C, H, W), got {tuple(shape)}")
-    if variant == "fc":
-        w = width or 128
-        return FCGenerator(z_dim, shape, w), FCDiscriminator(shape, w, out_dim)
-    w = width or 32
-    return DCGenerator(z_dim, shape, w), DCDiscriminator(shape, w, out_dim)
 
 
 # ----------------------------------------------------------------------------------------------
 # the measurement of Figs. 4, 5, 17
 def real_fake_entanglement(real: torch.Tensor, fake: torch.Tensor, distance: str = "euclidean") -> Entanglement:
-    """Entanglement (Eq. 2) of real vs synthetic data in pixel space (Section 3.2).
+    """Entanglement (Eq. 2) of real vs synthetic data in pixel space (Section 3.2), as an :class:`Entanglement`.
 
     ``real`` and ``fake`` are (N, ...) batches of the same shape; they are flattened and
     labelled 0 (real) and 1 (synthetic). High (up to about log 2 for equal parts) =
-    entangled; near 0 = separable.
+    entangled; near 0 = separable:
+
+    >>> import torch
+    >>> real = torch.rand(100, 1, 8, 8)
+    >>> real_fake_entanglement(real, torch.rand(100, 1, 8, 8)).value > 0.5           # alike: entangled
+    True
+    >>> real_fake_entanglement(real, torch.zeros(100, 1, 8, 8)).value < 0.01         # apart: separable
+    True
+    >>> generator, _ = build_gan("fc", shape=(1, 8, 8))
+    >>> e = real_fake_entanglement(real, generator(torch.randn(100, 64)).detach())
     """
     if real.dim() < 2 or real.shape[1:] != fake.shape[1:]:
         raise ValueError(f"real and fake must be batches of the same shape, got {tuple(real.shape)} "
@@ -178,6 +106,19 @@ def log_other_class_probability(embeddings: torch.Tensor, labels: torch.Tensor, 
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class GANConfig:
+    """What :func:`train_gan` trains: the objective, the networks, the optimiser and the measurements.
+
+    ``objective``: ``"gan"`` (a GAN, whose real/synthetic entanglement is measured: Figs. 4, 5,
+    17), ``"snnl"`` (no discriminator: the generator maximises the soft nearest neighbor loss of
+    real and synthetic images, Fig. 6) or ``"snnl-learned"`` (in a learned space, App. I):
+
+    >>> config = GANConfig(objective="snnl", variant="fc", steps=2, batch_size=16, n_train=64, measure_every=2,
+    ...                    measure_size=32, device="cpu")
+    >>> result = train_gan(config, progress=False)
+    >>> result.discriminator is None, result.history["measure_step"]
+    (True, [0, 2])
+    """
+
     objective: str = "gan"  # gan (Figs. 4, 5, 17), snnl (Fig. 6: no discriminator) or snnl-learned (App. I)
     variant: str = "dcgan"  # architecture: fc or dcgan
     dataset: str = "digits"  # one of snnl.data.DATASETS
@@ -204,10 +145,10 @@ class GANConfig:
     experiment: str = "gan"  # name of the results record
 
     def __post_init__(self):
-        _check_choice("objective", self.objective, OBJECTIVES)
-        _check_choice("variant", self.variant, VARIANTS)
-        _check_choice("distance", self.distance, DISTANCES)
-        _check_choice("generator loss", self.g_loss, GENERATOR_LOSSES)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("distance", self.distance, DISTANCES)
+        check_choice("generator loss", self.g_loss, GENERATOR_LOSSES)
         for name in ("z_dim", "batch_size", "steps", "log_every", "measure_every", "embed_dim", "n_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -230,6 +171,22 @@ class GANConfig:
 
 @dataclass
 class GANResult:
+    """What :func:`train_gan` returns: the networks, config, metrics, history, samples and record.
+
+    ``metrics``: the real/synthetic entanglement (:func:`real_fake_entanglement`) and the
+    1-nearest-neighbour two-sample accuracy at the start and the end, and the final temperature;
+    ``eval_real`` and ``eval_noise`` are the data of those measurements:
+
+    >>> config = GANConfig(variant="fc", steps=2, batch_size=16, n_train=64, measure_every=2, measure_size=32,
+    ...                    device="cpu")
+    >>> result = train_gan(config, progress=False)
+    >>> isinstance(result, GANResult), result.eval_real.shape
+    (True, torch.Size([32, 1, 28, 28]))
+    >>> fake = result.generator.eval()(result.eval_noise)
+    >>> abs(real_fake_entanglement(result.eval_real, fake).value - result.metrics["entanglement_end"]) < 1e-6
+    True
+    """
+
     generator: nn.Module
     discriminator: nn.Module | None
     config: GANConfig
@@ -260,7 +217,7 @@ def _measure(generator, real, z, distance="euclidean") -> tuple[Entanglement, fl
 def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
               checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 500,
               progress: bool = True) -> GANResult:
-    """Train a generator with ``config.objective`` and measure real/synthetic entanglement.
+    """Train a generator with ``config.objective`` and measure its real/synthetic entanglement over training.
 
     Args:
         config: see :class:`GANConfig`.
@@ -270,7 +227,16 @@ def train_gan(config: GANConfig, data: Dataset | None = None, out_dir: str | os.
         checkpoint_every: steps between checkpoints (and at the end).
 
     ``out_dir`` and ``checkpoint_dir`` are checked before anything runs, and the checkpoint
-    folder is locked while the run uses it, as in ``snnl.train.train()``.
+    folder is locked while the run uses it, as in ``snnl.train.train()``. On a dataset of one's
+    own (a :class:`Dataset`), with a results record:
+
+    >>> import torch
+    >>> data = Dataset("blobs", torch.rand(64, 1, 8, 8), torch.zeros(64, dtype=torch.long),
+    ...                torch.rand(16, 1, 8, 8), torch.zeros(16, dtype=torch.long), ["blob"])
+    >>> config = GANConfig(variant="fc", steps=3, batch_size=16, measure_every=3, measure_size=16, device="cpu")
+    >>> result = train_gan(config, data=data, out_dir="records", progress=False)
+    >>> sorted(result.metrics)[:2], read_record(result.record["path"])["dataset"]
+    (['entanglement_end', 'entanglement_max'], 'blobs')
     """
     if out_dir is not None:
         check_folder(out_dir, "output folder")

@@ -11,7 +11,20 @@ DISTANCES = ("euclidean", "cosine")
 
 
 class NonFiniteEmbeddings(ValueError):
-    """The embeddings given to a loss contain NaN or inf."""
+    """The embeddings given to a loss contain NaN or inf (or overflow): a ValueError, never a NaN loss.
+
+    Raised by every loss; :func:`snnl.layerwise_snnl` and :func:`snnl.soft_nearest_neighbor_losses`
+    name the representations at fault in ``.layers``:
+
+    >>> import torch
+    >>> x, y = torch.randn(8, 2), torch.arange(8) % 2
+    >>> x[3, 0] = float("nan")
+    >>> try:
+    ...     soft_nearest_neighbor_losses([torch.randn(8, 2), x], y, [1.0, 1.0])
+    ... except NonFiniteEmbeddings as err:
+    ...     print(err.layers)
+    [1]
+    """
 
 
 def prepare(embeddings, labels, temperature, distance):
@@ -37,7 +50,12 @@ def check_embeddings(embeddings, distance):
 
 
 def prepare_labels(labels, b, device):
-    """Labels as classes 0..C-1 (a long vector of length ``b``), checked."""
+    """Labels as classes 0..C-1 (a long vector of length ``b``), checked: integers >= 0 (a negative
+    label, such as an ignore index of -1, is no class) on the embeddings' ``device`` (a tensor on
+    another device is an error, not a silent copy; a list or an array is placed there)."""
+    if isinstance(labels, torch.Tensor) and labels.device != torch.device(device):
+        raise ValueError(f"labels are on {labels.device} but the embeddings on {device}: move them first, "
+                         f"e.g. labels.to(embeddings.device)")
     labels = torch.as_tensor(labels, device=device)
     if labels.dim() != 1 or labels.shape[0] != b:
         raise ValueError(f"labels must be a vector of length {b} (the batch size), got shape {tuple(labels.shape)}")
@@ -47,7 +65,10 @@ def prepare_labels(labels, b, device):
         if not torch.equal(labels, labels.round()):
             raise ValueError("labels must be integers")
         labels = labels.long()
-    _, y = torch.unique(labels, return_inverse=True)  # classes 0..C-1
+    values, y = torch.unique(labels, return_inverse=True)  # classes 0..C-1
+    if bool(values[0] < 0):
+        raise ValueError(f"labels must be class indices >= 0, got {int(values[0])}: a label such as -1 (an ignore "
+                         f"index) is no class; drop those examples first, e.g. x[y >= 0], y[y >= 0]")
     return y
 
 

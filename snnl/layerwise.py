@@ -85,7 +85,7 @@ def gram_into(x, out):
 
 
 def _stats(xs, t, y, onehot_t, valid, euclid, per_class=False, keep_logits=False):
-    """Stacked per-class statistics, as :func:`snnl.losses._row_stats` for each layer.
+    """Stacked per-class statistics, as ``snnl.rows._row_stats`` for each layer.
 
     Returns ``e`` (L, points, queries) with ``e[l, j, i] = exp(logit - m[l, ., i])`` (0 on
     the diagonal), the shifts ``m`` and the per-class sums ``s`` (L, C, queries). The
@@ -217,7 +217,7 @@ class _Layerwise(torch.autograd.Function):
             # own gradient of that layer into it in place, with no new (b, D) buffer
             grad = x.new_empty(ctx.shapes[k])
             gx = torch.mm(gs[k], x, out=grad.view(x.shape))
-            if need_t:  # as snnl.losses._SNNLRows.backward, per layer, with gl scaled by s / T
+            if need_t:  # as snnl.rows._SNNLRows.backward, per layer, with gl scaled by s / T
                 sq = (rows[k] * (x * x).sum(1)).sum() if euclid else 0.0
                 total.append(s * 0.5 * ((gx * x).sum() + sq) - sq)
             grads.append(grad if ctx.needs_input_grad[6 + k] else None)
@@ -291,21 +291,37 @@ def soft_nearest_neighbor_losses(embeddings: Sequence[torch.Tensor], labels: tor
 
     Returns an (L,) tensor whose entry ``l`` equals
     ``soft_nearest_neighbor_loss(embeddings[l], labels, temperatures[l], distance)``,
-    with the same gradient, computed in one pass (see the module's docstring).
+    with the same gradient, computed in one pass (see the module's docstring):
+
+    >>> import torch
+    >>> h1, h2, y = torch.randn(32, 8), torch.randn(32, 4, 2), torch.arange(32) % 4
+    >>> both = soft_nearest_neighbor_losses([h1, h2], y, [1.0, 2.0])
+    >>> one_by_one = [soft_nearest_neighbor_loss(h1, y, 1.0), soft_nearest_neighbor_loss(h2, y, 2.0)]
+    >>> bool(torch.allclose(both, torch.stack(one_by_one)))
+    True
     """
     return _losses(embeddings, labels, temperatures, distance, want_dt=False)[0]
 
 
 def layerwise_snnl(losses: Mapping[str, SoftNearestNeighborLoss], hidden: Mapping[str, torch.Tensor],
                    labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``{name: losses[name](hidden[name], labels)}``, computed together where possible.
+    """The loss of each hidden layer by its own module, ``{name: losses[name](hidden[name], labels)}``, at once.
 
     Modules that share a distance and are neither chunked nor ``reference`` go through
     :func:`soft_nearest_neighbor_losses` in one call, and those learning their temperature
     (in training mode) take the same step on it as their own ``forward`` would; any other
     module is called on its own. The result, the gradients and the temperatures after
     the call are those of calling each module in turn. A representation with NaN or
-    inf raises :class:`snnl.NonFiniteEmbeddings` naming its layer.
+    inf raises :class:`snnl.NonFiniteEmbeddings` naming its layer. On a :class:`snnl.CNN`'s
+    hidden layers, each with a :class:`snnl.SoftNearestNeighborLoss` learning its temperature:
+
+    >>> import torch
+    >>> model, y = CNN(), torch.arange(16) % 4
+    >>> logits, hidden = model(torch.rand(16, 1, 28, 28))
+    >>> criteria = {name: SoftNearestNeighborLoss(100.0, learn_temperature=True) for name in model.layer_names}
+    >>> losses = layerwise_snnl(criteria, hidden, y)        # {layer: loss}, and one step on each T
+    >>> list(losses) == list(model.layer_names), all(c.temperature != 100.0 for c in criteria.values())
+    (True, True)
     """
     missing = [n for n in losses if n not in hidden]
     if missing:

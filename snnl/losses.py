@@ -23,7 +23,7 @@ Implementation notes
   (:func:`snnl.inputs.fit_dtype`: about ``|x|^2 D / T > 1e35``) are computed in float64, and the loss
   comes back in float64; beyond float64's range, :class:`NonFiniteEmbeddings`. Never a
   wrong finite value.
-* The gradient is written out by hand (:class:`_SNNLRows`): with ``P`` the
+* The gradient is written out by hand (:mod:`snnl.rows`): with ``P`` the
   softmax over all neighbours and ``Q`` over same-class neighbours, the gradient
   of a row's term with respect to its logits is ``P - Q``. ``chunk_size=N``
   evaluates rows in blocks of ``N`` and recomputes each block in the backward
@@ -42,169 +42,22 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 from snnl.inputs import (DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings,  # noqa: F401 (re-exported)
                          check_temperature, fit_dtype, prepare, prepare_labels)
-from snnl.reference import STABILITY_EPS, soft_nearest_neighbor_loss_reference  # noqa: F401 (re-exported)
+from snnl.reference import (STABILITY_EPS, reference_loss_and_dt,  # noqa: F401 (re-exported)
+                            soft_nearest_neighbor_loss_reference)
+from snnl.rows import row_terms
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
-
-
-
-# ----------------------------------------------------------------------------------------------
-# the core: per-row terms for a block of query rows against all points
-def _row_stats(xq, x, t, offset, euclid, y, n_classes, dense, keep_logits=False):
-    """Per-class statistics for query rows ``xq`` (rows ``offset..`` of ``x``; ``x`` itself
-    when ``dense``).
-
-    The matrix is built transposed, (points, queries). Logits are ``-d / T`` up to a
-    per-query constant (which cancels in Eq. 1): ``(2 <x_i, x_j> - |x_j|^2) / T``
-    (Euclidean) or ``<x_i, x_j> / T`` (cosine). Each class ``c`` of points is shifted by
-    its own maximum ``m[c, i]`` before the exponential, so that no class underflows as a
-    whole. Shifted logits below ``log(tiny)`` are raised to it (``exp`` is several times
-    slower on inputs that underflow; the change is below the precision of any class sum,
-    which holds an ``exp(0) = 1``), and the diagonal is set to exactly 0 afterwards.
-    Returns ``e[j, i] = exp(logit_ij - m[y_j, i])``, ``m`` (C, queries), the per-class sums
-    ``s`` (C, queries; 0 where a class has no neighbour) and, if ``keep_logits``, the
-    shifted logits.
-    """
-    inv_t = 1.0 / float(t)
-    if dense:  # the Gram matrix, whose diagonal holds the squared norms
-        e = torch.mm(x, x.T)
-        if euclid:
-            sq = e.diagonal().clone()
-            e.mul_(2.0 * inv_t).sub_(sq[:, None] * inv_t)
-        else:
-            e.mul_(inv_t)
-    elif euclid:
-        e = torch.addmm((x * x).sum(1, keepdim=True), x, xq.T, beta=-inv_t, alpha=2.0 * inv_t)
-    else:
-        e = torch.mm(x, xq.T).mul_(inv_t)
-    diag = e.diagonal(-offset)
-    diag.fill_(-math.inf)
-    m = e.new_full((n_classes, e.shape[1]), -math.inf).scatter_reduce_(0, y[:, None].expand_as(e), e, "amax")
-    m = torch.where(torch.isfinite(m), m, torch.zeros((), device=e.device, dtype=e.dtype))
-    e.sub_(m.index_select(0, y)).clamp_(min=math.log(torch.finfo(e.dtype).tiny))
-    logits = e.clone() if keep_logits else None
-    e.exp_()
-    diag.fill_(0.0)
-    s = _class_sums(e, y, n_classes)
-    return e, m, s, logits
-
-
-def _class_sums(a, y, n_classes):
-    """(C, queries): sums of the rows of ``a`` (points, queries) of each class, as one product."""
-    return F.one_hot(y, n_classes).T.to(a.dtype) @ a
-
-
-class _SNNLRows(torch.autograd.Function):
-    """Per-row terms ``lse_all - lse_same`` (0 for rows without a partner), their
-    validity, optionally their derivative with respect to T (for the temperature
-    step, no extra pass), and the hand-written gradient ``P - Q`` with respect to
-    the logits. Dense: ``xq`` is ``x`` (offset 0, the matrix kept for the backward);
-    chunked: a block of rows, recomputed in the backward."""
-
-    @staticmethod
-    def forward(ctx, xq, x, t, y, yq, offset, euclid, n_classes, dense, want_dt):
-        e, m, s, logits = _row_stats(xq, x, t, offset, euclid, y, n_classes, dense, keep_logits=want_dt)
-        lse = m + torch.log(s)
-        lse_all = torch.logsumexp(lse, 0)
-        lse_same = lse.gather(0, yq[None, :]).squeeze(0)
-        valid = torch.isfinite(lse_same)
-        terms = torch.where(valid, lse_all - lse_same, torch.zeros_like(lse_all))
-        dt = terms.new_zeros(0)
-        if want_dt:  # d term_i / dT = -(1/T) sum_j (P_ij - Q_ij) logit_ij, logit = shifted + m
-            coef = _coef(m, lse, lse_all, yq, valid.to(m.dtype))
-            ent = _class_sums(logits.mul_(e), y, n_classes)
-            dt = -(coef * (ent + m * s)).sum(0) / t
-        ctx.meta = (offset, euclid, n_classes, dense)
-        ctx.mark_non_differentiable(valid, dt)
-        ctx.save_for_backward(xq, None if dense else x, t, y, yq, m, lse, lse_all, valid)
-        ctx.e = e if dense else None  # consumed (overwritten) by the first backward
-        return terms, valid, dt
-
-    @staticmethod
-    @once_differentiable  # the hand-written gradient is not itself differentiable
-    def backward(ctx, grad_terms, _grad_valid, _grad_dt):
-        xq, x, t, y, yq, m, lse, lse_all, valid = ctx.saved_tensors
-        offset, euclid, n_classes, dense = ctx.meta
-        x = xq if dense else x
-        e, ctx.e = ctx.e, None
-        if e is None:  # chunked, or a second backward through a retained graph: rebuild the block
-            e, m, _, _ = _row_stats(xq, x, t, offset, euclid, y, n_classes, dense)
-        coef = _coef(m, lse, lse_all, yq, torch.where(valid, grad_terms, torch.zeros_like(grad_terms)))
-        gl = e.mul_(coef.index_select(0, y))  # d loss / d logits, (points, queries); columns sum to 0
-        s = 2.0 if euclid else 1.0
-        need_xq, need_x, need_t = ctx.needs_input_grad[:3]
-        grad_xq = grad_x = grad_t = None
-        rows = gl.sum(1) if euclid else None  # sum_i gl_ji
-        sq = (x * x).sum(1) if euclid and need_t else None
-        if dense:  # both roles in one product: (gl + gl^T - [euclid] diag(rows)) x
-            gs = gl + gl.T
-            if euclid:
-                gs.diagonal().sub_(rows)
-            gx = gs @ x
-            # sum_ij gl_ji <x_j, x_i> = (sum(gs * Gram) + [euclid] rows . |x|^2) / 2
-            dot = 0.5 * ((gx * x).sum() + ((rows * sq).sum() if euclid else 0.0)) if need_t else None
-            grad_xq = gx.mul_(s / t) if need_xq else None
-        else:
-            gx = gl.T @ x if (need_xq or need_t) else None
-            dot = (gx * xq).sum() if need_t else None
-            if need_xq:
-                grad_xq = gx * (s / t)
-            if need_x:
-                grad_x = (gl @ xq).mul_(s / t)
-                if euclid:
-                    grad_x.sub_(x * (rows[:, None] * (2.0 / t)))
-        if need_t:  # logits = (s <x_j, xq_i> - [euclid] |x_j|^2) / T + const_i;  d/dT = -logit / T
-            total = s * dot - ((rows * sq).sum() if euclid else 0.0)
-            grad_t = -total / (t * t)
-        return grad_xq, grad_x, grad_t, None, None, None, None, None, None, None
-
-
-def _coef(m, lse, lse_all, yq, g):
-    """(C, queries): P's per-class factor minus Q's at the own class, times the row weights g."""
-    same = torch.exp(m.gather(0, yq[None, :]) - lse.gather(0, yq[None, :]).nan_to_num(neginf=0.0))
-    return torch.exp(m - lse_all[None, :]).scatter_add(0, yq[None, :], -same) * g[None, :]
-
-
-def _terms(x, y, t, euclid, chunk_size, want_dt=False):
-    """Per-row terms, validity and d term / dT (labels ``y`` are 0..C-1)."""
-    x, t = fit_dtype(x, t, euclid)
-    n_classes = int(y.max()) + 1
-    if chunk_size is None or chunk_size >= x.shape[0]:
-        return _SNNLRows.apply(x, x, t, y, y, 0, euclid, n_classes, True, want_dt)
-    if not (isinstance(chunk_size, int) and chunk_size > 0):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    parts = [_SNNLRows.apply(x[a:a + chunk_size], x, t, y, y[a:a + chunk_size], a, euclid, n_classes, False,
-                             want_dt) for a in range(0, x.shape[0], chunk_size)]
-    return tuple(torch.cat([p[k] for p in parts]) for k in range(3))
 
 
 def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None):
     """The loss (differentiable in the embeddings) and its derivative in T (a float tensor)."""
     x, y = prepare(embeddings, labels, temperature, distance)
     t = torch.as_tensor(float(temperature), dtype=x.dtype, device=x.device)
-    terms, valid, dt = _terms(x, y, t, distance == "euclidean", chunk_size, want_dt=True)
+    terms, valid, dt = row_terms(x, y, t, distance == "euclidean", chunk_size, want_dt=True)
     n = valid.sum().clamp(min=1)
     return terms.sum() / n, dt.sum() / n
-
-
-def _reference_loss_and_dt(embeddings, labels, temperature, distance, want_dt):
-    """:func:`soft_nearest_neighbor_loss_reference` with the input checks of Eq. 1 (labels,
-    NaN and inf), and its derivative in T by autograd when ``want_dt`` (else None); under
-    ``no_grad`` too, where the value comes back detached."""
-    check_embeddings(embeddings, distance)
-    y = prepare_labels(labels, embeddings.shape[0], embeddings.device)
-    grad_mode = torch.is_grad_enabled()
-    with torch.enable_grad():
-        t = torch.tensor(float(temperature), dtype=torch.float64, device=embeddings.device, requires_grad=want_dt)
-        value = soft_nearest_neighbor_loss_reference(embeddings, y, t, distance)
-        if not bool(torch.isfinite(value)) and not bool(torch.isfinite(embeddings.detach()).all()):
-            raise NonFiniteEmbeddings("embeddings contain NaN or inf")
-        d_temp = torch.autograd.grad(value, t, retain_graph=grad_mode)[0] if want_dt else None
-    return (value if grad_mode else value.detach()), d_temp
 
 
 def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
@@ -220,10 +73,13 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
         chunk_size: evaluate rows in blocks of this size (same value, O(chunk * B) memory).
 
     Points without a same-class partner are excluded from the mean; with no such
-    point at all the result is 0.
+    point at all the result is 0. With :func:`entanglement`, its minimum over T:
 
+    >>> import torch
     >>> x = torch.tensor([[0.0], [0.1], [5.0], [5.1]]); y = torch.tensor([0, 0, 1, 1])
-    >>> float(soft_nearest_neighbor_loss(x, y, temperature=1.0)) < 1e-6
+    >>> float(soft_nearest_neighbor_loss(x, y, temperature=1.0)) < 1e-6   # the classes lie apart
+    True
+    >>> float(soft_nearest_neighbor_loss(x, y, temperature=100.0)) > entanglement(x, y).value
     True
     """
     x, y = prepare(embeddings, labels, temperature, distance)
@@ -231,7 +87,7 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
         t = temperature.reshape(()).to(device=x.device, dtype=x.dtype)
     else:  # a Python float keeps its precision in float64
         t = torch.tensor(float(temperature), device=x.device, dtype=x.dtype)
-    terms, valid, _ = _terms(x, y, t, distance == "euclidean", chunk_size)
+    terms, valid, _ = row_terms(x, y, t, distance == "euclidean", chunk_size)
     return terms.sum() / valid.sum().clamp(min=1)
 
 
@@ -239,7 +95,16 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
 # Eq. 2: entanglement = min over T
 @dataclass
 class Entanglement:
-    """Result of :func:`entanglement`: the minimum over T and where it is attained."""
+    """The result of :func:`entanglement`: the minimum over T and the temperature where it lies.
+
+    ``float(e)`` is ``e.value``; ``e.grid`` holds the (T, loss) pairs evaluated, in order of T:
+
+    >>> import torch
+    >>> x, y = torch.randn(100, 3), torch.arange(100) % 2
+    >>> e = entanglement(x, y)
+    >>> isinstance(e, Entanglement), float(e) == e.value, e.grid[0][0] <= e.temperature <= e.grid[-1][0]
+    (True, True, True)
+    """
 
     value: float
     temperature: float
@@ -259,7 +124,7 @@ MAX_SEARCH_STEPS = 200
 def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str = "euclidean",
                  chunk_size: int | None = None, t_range: tuple[float, float] | None = None,
                  grid_points: int = 33, tol: float = 1e-4) -> Entanglement:
-    """Entanglement (Eq. 2): ``min_T l_sn(x, y, T)`` and the minimising temperature.
+    """Entanglement (Eq. 2): the minimum over T of the soft nearest neighbor loss, and where it lies.
 
     A 1-D optimisation over ``log T``: a log-spaced grid over ``t_range`` (default
     1e-4 to 1e4 times the median pairwise distance) brackets the minimum, then a
@@ -267,7 +132,17 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     ``MAX_SEARCH_STEPS`` steps, so a ``tol`` below the float's precision still ends).
     ``t_range``: two finite temperatures ``0 < lo < hi``; ``grid_points`` >= 3; ``tol`` > 0.
     As T -> 0 the loss tends to 0 if every point's nearest neighbour shares its
-    label; such minima lie at the range's edge (``at_boundary=True``).
+    label; such minima lie at the range's edge (``at_boundary=True``). Returns an
+    :class:`Entanglement`:
+
+    >>> import torch
+    >>> y = torch.arange(200) % 2
+    >>> apart, mixed = torch.randn(200, 2) + 8 * y[:, None], torch.randn(200, 2)   # classes apart / mixed
+    >>> entanglement(apart, y).value < entanglement(mixed, y).value
+    True
+    >>> e = entanglement(mixed, y)
+    >>> abs(float(soft_nearest_neighbor_loss(mixed, y, e.temperature)) - e.value) < 1e-9   # the loss at its best T
+    True
     """
     if isinstance(grid_points, bool) or not isinstance(grid_points, int) or grid_points < 3:
         raise ValueError(f"grid_points must be an integer >= 3, got {grid_points!r}")
@@ -296,7 +171,7 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     def f(logt: float) -> float:
         if logt not in cache:
             t = torch.tensor(math.exp(logt), dtype=x.dtype, device=x.device)
-            terms, valid, _ = _terms(x, y, t, euclid, chunk_size)
+            terms, valid, _ = row_terms(x, y, t, euclid, chunk_size)
             cache[logt] = float(terms.sum() / valid.sum().clamp(min=1))
         return cache[logt]
 
@@ -331,7 +206,20 @@ def temperature_step(inverse_scale: torch.Tensor, d_temp: torch.Tensor, lr, init
 
 
 class SoftNearestNeighborLoss(nn.Module):
-    """The soft nearest neighbor loss as a module, ``forward(embeddings, labels)``.
+    """The soft nearest neighbor loss as an ``nn.Module``, optionally learning its temperature.
+
+    ``criterion(embeddings, labels)`` is :func:`soft_nearest_neighbor_loss` at the module's
+    current temperature; with ``learn_temperature``, each call in training mode also takes one
+    step of T towards the minimum over T (:func:`entanglement`):
+
+    >>> import torch
+    >>> x, y = torch.randn(64, 8), torch.arange(64) % 4
+    >>> bool(SoftNearestNeighborLoss(5.0)(x, y) == soft_nearest_neighbor_loss(x, y, 5.0))
+    True
+    >>> criterion = SoftNearestNeighborLoss(temperature=100.0, learn_temperature=True)
+    >>> loss = criterion(x, y)             # the loss at T = 100, then one step on T
+    >>> criterion.temperature != 100.0
+    True
 
     Args:
         temperature: T (or the initial T0 when learned). The authors' code uses 100.
@@ -374,7 +262,7 @@ class SoftNearestNeighborLoss(nn.Module):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         learn = self.learn_temperature and self.training
         if self.reference:
-            value, d_temp = _reference_loss_and_dt(embeddings, labels, self.temperature, self.distance, learn)
+            value, d_temp = reference_loss_and_dt(embeddings, labels, self.temperature, self.distance, learn)
         elif learn:
             value, d_temp = _loss_and_dt(embeddings, labels, self.temperature, self.distance, self.chunk_size)
         else:

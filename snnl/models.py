@@ -40,12 +40,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 MODELS = ("cnn", "cnn1", "resnet", "zoo", "cnn-wide")
+"""The names :func:`build_model` accepts."""
 WIDE_CNN = (32, 64, 1024, 512)
 
 
 def logits_of(output) -> torch.Tensor:
-    """The logits in a model's output: a tensor, the first item of a tuple/list
-    (``(logits, hidden)``), ``output["logits"]`` or ``output.logits``."""
+    """The logits in any model's output: a tensor, ``(logits, hidden)``, ``out["logits"]`` or ``out.logits``.
+
+    The models here return ``(logits, hidden)``; a plain classifier returns the logits:
+
+    >>> import torch, torch.nn as nn
+    >>> x = torch.rand(2, 1, 28, 28)
+    >>> logits_of(CNN()(x)).shape, logits_of(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))(x)).shape
+    (torch.Size([2, 10]), torch.Size([2, 10]))
+    """
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
@@ -65,7 +73,19 @@ def _conv_out(in_shape, convs: int) -> int:
 
 
 class CNN(nn.Module):
-    """Table 1's CNN: 2 conv (3x3, 16 and 32 filters, ReLU, max-pool) + FC 256, 128, logits."""
+    """Table 1's CNN: 2 conv (3x3, 16 and 32 filters, ReLU, max-pool) + FC 256, 128, logits.
+
+    ``model(x)`` returns ``(logits, hidden)``, ``hidden`` the ordered dict of ``layer_names``,
+    which :func:`extract_features` reads by name:
+
+    >>> import torch
+    >>> model = CNN(in_shape=(1, 28, 28), num_classes=10)
+    >>> logits, hidden = model(torch.rand(4, 1, 28, 28))
+    >>> logits.shape, list(hidden) == list(model.layer_names)
+    (torch.Size([4, 10]), True)
+    >>> [f.shape for f in extract_features(model, torch.rand(4, 1, 28, 28), layers=["conv2", "fc2"])]
+    [(4, 1568), (4, 128)]
+    """
 
     layer_names = ("conv1", "conv2", "fc1", "fc2")
 
@@ -88,7 +108,15 @@ class CNN(nn.Module):
 
 
 class CNN1(nn.Module):
-    """Appendix C's network: 1 conv (3x3, 32 filters, ReLU, max-pool) + FC 256, 128, logits."""
+    """Appendix C's network: 1 conv (3x3, 32 filters, ReLU, max-pool) + FC 256, 128, logits.
+
+    >>> import torch
+    >>> model = build_model("cnn1")
+    >>> isinstance(model, CNN1), model.layer_names
+    (True, ('conv1', 'fc1', 'fc2'))
+    >>> logits_of(model(torch.rand(3, 1, 28, 28))).shape
+    torch.Size([3, 10])
+    """
 
     layer_names = ("conv1", "fc1", "fc2")
 
@@ -128,7 +156,19 @@ class PreActBlock(nn.Module):
 
 
 class ResNetV2(nn.Module):
-    """Pre-activation ResNet (6n+2 layers) for 32x32 images; hidden = each block's output + pool."""
+    """Pre-activation ResNet (6n+2 layers) for 32x32 images; hidden = each block's output + pool.
+
+    For MNIST-like data, load it at 32x32 in three channels (:func:`load_dataset`'s ``size``
+    and ``channels``):
+
+    >>> import torch
+    >>> model = build_model("resnet", in_shape=(3, 32, 32), num_classes=10)
+    >>> isinstance(model, ResNetV2), model.layer_names[-1]
+    (True, 'pool')
+    >>> logits, hidden = model(torch.rand(2, 3, 32, 32))
+    >>> hidden["block6"].shape, hidden["pool"].shape
+    (torch.Size([2, 64, 8, 8]), torch.Size([2, 64]))
+    """
 
     def __init__(self, in_shape=(3, 32, 32), num_classes: int = 10, n: int = 2, widths=(16, 32, 64)):
         super().__init__()
@@ -188,7 +228,15 @@ class ZooCNN(nn.Module):
 
 
 def build_model(name: str, in_shape=(1, 28, 28), num_classes: int = 10) -> nn.Module:
-    """One of :data:`MODELS` for inputs of shape ``in_shape`` (C, H, W)."""
+    """A model of the paper by name (one of :data:`MODELS`) for inputs of shape ``in_shape`` (C, H, W).
+
+    For a :class:`Dataset`, its ``shape`` and ``num_classes``:
+
+    >>> ds = load_dataset("digits", n_train=100, n_test=50)
+    >>> model = build_model("cnn", ds.shape, ds.num_classes)
+    >>> type(model).__name__, model.layer_names
+    ('CNN', ('conv1', 'conv2', 'fc1', 'fc2'))
+    """
     if name == "cnn":
         return CNN(in_shape, num_classes)
     if name == "cnn-wide":

@@ -1,11 +1,15 @@
 """Figures of the synthetic experiments (paper Section 2, Apps. A and B): Figs. 1, 13, 2 and the
 loss as a function of the temperature (Eq. 2). Each function takes the dict returned by the
-matching :mod:`snnl.experiments.loss.synthetic` function and returns a matplotlib figure."""
+matching :mod:`snnl.experiments.loss.synthetic` function and returns a matplotlib figure
+(matplotlib: the extra ``snnl[experiments]``)."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
+
+from snnl.extras import require
+
+plt = require("matplotlib.pyplot", "experiments", "snnl.plots")
 
 CMAP = "tab10"
 

@@ -17,27 +17,20 @@ as it is (a torchvision ResNet, a timm model, one's own network):
 
 The hooks only keep the layers' outputs; ``reg(y)`` computes their losses in one pass with
 :func:`snnl.layerwise.layerwise_snnl` and one :class:`snnl.losses.SoftNearestNeighborLoss` per
-layer, the loss and the learned-temperature rule of the rest of the package.
+layer, the loss and the learned-temperature rule of the rest of the package. Layer names are
+resolved by :mod:`snnl.layers`, as for :func:`snnl.extract_features`.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
 
+from snnl.layers import check_layer_names, check_runs, find_modules, first_tensor
 from snnl.layerwise import layerwise_snnl
 from snnl.losses import SoftNearestNeighborLoss
-
-
-def _first_tensor(output):
-    """A module's output as one tensor: itself, else the first tensor of a tuple, list or mapping."""
-    if isinstance(output, torch.Tensor):
-        return output
-    items = output.values() if isinstance(output, Mapping) else output if isinstance(output, (tuple, list)) else ()
-    return next((o for o in items if isinstance(o, torch.Tensor)), None)
 
 
 class SNNLRegularizer(nn.Module):
@@ -45,17 +38,36 @@ class SNNLRegularizer(nn.Module):
 
     Forward hooks on ``layers`` keep each layer's output during the model's forward pass;
     ``reg(labels)`` then returns the sum over those layers of the soft nearest neighbor loss
-    (Eq. 1) of the batch, each layer at its own temperature, and drops the kept outputs::
+    (Eq. 1) of the batch, each layer at its own temperature, and drops the kept outputs. With
+    :func:`entanglement` to measure the layers afterwards:
 
-        reg = SNNLRegularizer(model, layers=["layer1", "layer2", "layer3"], temperature=100.0)
-        logits = model(x)                                    # the hooks keep the layers' outputs
-        loss = F.cross_entropy(logits, y) - alpha * reg(y)   # the paper: alpha > 0, maximised
-        reg.losses, reg.temperatures                         # {layer: last loss}, {layer: T}
-        reg.remove()                                         # or: with SNNLRegularizer(...) as reg:
+    >>> import torch, torch.nn as nn, torch.nn.functional as F
+    >>> model = nn.Sequential(nn.Flatten(), nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> x, y, alpha = torch.randn(64, 8), torch.arange(64) % 3, 0.1
+    >>> with SNNLRegularizer(model, layers=["2"], temperature=10.0) as reg:
+    ...     for step in range(3):
+    ...         logits = model(x)                                   # the hooks keep the layers' outputs
+    ...         loss = F.cross_entropy(logits, y) - alpha * reg(y)  # the paper: alpha > 0, maximised
+    ...         opt.zero_grad(); loss.backward(); opt.step()
+    >>> list(reg.losses), list(reg.temperatures)                    # {layer: last loss}, {layer: T}
+    (['2'], ['2'])
+    >>> hidden = extract_features(model, x, layers=["2"])[0]        # the layer on held-out data
+    >>> ent = entanglement(torch.from_numpy(hidden), y)             # Eq. 2: the loss at its best T
 
     **The sign**: the paper maximises the hidden layers' entanglement, so its training loss is
     ``cross_entropy - alpha * reg(y)`` with ``alpha > 0``; ``+ alpha * reg(y)`` minimises it
     (classes pulled apart in every layer).
+
+    **What maximising it does not guarantee**: ``- alpha * reg(y)`` raises each layer's loss *at
+    its temperature T*, and a network can meet that by shrinking the layer's activations against
+    T (every pair of points then looks close) without mixing its classes. A user's own CNN
+    trained with this sign ended with a *lower* test-set entanglement (Eq. 2, the loss at its
+    best T) in most layers than without the regulariser; the book's Table 1 study found why: the
+    entangled networks shrink the pairwise distances of every hidden layer to a small fraction
+    of T (chapter *Entanglement as a regulariser*, `the Table 1 study
+    <regularization.html#table1-study>`__). Measure :func:`entanglement` of the layers on test
+    data, and their activations' scale against T, before concluding that training entangled them.
 
     Args:
         model: any ``nn.Module``; it is not copied, not changed and not part of this module's
@@ -79,16 +91,20 @@ class SNNLRegularizer(nn.Module):
             (``model.eval()``, ``torch.no_grad()``) capture nothing and leave a pending capture
             as it is.
 
-    The outputs of one forward pass of ``model`` are kept until ``reg(y)`` uses them; the next
-    training forward pass replaces them, so nothing accumulates across steps when ``reg`` is
-    not called. ``reg(y)`` raises a ``RuntimeError`` when no forward pass was captured since
-    the last call (none yet, or a second call for one forward pass), when a named layer did
-    not run in it or ran more than once (a module reused in one pass, such as the ReLU of
-    torchvision's ``BasicBlock``: name one that runs once), or when a kept output was later
-    changed in place by the model (e.g. by a following ``ReLU(inplace=True)``: name the
-    module that produces the final value); and a ``ValueError`` when the labels do not match
-    the batch. Passes are counted by a forward pre-hook on ``model`` itself: call ``model``,
-    not one of its submodules, between two ``reg(y)``.
+    The outputs of one forward pass of ``model`` are kept until ``reg(y)`` uses them. The next
+    training forward pass drops them: nothing accumulates across steps when ``reg`` is not
+    called (a step whose backward pass went through the kept outputs). ``reg(y)`` raises a
+    ``RuntimeError`` when no forward pass was captured since the last call (none yet, or a
+    second call for one forward pass), when a second training-mode forward pass ran between
+    ``model(x)`` and ``reg(y)`` (e.g. an attack in training mode: its outputs would have
+    replaced those of ``model(x)``; run it in eval mode or under ``torch.no_grad()``), when a
+    named layer did not run in the pass or ran more than once (a module reused in one pass,
+    such as the ReLU of torchvision's ``BasicBlock``: name one that runs once), or when a kept
+    output was later changed in place by the model (e.g. by a following ``ReLU(inplace=True)``:
+    name the module that produces the final value); and a ``ValueError`` when the labels do not
+    match the batch, hold a negative label (e.g. an ignore index of -1) or lie on another device
+    than the layers' outputs. Passes are counted by a forward pre-hook on ``model`` itself: call
+    ``model``, not one of its submodules, between two ``reg(y)``.
 
     Attributes:
         layers: the layer names, in order.
@@ -109,15 +125,8 @@ class SNNLRegularizer(nn.Module):
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        layers = [layers] if isinstance(layers, str) else list(layers)
-        if not layers or not all(isinstance(n, str) for n in layers):
-            raise ValueError(f"layers must be a non-empty list of module names, got {layers!r}")
-        if len(set(layers)) != len(layers):
-            raise ValueError(f"layers must be distinct, got {layers}")
-        modules = dict(model.named_modules())
-        for name in layers:
-            if name not in modules:
-                raise ValueError(_unknown_layer(name, model, list(modules)))
+        layers = check_layer_names(layers)
+        modules = find_modules(model, layers)
         self.layers = tuple(layers)
         self.criteria = nn.ModuleList(SoftNearestNeighborLoss(temperature, distance, learn_temperature, lr)
                                       for _ in layers)
@@ -126,6 +135,9 @@ class SNNLRegularizer(nn.Module):
         self._kept: dict[str, tuple[torch.Tensor, int]] = {}  # layer -> (output, its version when kept)
         self._runs: dict[str, int] = {}  # layer -> times it ran in the pass being kept
         self._state = "empty"  # "empty" (nothing kept yet), "kept", "consumed", "removed"
+        self._backward = _Flag()  # set when a backward pass reaches the kept outputs (see _new_pass)
+        self._whole_pass = False  # the kept outputs come from a call of the model (not of a submodule)
+        self._replaced = False  # a kept pass, never used, was replaced by another training pass
         self.losses: dict[str, torch.Tensor] = {}
         self._handles = [model.register_forward_pre_hook(self._new_pass)]
         self._handles += [modules[n].register_forward_hook(self._hook(n)) for n in layers]
@@ -135,22 +147,32 @@ class SNNLRegularizer(nn.Module):
         return self.capture_in_eval or (self._model.training and torch.is_grad_enabled())
 
     def _new_pass(self, module, args):
-        if self._capturing():  # the previous pass's outputs, if never used, are dropped here
-            self._kept.clear()
-            self._runs.clear()
+        if not self._capturing():
+            return
+        # a kept pass that reg(y) never used and no backward pass went through is a pass between
+        # model(x) and reg(y) (e.g. an attack in training mode): reg(y) would see this one instead.
+        # A kept pass that a backward went through was a step without reg(y): dropped quietly
+        if self._state == "kept" and self._whole_pass and self._backward.watched and not self._backward.seen:
+            self._replaced = True
+        self._kept.clear()  # the previous pass's outputs, if never used, are dropped here
+        self._runs.clear()
+        self._backward, self._whole_pass = _Flag(), True
 
     def _hook(self, name: str):
         def keep(module, args, output):
             if not self._capturing():
                 return
-            out = _first_tensor(output)
+            out = first_tensor(output)
             if out is None:
                 raise TypeError(f"SNNLRegularizer: layer {name!r} returned {type(output).__name__} with no tensor")
             # the version counter tells a later in-place change; a compiled graph's outputs do not
             # keep it (their kernels write them), so there the check is not made
-            self._kept[name] = (out, None if torch.compiler.is_compiling() else out._version)
+            compiling = torch.compiler.is_compiling()
+            self._kept[name] = (out, None if compiling else out._version)
             self._runs[name] = self._runs.get(name, 0) + 1
             self._state = "kept"
+            if out.requires_grad and not compiling:
+                self._backward.watch(out)
         return keep
 
     # -- the loss --------------------------------------------------------------------------------
@@ -180,25 +202,28 @@ class SNNLRegularizer(nn.Module):
                          "enabled, or capture_in_eval=True)",
                 "consumed": "reg(y) was already called for this forward pass: run the model again first",
                 "removed": "this SNNLRegularizer was removed from its model"}[self._state])
+        if self._replaced:
+            self._drop("consumed")
+            raise RuntimeError("reg(y): the model ran a second training-mode forward pass (e.g. an attack) after "
+                               "model(x) and before reg(y), whose layer outputs replaced those of model(x); call "
+                               "reg(y) before it, or run it in eval mode or under torch.no_grad()")
         name, (out, _) = next(iter(self._kept.items()))
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else tuple(torch.as_tensor(labels).shape)
         if shape != (out.shape[0],):
             raise ValueError(f"got labels of shape {shape} for a batch of {out.shape[0]} (the output of layer "
                              f"{name!r}): one label per example")
         kept, runs = self._kept, self._runs
-        self._kept, self._runs, self._state = {}, {}, "consumed"  # nothing outlives this call
-        missing = [n for n in self.layers if n not in kept]
-        if missing:
-            raise RuntimeError(f"layer(s) {missing} did not run in the last forward pass of the model")
-        twice = {n: k for n, k in runs.items() if k > 1}
-        if twice:
-            raise RuntimeError(f"layer(s) {sorted(twice)} ran {max(twice.values())} times in one forward pass "
-                               f"(a module used more than once); name modules that run once")
+        self._drop("consumed")  # nothing outlives this call
+        check_runs(list(self.layers), runs)
         changed = [n for n, (out, version) in kept.items() if version is not None and out._version != version]
         if changed:
             raise RuntimeError(f"the output of layer(s) {changed} was changed in place after the layer ran "
                                f"(e.g. by a following ReLU(inplace=True)); name the module whose output is final")
         return {n: kept[n][0] for n in self.layers}
+
+    def _drop(self, state: str) -> None:
+        """Forget the kept outputs; the regulariser is then in ``state``."""
+        self._kept, self._runs, self._state, self._replaced, self._whole_pass = {}, {}, state, False, False
 
     @property
     def temperatures(self) -> dict[str, float]:
@@ -211,7 +236,7 @@ class SNNLRegularizer(nn.Module):
         for h in self._handles:
             h.remove()
         self._handles = []
-        self._kept, self._runs, self._state = {}, {}, "removed"
+        self._drop("removed")
 
     def __enter__(self) -> SNNLRegularizer:
         return self
@@ -235,11 +260,15 @@ class SNNLRegularizer(nn.Module):
             ", removed" if self._state == "removed" else "")
 
 
-def _unknown_layer(name: str, model: nn.Module, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-    if close:
-        hint = f"closest: {', '.join(map(repr, close))}"
-    else:
-        shown = [n for n in names if n][:8]
-        hint = f"valid names include: {', '.join(map(repr, shown))}{', ...' if len(names) > 9 else ''}"
-    return f"unknown layer {name!r} in {type(model).__name__} (names are model.named_modules()'s); {hint}"
+class _Flag:
+    """Whether a backward pass reached any of the tensors it watches (a gradient hook on each)."""
+
+    def __init__(self):
+        self.watched = self.seen = False
+
+    def watch(self, tensor: torch.Tensor) -> None:
+        self.watched = True
+        tensor.register_hook(self._seen)
+
+    def _seen(self, grad) -> None:
+        self.seen = True

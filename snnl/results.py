@@ -78,7 +78,14 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a seeded torch generator.
 
     The same seed gives the same numbers on CPU. (On GPU, cuDNN may still pick
-    non-deterministic kernels; records say which device produced them.)
+    non-deterministic kernels; records say which device produced them.) A seeded
+    :class:`CNN` starts from the same weights:
+
+    >>> gen = seed_everything(0)
+    >>> first = CNN().conv1.weight.clone()
+    >>> _ = seed_everything(0)
+    >>> bool((CNN().conv1.weight == first).all()), type(gen).__name__
+    (True, 'Generator')
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
@@ -93,7 +100,13 @@ def _mps_available() -> bool:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available, else Apple MPS, else CPU; anything else is checked."""
+    """The device to run on: ``"auto"`` → CUDA if available, else Apple MPS, else CPU; anything else is checked.
+
+    >>> device = resolve_device("auto")
+    >>> model = CNN().to(device)
+    >>> resolve_device("cpu").type, device.type in ("cuda", "mps", "cpu")
+    ('cpu', True)
+    """
     if isinstance(device, torch.device):
         return device
     if device == "auto":
@@ -140,10 +153,16 @@ process running several experiments records the code it loaded, not a later chec
 
 @dataclass
 class Run:
-    """Collects what a results record needs while an experiment runs.
+    """Collects what a results record needs while an experiment runs, and writes the record.
 
     Create it at the start (it notes the time), call :meth:`finish` with the
-    metrics at the end: it writes the record and returns its path.
+    metrics at the end: it writes the record and returns it, with its ``"path"``.
+    :func:`load_records` finds it:
+
+    >>> run = Run("table1", profile="small", dataset="digits", seed=0, config={"alpha": 10.0})
+    >>> record = run.finish({"test_accuracy": 0.95}, out_dir="results/table1")
+    >>> [r["config"]["alpha"] for r in load_records("results", "table1", dataset="digits")]
+    [10.0]
     """
 
     experiment: str
@@ -217,9 +236,16 @@ def _jsonable(obj):
 
 
 def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write ``record`` as JSON at ``path`` atomically; check the required fields. An existing
-    file at ``path`` is never replaced: FileExistsError. The file's mode is ``0666`` less
-    the umask."""
+    """Write a results record as JSON at ``path`` atomically, its required fields checked.
+
+    An existing file at ``path`` is never replaced: FileExistsError. The file's mode is
+    ``0666`` less the umask. :meth:`Run.finish` writes through it; :func:`read_record` reads back:
+
+    >>> record = Run("demo", profile="small", dataset="digits", seed=0).record({"accuracy": 0.9})
+    >>> path = write_record("records/demo.json", record)
+    >>> read_record(path)["metrics"]
+    {'accuracy': 0.9}
+    """
     missing = [k for k in RECORD_FIELDS if k != "history" and k not in record]
     if missing:
         raise ValueError(f"results record lacks field(s): {', '.join(missing)}")
@@ -242,8 +268,20 @@ _FIELD_TYPES = {"experiment": str, "profile": str, "dataset": str, "config": dic
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one record back; a one-line ValueError naming the file if it is not a valid
-    record (not JSON, not UTF-8, not an object, a field missing or of the wrong type)."""
+    """Read one results record back, checked: a one-line ValueError names a file that is not one.
+
+    (Not JSON, not UTF-8, not an object, a field missing or of the wrong type.) The record of
+    a :class:`Run`:
+
+    >>> path = Run("demo", profile="small", dataset="digits", seed=1).finish({"ce": 0.5}, "records")["path"]
+    >>> read_record(path)["seed"], read_record(path)["metrics"]
+    (1, {'ce': 0.5})
+    >>> with open("records/bad.json", "w") as f:
+    ...     _ = f.write("[1, 2]")
+    >>> read_record("records/bad.json")
+    Traceback (most recent call last):
+    ValueError: records/bad.json is not a results record (a JSON list, not an object)
+    """
     path = Path(path)
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
@@ -263,9 +301,17 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_records(root: str | os.PathLike, experiment: str | None = None, **where) -> list[dict[str, Any]]:
-    """All records under ``root`` (recursively), optionally filtered by experiment and
-    top-level fields (``profile="paper"``, ``dataset="mnist"``), sorted by start time.
-    A file that is not a valid record is skipped with a warning naming it."""
+    """All results records under a folder (recursively), filtered by experiment and fields, oldest first.
+
+    Filters: ``experiment`` and top-level fields (``profile="paper"``, ``dataset="mnist"``).
+    A file that is not a valid record is skipped with a warning naming it. Each record gets
+    its file's ``"path"``. Records of :class:`Run`:
+
+    >>> for seed in (0, 1):
+    ...     _ = Run("demo", profile="small", dataset="digits", seed=seed).finish({"acc": 0.9 + seed / 100}, "runs")
+    >>> [r["metrics"]["acc"] for r in load_records("runs", "demo", profile="small")]
+    [0.9, 0.91]
+    """
     root = Path(root)
     out = []
     for p in sorted(root.rglob("*.json")) if root.exists() else []:

@@ -6,8 +6,8 @@ two proportions, of two correlations and of two means known by their summaries, 
 Every comparison of two means in the book goes through :func:`compare`: the mean, standard
 deviation and 95% confidence interval (Student's t) of each side, the difference of the means
 with its own 95% interval, Welch's t-test and, when both sides ran the same seeds, the paired
-t-test over those seeds. All from :mod:`scipy.stats`; with fewer than two values an interval
-or a test is ``None`` (never a made-up number).
+t-test over those seeds. All from :mod:`scipy.stats` (the extra ``snnl[experiments]``); with
+fewer than two values an interval or a test is ``None`` (never a made-up number).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
+
+from snnl.extras import require
+
+stats = require("scipy.stats", "experiments", "snnl.stats")
 
 LEVEL = 0.95
 

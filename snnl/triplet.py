@@ -11,12 +11,20 @@ from snnl.inputs import prepare
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 1.0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Triplet loss (Eq. 4), ``mean_a max(0, |f(a)-f(p)|^2 - |f(a)-f(n)|^2 + m)``.
+    """Triplet loss (Eq. 4), ``mean_a max(0, |f(a)-f(p)|^2 - |f(a)-f(n)|^2 + m)``, the paper's comparison.
 
     As in the paper, one positive and one negative are *sampled at random* for
     every anchor (uniformly among the other same-class points and the other-class
     points of the batch). Anchors without a positive or a negative are skipped;
-    with none left the loss is 0.
+    with none left the loss is 0. Next to :func:`soft_nearest_neighbor_loss`:
+
+    >>> import torch
+    >>> y = torch.arange(64) % 2
+    >>> apart, mixed = torch.randn(64, 2) + 10 * y[:, None], torch.randn(64, 2)
+    >>> float(triplet_loss(apart, y)), float(triplet_loss(mixed, y)) > 0
+    (0.0, True)
+    >>> float(soft_nearest_neighbor_loss(apart, y, 1.0)) < 1e-6    # both: the classes lie apart
+    True
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")

@@ -235,6 +235,13 @@ def test_argument_errors():
             FGSM(model, bad)
     with pytest.raises(ValueError, match="alpha"):
         BIM(model, 0.1, -1.0, 10)
+    # a budget on the 0-255 scale, given to [0, 1] images: one line that says what was meant
+    for make in (lambda: FGSM(model, eps=8), lambda: BIM(model, 8), lambda: PGD(model, eps=16, steps=3)):
+        with pytest.raises(ValueError, match=r"eps=(8|16) is larger than the \[0, 1\] range .* eps=(8|16)/255 ="):
+            make()
+    with pytest.raises(ValueError, match=r"alpha=2 is larger .* alpha=2/255 = 0.007843"):
+        BIM(model, 8 / 255, alpha=2, steps=10)
+    assert FGSM(model, eps=8 / 255).eps == 8 / 255 and FGSM(model, eps=1.0).eps == 1.0
     for steps in [0, -3, 2.5]:
         with pytest.raises(ValueError, match="steps"):
             PGD(model, 0.1, 0.01, steps)

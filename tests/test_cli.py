@@ -77,6 +77,22 @@ def test_data_import_copies_idx_files(tmp_path, capsys):
     assert "notmnist: files in" in capsys.readouterr().out
 
 
+def test_data_import_refuses_another_datasets_files_unless_told(tmp_path, capsys):
+    from conftest import shared_raw
+
+    mixed = tmp_path / "mixed"  # MNIST's training files, notMNIST's test files
+    mixed.mkdir()
+    for f in [*shared_raw("MNIST").glob("train-*.gz"), *shared_raw("notMNIST").glob("t10k-*.gz")]:
+        (mixed / f.name).write_bytes(f.read_bytes())
+    args = ["data", "import", "--name", "mnist", "--source", str(mixed), "--root", str(tmp_path / "root")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "is refused: it is notMNIST's t10k-images-idx3-ubyte, not MNIST's" in err
+    assert not (tmp_path / "root").exists()
+    assert main(args + ["--no-verify"]) == 0  # a custom copy
+    assert (tmp_path / "root" / "MNIST" / "raw" / "t10k-images-idx3-ubyte").stat().st_size == 7_840_016
+
+
 def test_regularizer_choice_reaches_the_record_and_a_wrong_one_is_one_line(tmp_path):
     bad = cli("train", "--regularizer", "l2")
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1

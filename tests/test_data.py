@@ -143,7 +143,7 @@ def test_import_idx_from_gz_and_bad_gz(tmp_path, data_root):
     for f in IDX:
         (src / (f + ".gz")).write_bytes(gzip.compress((src / f).read_bytes()))
         (src / f).unlink()
-    ds = load_dataset("mnist", source=src, download=False)
+    ds = load_dataset("mnist", source=src, download=False, verify=False)  # made-up files: a custom copy
     assert ds.y_test.tolist() == arrays["t10k"][1].tolist()
     assert sorted(p.name for p in (data_root / "MNIST" / "raw").iterdir()) == sorted(IDX)
     # a broken archive: one line, and no half-written file left behind
@@ -297,13 +297,14 @@ def test_import_refuses_an_empty_gz_and_a_later_import_replaces_a_bad_file(tmp_p
     for f in IDX:
         (src / (f + ".gz")).write_bytes(gzip.compress(b"" if f == "t10k-images-idx3-ubyte" else (good / f).read_bytes()))
     with pytest.raises(DatasetError) as e:
-        import_idx("mnist", src, root)
+        import_idx("mnist", src, root, verify=False)
     assert "t10k-images-idx3-ubyte.gz is not a valid idx file" in one_line(e)
     raw = root / "MNIST" / "raw"
-    assert not (raw / "t10k-images-idx3-ubyte").exists()
+    assert not root.exists()  # not one file of a refused import (not even the good ones), nor its folders
+    raw.mkdir(parents=True)
     (raw / "t10k-images-idx3-ubyte").write_bytes(b"")  # a bad file from before: replaced by a good import
     (raw / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x0801, 9) + b"\x01")  # header says 9
-    import_idx("mnist", good, root)
+    import_idx("mnist", good, root, verify=False)
     ds = load_dataset("mnist", root=root, download=False)
     assert ds.x_test.shape == (4, 1, 28, 28) and ds.y_test.tolist() == arrays["t10k"][1].tolist()
 
@@ -372,3 +373,133 @@ def test_an_unreadable_data_folder_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DatasetError) as e:
         load_dataset("mnist", root=tmp_path, download=False)
     assert "cannot read the data folder" in one_line(e) and "Permission denied" in str(e.value)
+
+
+# ---- the content of idx files: known digests, so that datasets cannot be mixed up ---------------
+def gzip_folder(folder, files=IDX):
+    """Each file of ``folder`` replaced by its ``.gz``."""
+    for f in files:
+        (folder / (f + ".gz")).write_bytes(gzip.compress((folder / f).read_bytes()))
+        (folder / f).unlink()
+
+
+def known(monkeypatch, name, folder, files=IDX):
+    """Make the (made-up) files of ``folder`` the known files of ``name``: the digest table says so."""
+    from snnl.idx import MD5, md5_of
+
+    for f in files:
+        path = folder / f if (folder / f).exists() else folder / (f + ".gz")
+        monkeypatch.setitem(MD5[name], f, md5_of(path) if path.suffix != ".gz" else
+                            __import__("hashlib").md5(gzip.decompress(path.read_bytes())).hexdigest())
+
+
+def test_the_digest_table_holds_the_known_files():
+    from snnl.idx import MD5, whose
+
+    assert MD5["fashion-mnist"]["train-images-idx3-ubyte"] == "f4a8712d7a061bf5bd6d2ca38dc4d50a"
+    assert MD5["notmnist"].keys() == set(IDX[2:]) and MD5["mnist"].keys() == set(IDX)
+    assert len({d for files in MD5.values() for d in files.values()}) == 10  # all distinct
+    assert whose("27ae3e4e09519cfbb04c329615203637") == ("mnist", "t10k-labels-idx1-ubyte")
+    assert whose("0" * 32) is None
+
+
+def test_importing_another_datasets_files_is_refused_in_one_line_naming_them(tmp_path, monkeypatch):
+    src, root = tmp_path / "MNIST" / "raw", tmp_path / "root"
+    write_idx(src)
+    known(monkeypatch, "mnist", src)  # these files are MNIST's
+    gzip_folder(src)
+    with pytest.raises(DatasetError) as e:
+        load_dataset("fashion-mnist", root, source=src, download=False)
+    msg = one_line(e)
+    assert msg.startswith("fashion-mnist: ") and f"{src / 'train-images-idx3-ubyte.gz'} is refused" in msg
+    assert "it is MNIST's train-images-idx3-ubyte, not Fashion-MNIST's train-images-idx3-ubyte" in msg
+    assert "import it as 'mnist'" in msg
+    assert not root.exists()  # nothing of the refused import stays: every later load would get it
+    with pytest.raises(DatasetError, match="data not found"):
+        load_dataset("fashion-mnist", root, download=False)
+    assert load_dataset("mnist", root, source=src, download=False).x_train.shape == (6, 1, 28, 28)  # as MNIST: fine
+    # MNIST's training files with notMNIST's test files: refused, naming notMNIST, and the good
+    # training files are not imported either
+    nm = tmp_path / "notMNIST" / "raw"
+    write_idx(nm, seed=1)
+    known(monkeypatch, "notmnist", nm, IDX[2:])
+    for f in IDX[2:]:
+        (src / (f + ".gz")).write_bytes(gzip.compress((nm / f).read_bytes()))
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte.gz is refused: it is notMNIST's "
+                                           r"t10k-images-idx3-ubyte, not MNIST's"):
+        import_idx("mnist", src, tmp_path / "root2")
+    assert not (tmp_path / "root2").exists()
+
+
+def test_an_unknown_content_is_refused_unless_verify_is_off(tmp_path):
+    src, root = tmp_path / "src", tmp_path / "root"
+    arrays = write_idx(src)
+    with pytest.raises(DatasetError) as e:
+        import_idx("fashion-mnist", src, root)
+    msg = one_line(e)
+    assert "its content is not Fashion-MNIST's train-images-idx3-ubyte (md5 " in msg
+    assert "expected f4a8712d7a061bf5bd6d2ca38dc4d50a); pass verify=False" in msg and not root.exists()
+    assert import_idx("fashion-mnist", src, root, verify=False) == root / "FashionMNIST" / "raw"
+    ds = load_dataset("fashion-mnist", root, download=False)
+    assert ds.y_train.tolist() == arrays["train"][1].tolist()
+
+
+def test_a_later_import_replaces_another_datasets_files_in_the_data_root(tmp_path, monkeypatch):
+    mnist, fashion, root = tmp_path / "m", tmp_path / "f", tmp_path / "root"
+    write_idx(mnist, seed=0)
+    arrays = write_idx(fashion, seed=1)
+    known(monkeypatch, "mnist", mnist)
+    known(monkeypatch, "fashion-mnist", fashion)
+    raw = root / "FashionMNIST" / "raw"
+    import_idx("fashion-mnist", mnist, root, verify=False)  # MNIST's files where Fashion-MNIST's belong
+    with pytest.raises(DatasetError) as e:  # every load says so (the labels file's digest)
+        load_dataset("fashion-mnist", root, download=False)
+    assert one_line(e) == (f"fashion-mnist: the files in {raw} are not Fashion-MNIST's: train-labels-idx1-ubyte is "
+                           f"MNIST's train-labels-idx1-ubyte; remove them and import Fashion-MNIST's, or pass "
+                           f"verify=False (--no-verify on the command line) for a custom copy")
+    assert load_dataset("fashion-mnist", root, download=False, verify=False).y_train.shape == (6,)
+    import_idx("fashion-mnist", fashion, root)  # the right files replace them
+    assert load_dataset("fashion-mnist", root, download=False).y_test.tolist() == arrays["t10k"][1].tolist()
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_gz_files_in_the_data_root_are_decompressed_and_checked(data_root, monkeypatch, verify):
+    raw = data_root / "FashionMNIST" / "raw"
+    arrays = write_idx(raw)
+    if verify:
+        known(monkeypatch, "fashion-mnist", raw)
+    gzip_folder(raw)
+    ds = load_dataset("fashion-mnist", download=False, verify=verify)  # torchvision's layout, still gzipped
+    assert ds.y_test.tolist() == arrays["t10k"][1].tolist() and ds.x_train.shape == (6, 1, 28, 28)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(IDX + tuple(f + ".gz" for f in IDX))
+
+
+def test_gz_files_of_another_dataset_in_the_data_root_are_refused(data_root, monkeypatch):
+    raw = data_root / "FashionMNIST" / "raw"
+    write_idx(raw)
+    known(monkeypatch, "mnist", raw)
+    gzip_folder(raw)
+    with pytest.raises(DatasetError) as e:
+        load_dataset("fashion-mnist", download=False)
+    assert "train-images-idx3-ubyte.gz is refused: it is MNIST's train-images-idx3-ubyte" in one_line(e)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(f + ".gz" for f in IDX)  # nothing decompressed
+
+
+def test_some_gz_files_missing_says_what_to_do(data_root):
+    raw = data_root / "FashionMNIST" / "raw"
+    write_idx(raw)
+    gzip_folder(raw, IDX[:3])
+    (raw / IDX[3]).unlink()
+    with pytest.raises(DatasetError) as e:
+        load_dataset("fashion-mnist", download=False)
+    msg = one_line(e)
+    assert f"data not found in {raw}; expected files: {', '.join(IDX)} (or each .gz)" in msg
+    assert "pass source= a folder of them (.gz or not) or set SNNL_DATA" in msg
+
+
+def test_real_mnist_offered_as_fashion_mnist_is_refused(tmp_path):
+    src = shared_raw("MNIST")
+    with pytest.raises(DatasetError) as e:
+        load_dataset("fashion-mnist", tmp_path, source=src, download=False)
+    assert "is refused: it is MNIST's train-images-idx3-ubyte, not Fashion-MNIST's" in one_line(e)
+    assert not tmp_path.joinpath("FashionMNIST").exists()

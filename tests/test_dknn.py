@@ -299,3 +299,78 @@ def test_zero_width_layer_is_refused():
     d = DkNN(k=3).fit(rng.normal(size=(20, 4)), y).calibrate(rng.normal(size=(6, 4)), y[:6])
     with pytest.raises(ValueError, match="zero width"):
         d.predict(np.zeros((5, 0)))
+
+
+# --- hidden layers by name on any model: model.named_modules() ---------------------------------
+def _by_hand(model, x, upto):
+    """The output of ``model[upto]`` of an nn.Sequential, computed without hooks."""
+    with torch.no_grad():
+        for m in model[:upto + 1]:
+            x = m(x)
+    return x.flatten(1).numpy()
+
+
+def test_features_and_dknn_by_layer_name_on_a_sequential():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)).train()
+    x, y = torch.rand(40, 1, 8, 8), torch.arange(40) % 3
+    feats = extract_features(model, x, layers=["2", "1", "logits"], batch_size=7)
+    assert model.training and [f.shape for f in feats] == [(40, 16), (40, 16), (40, 3)]
+    model.eval()
+    np.testing.assert_allclose(feats[0], _by_hand(model, x, 2), atol=1e-6)  # after the ReLU
+    np.testing.assert_allclose(feats[1], _by_hand(model, x, 1), atol=1e-6)  # before it
+    np.testing.assert_allclose(feats[2], _by_hand(model, x, 4), atol=1e-6)
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0  # hooks removed
+    out = DkNN(k=3).fit(feats, y).calibrate(feats, y).predict(extract_features(model, x[:5], ["2", "1", "logits"]))
+    assert out.prediction.shape == (5,) and out.p_values.shape == (5, 3)
+    with pytest.raises(ValueError, match=r"unknown layer '5' in Sequential \(names are the model's outputs' or "
+                                         r"model.named_modules\(\)'s\); valid names include: 'logits', '0', '1'"):
+        extract_features(model, x, layers=["5"])
+
+
+def test_features_and_dknn_by_layer_name_on_a_torchvision_resnet18():
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    model = resnet18(weights=None, num_classes=4)
+    x, y = torch.rand(24, 3, 32, 32), torch.arange(24) % 4
+    layers = ["layer2", "layer4.1.conv2", "avgpool", "fc"]
+    feats = extract_features(model, x, layers=layers, batch_size=10)
+    assert [f.shape for f in feats] == [(24, 128 * 4 * 4), (24, 512), (24, 512), (24, 4)]
+    model.eval()
+    with torch.no_grad():
+        h = model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))
+        logits = model(x)
+    np.testing.assert_allclose(feats[0], h.flatten(1).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(feats[3], logits.numpy(), rtol=1e-4, atol=1e-5)
+    # bn1 is followed by ReLU(inplace=True): the copy is of its output as bn1 made it
+    (bn1,) = extract_features(model, x[:4], layers=["bn1"])
+    with torch.no_grad():
+        np.testing.assert_allclose(bn1, model.bn1(model.conv1(x[:4])).flatten(1).numpy(), rtol=1e-4, atol=1e-5)
+    assert bn1.min() < 0
+    out = DkNN(k=3).fit(feats, y).calibrate(feats[:], y).predict(extract_features(model, x[:6], layers))
+    assert out.prediction.shape == (6,) and out.neighbors_index.shape == (6, 4, 3)
+    with pytest.raises(ValueError, match=r"unknown layer 'layer4\.1\.conv' in ResNet .*; closest: "
+                                         r"'layer4\.1\.conv2', 'layer4\.1\.conv1'"):
+        extract_features(model, x, layers=["layer2", "layer4.1.conv"])
+    with pytest.raises(RuntimeError, match=r"\['layer1.0.relu'\] ran 2 times in one forward pass"):
+        extract_features(model, x, layers=["layer1.0.relu"])  # BasicBlock calls its ReLU twice
+
+
+def test_the_models_own_layer_names_come_first():
+    """CNN's hidden ``conv1`` is after ReLU and pooling, its module ``conv1`` the bare convolution:
+    the name means the model's own output, as before; module names reach the rest."""
+    from snnl.models import CNN
+
+    torch.manual_seed(0)
+    model, x = CNN(), torch.rand(6, 1, 28, 28)
+    conv1, fc1, logits = extract_features(model, x, layers=["conv1", "fc1", "logits"])
+    with torch.no_grad():
+        out, hidden = model.eval()(x)
+    np.testing.assert_allclose(conv1, hidden["conv1"].flatten(1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(fc1, hidden["fc1"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(logits, out.numpy(), atol=1e-6)
+    (bare,) = extract_features(model, x, layers=["conv2"])  # the hidden conv2, not the module's output
+    assert bare.shape == (6, 32 * 7 * 7)
+    (pre,) = extract_features(nn.Sequential(model), x, layers=["0.conv2"])  # the module, by its full name
+    assert pre.shape == (6, 32 * 14 * 14)

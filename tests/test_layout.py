@@ -9,6 +9,7 @@ book and in the package."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,12 @@ def test_no_module_getattr():
         tree = ast.parse(path.read_text())
         defined = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
         assert "__getattr__" not in defined, f"{name} defines a module __getattr__"
+
+
+def test_the_readme_layout_lists_every_module_of_the_library():
+    """The README's *Layout* section is the map: one row per module of ``snnl/``, none that is gone."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    library = section.split("The paper's experiments", 1)[0]
+    rows = set(re.findall(r"^\| `(\w+)` \|", library, flags=re.M))
+    assert rows == {p.stem for p in (ROOT / "snnl").glob("*.py")}

@@ -217,7 +217,7 @@ def test_invariant_to_permuting_the_batch(batch, distance, t):
 def test_invariant_to_relabelling_classes(batch, distance, t):
     seed, b, d, c = batch
     x, y = make_batch(seed, b, d, c)
-    relabel = torch.randperm(c, generator=torch.Generator().manual_seed(seed)) * 7 - 3  # any distinct ints
+    relabel = torch.randperm(c, generator=torch.Generator().manual_seed(seed)) * 7 + 3  # any distinct ints >= 0
     a = soft_nearest_neighbor_loss(x, y, t, distance)
     assert float(soft_nearest_neighbor_loss(x, relabel[y], t, distance)) == pytest.approx(float(a), abs=1e-10)
 
@@ -687,3 +687,56 @@ def test_entanglement_arguments_are_checked_and_the_search_is_bounded():
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+# ----------------------------------------------------------------------------------------------
+# labels that are no class, labels on another device: one-line errors from every loss
+def _every_loss(x, y):
+    """Each entry point of the package that takes labels for a batch ``x``."""
+    from snnl.layerwise import layerwise_snnl, soft_nearest_neighbor_losses
+
+    return {
+        "soft_nearest_neighbor_loss": lambda: soft_nearest_neighbor_loss(x, y, 1.0),
+        "chunked": lambda: soft_nearest_neighbor_loss(x, y, 1.0, chunk_size=3),
+        "module": lambda: SoftNearestNeighborLoss(1.0).to(x.device)(x, y),
+        "reference module": lambda: SoftNearestNeighborLoss(1.0, reference=True).to(x.device)(x, y),
+        "reference": lambda: soft_nearest_neighbor_loss_reference(x, y, 1.0),
+        "entanglement": lambda: entanglement(x, y),
+        "triplet": lambda: triplet_loss(x, y),
+        "losses": lambda: soft_nearest_neighbor_losses([x, x], y, [1.0, 2.0]),
+        "layerwise": lambda: layerwise_snnl({"a": SoftNearestNeighborLoss(1.0).to(x.device)}, {"a": x}, y),
+    }
+
+
+def test_a_negative_label_is_no_class_in_any_loss():
+    x, y = make_batch(0, b=8)
+    for what, call in _every_loss(x, torch.where(torch.arange(8) == 5, -1, y)).items():
+        with pytest.raises(ValueError, match=r"labels must be class indices >= 0, got -1: .*ignore index") as err:
+            call()
+        assert "\n" not in str(err.value), what
+    for what, call in _every_loss(x, (y - 2).double()).items():  # float labels too
+        with pytest.raises(ValueError, match="got -2"):
+            call()
+    for call in _every_loss(x, y).values():  # the same labels, all >= 0: fine
+        call()
+
+
+def test_labels_on_another_device_than_the_embeddings_are_refused():
+    x, y = make_batch(0, b=8)
+    meta = y.to("meta")  # another device, on any machine
+    for what, call in _every_loss(x, meta).items():
+        with pytest.raises(ValueError, match=r"labels are on meta but the embeddings on cpu: move them first") as err:
+            call()
+        assert "\n" not in str(err.value), what
+    for call in _every_loss(x, y.tolist()).values():  # a list is placed on the embeddings' device
+        call()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cpu_labels_for_cuda_embeddings_are_refused():
+    x, y = make_batch(0, b=8)
+    for call in _every_loss(x.cuda(), y).values():
+        with pytest.raises(ValueError, match=r"labels are on cpu but the embeddings on cuda:0"):
+            call()
+    for call in _every_loss(x.cuda(), y.cuda()).values():
+        call()

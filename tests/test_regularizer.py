@@ -320,3 +320,70 @@ def test_torch_compile_traces_the_hooks_same_values_and_gradients():
 def test_torch_compile_with_the_default_compiler():
     torch._dynamo.reset()
     _compiled_step("inductor")
+
+
+def test_a_second_training_pass_between_the_model_and_reg_is_an_error():
+    model = mlp()
+    x = torch.rand(8, 6, dtype=torch.float64)
+    with SNNLRegularizer(model, ["2", "4"]) as reg:
+        logits = model(x)
+        model(torch.rand(8, 6, dtype=torch.float64))  # e.g. an extra pass in training mode
+        with pytest.raises(RuntimeError, match=r"second training-mode forward pass .* after model\(x\) and before "
+                                               r"reg\(y\).*eval mode or under torch.no_grad\(\)") as err:
+            reg(Y8)
+        assert "\n" not in str(err.value)
+        with pytest.raises(RuntimeError, match="already called"):  # nothing kept from either pass
+            reg(Y8)
+        del logits
+        # an attack in training mode (torchattacks-style, its own forward passes): the same error
+        model(x)
+        snnl.FGSM(model, eps=0.1, eval_mode=False)(x.clamp(0, 1), Y8 % 3)
+        with pytest.raises(RuntimeError, match="second training-mode forward pass"):
+            reg(Y8)
+        # ... which eval mode (the attacks' default) and no_grad passes leave alone
+        logits = model(x)
+        snnl.FGSM(model, eps=0.1)(x, Y8 % 3)
+        with torch.no_grad():
+            model(x)
+        value = reg(Y8)
+        _, hidden = mlp_hidden(model, x)
+        want = sum(soft_nearest_neighbor_loss(h, Y8, 100.0) for h in hidden.values())
+        assert value.item() == pytest.approx(want.item(), rel=1e-9)
+
+
+def test_steps_without_reg_are_no_error():
+    """A step whose backward went through the kept outputs (a warm-up step without the regulariser,
+    say) is dropped quietly by the next pass: only a pass between model(x) and reg(y) is an error."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with SNNLRegularizer(model, ["2"], learn_temperature=False) as reg:
+        for step in range(4):
+            x = torch.rand(8, 6, dtype=torch.float64)
+            loss = F.cross_entropy(model(x), Y8)
+            if step >= 2:
+                loss = loss - 0.1 * reg(Y8)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert reg.losses["2"].item() > 0
+    with SNNLRegularizer(model, ["2"], capture_in_eval=True) as reg:  # eval passes without gradients: kept
+        model.eval()
+        with torch.no_grad():
+            model(torch.rand(8, 6, dtype=torch.float64))
+            model(x)
+            value = reg(Y8)
+        assert value.item() == pytest.approx(soft_nearest_neighbor_loss(mlp_hidden(model, x)[1]["2"], Y8, 100.0).item())
+
+
+def test_a_negative_label_and_labels_on_another_device_are_errors():
+    model = mlp()
+    x = torch.rand(8, 6, dtype=torch.float64)
+    with SNNLRegularizer(model, ["2"]) as reg:
+        model(x)
+        with pytest.raises(ValueError, match=r"labels must be class indices >= 0, got -1"):
+            reg(torch.where(Y8 == 2, -1, Y8))  # an ignore index
+        model(x)
+        with pytest.raises(ValueError, match=r"labels are on meta but the embeddings on cpu"):
+            reg(Y8.to("meta"))
+        model(x)
+        assert reg(Y8).item() > 0

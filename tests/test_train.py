@@ -165,16 +165,16 @@ def test_triplet_regulariser_trains(digits):
 def test_reference_regulariser_trains_with_the_authors_formula(digits, monkeypatch):
     """regularizer="snnl-reference": the modules compute the authors' formula; at these
     distances it is Eq. 1 up to its 1e-5 terms, so the run stays close to the exact one."""
-    import snnl.losses
+    import snnl.reference
 
     calls = []
-    real = snnl.losses.soft_nearest_neighbor_loss_reference
+    real = snnl.reference.soft_nearest_neighbor_loss_reference
 
     def spy(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(snnl.losses, "soft_nearest_neighbor_loss_reference", spy)
+    monkeypatch.setattr(snnl.reference, "soft_nearest_neighbor_loss_reference", spy)
     ref = train(cfg(steps=4, alpha=1.0, regularizer="snnl-reference"), digits, progress=False)
     assert len(calls) == 4 * len(ref.history["snnl"])  # every layer, every step
     exact = train(cfg(steps=4, alpha=1.0), digits, progress=False)

@@ -16,4 +16,12 @@ record (:class:`snnl.results.Run`, finished by :func:`snnl.experiments.common.re
 ``plot_*`` / ``table_*`` of a record (this run's or a committed one), and its rows of the
 reproduction report (``report_items(records)``). A chapter imports only its own package and
 ``common``. The README's *Layout* section maps chapters, packages, paper items and records.
+
+They need the extra ``snnl[experiments]`` (torchvision, scipy, scikit-learn, matplotlib,
+pytorch-ood, faiss): without it, importing any of them is one line that says so.
 """
+
+from snnl.extras import check_installed
+
+check_installed(("torchvision", "scipy", "sklearn", "matplotlib", "faiss", "pytorch_ood"), "experiments",
+                "snnl.experiments (the paper's experiments)")
