@@ -11,7 +11,7 @@ import pytest
 matplotlib.use("Agg")
 
 from snnl.experiments.adversarial import calibration as cal
-from snnl.experiments.common.rows import FAILS, HOLDS  # noqa: E402
+from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE  # noqa: E402
 from snnl.results import read_record  # noqa: E402
 from snnl.train import TrainConfig  # noqa: E402
 
@@ -108,7 +108,7 @@ def test_records_written(run):
     ran = [r for r in cal.report_items({"dknn_calibration": [as_mnist(rec)],
                                         "transferability": [as_mnist(read_record(transfer["path"]))]}) if r["runs"]]
     assert {r["experiment"] for r in ran} == {"dknn_calibration", "transferability"}
-    assert all(r["status"] in (HOLDS, FAILS) for r in ran)
+    assert all(r["status"] in (HOLDS, FAILS, INCONCLUSIVE) for r in ran), [(r["item"], r["status"]) for r in ran]
     # the wall time covers the sweep (the record is started with it, not when it is written)
     assert 0.5 * sweep["measured_seconds"] <= rec["wall_seconds"] <= sweep["measured_seconds"] + 0.01
 
