@@ -215,16 +215,19 @@ def snnl_gan(profile: str = "small", seed: int = 0, device: str = "auto", steps:
 
 def snnl_gan_learned(profile: str = "small", seed: int = 0, device: str = "auto", steps: int | None = None,
                      variant: str = "dcgan", data: Dataset | None = None, classifier: TrainResult | None = None,
-                     out_dir=None, checkpoint_dir=None, progress: bool = True) -> GANResult:
+                     out_dir=None, checkpoint_dir=None, progress: bool = True,
+                     g_loss: str = "nonsaturating") -> GANResult:
     """Fig. 23 (App. I): the discriminator minimises the SNNL of real vs synthetic in a learned
-    10-d space (cosine distance, T = 0.5), the generator maximises it (non-saturating form,
-    see :func:`snnl.gan.log_other_class_probability`). Sample grids over training."""
+    10-d space (cosine distance, T = 0.5), the generator maximises it: ``g_loss="maximize"`` is the
+    paper's objective (-SNNL), ``"nonsaturating"`` our variant (see
+    :func:`snnl.gan.log_other_class_probability`). Sample grids over training."""
     p = get_profile(profile)
     cfg = _config("snnl-learned", variant, profile, seed, device, steps or p.learned_steps, distance="cosine",
-                  temperature=0.5, learn_temperature=False, g_loss="nonsaturating", experiment="snnl_gan_learned")
+                  temperature=0.5, learn_temperature=False, g_loss=g_loss, experiment="snnl_gan_learned")
     data = data if data is not None else load_dataset(p.dataset)
     run = Run("snnl_gan_learned", profile, data.name, seed, asdict(cfg), device_name(resolve_device(device)))
-    res = train_gan(cfg, data, checkpoint_dir=_ckpt(checkpoint_dir, f"learned_{variant}_seed{seed}"), progress=progress)
+    res = train_gan(cfg, data, checkpoint_dir=_ckpt(checkpoint_dir, f"learned_{variant}_{g_loss}_seed{seed}"),
+                    progress=progress)
     snaps = [{"step": s, "grid": encode_grid(f[:36], nrow=6)} for s, f in sorted(res.snapshots.items())]
     d = res.history["d_loss"]
     extra = {"variant": variant, "learned_snnl_end": float(np.mean(d[-max(1, len(d) // 10):]))}
@@ -298,7 +301,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="folder for the results records")
     ap.add_argument("--checkpoints", default=None, help="folder for checkpoints (a killed run resumes)")
     ap.add_argument("--only", nargs="*", default=None, choices=("fc", "dcgan", "snnl_gan", "snnl_gan_learned"))
-    ap.add_argument("--snnl-g-loss", default="nonsaturating", choices=("maximize", "nonsaturating"))
+    ap.add_argument("--snnl-g-loss", default="nonsaturating", choices=("maximize", "nonsaturating"),
+                    help="the SNNL generators' loss: maximize (the paper's -SNNL) or nonsaturating (our variant)")
     ap.add_argument("--snnl-temperature", type=float, default=None, help="pixel-space T (default: the profile's)")
     a = ap.parse_args(argv)
     p = get_profile(a.profile)
@@ -312,7 +316,7 @@ def main(argv=None) -> None:
         if what == "snnl_gan":
             res = snnl_gan(**kw, g_loss=a.snnl_g_loss, temperature=a.snnl_temperature)
         elif what == "snnl_gan_learned":
-            res = snnl_gan_learned(**kw)
+            res = snnl_gan_learned(**kw, g_loss=a.snnl_g_loss)
         else:
             res = gan_entanglement(what, **kw)
         m = res.metrics
