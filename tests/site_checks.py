@@ -29,8 +29,8 @@ BLOCK = {"address", "article", "aside", "blockquote", "caption", "dd", "details"
          "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul"}
 INVISIBLE = {"script", "style", "template", "head", "noscript", "svg", "mjx-assistive-mml"}
 
-# Markdown table syntax: a delimiter row (|---|, | :---: |; Sphinx's smart quotes make |—| of
-# |---|), or a block that is a row of cells
+# Markdown table syntax: a delimiter row (|---|, | :---: |; with smart dashes on, which the book turns
+# off in _config.yml, Sphinx would make |—| of |---|), or a block that is a row of cells
 TABLE_RULE = re.compile(r"\|\s*:?(?:-{3,}|[—–][-—–]*):?\s*\|")
 # lines of output that are an object's repr rather than something written for a reader
 REPR_LINE = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>"  # object.__repr__

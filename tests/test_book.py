@@ -59,6 +59,8 @@ def test_config_renders_executed_notebooks_with_local_mathjax():
     assert "dollarmath" in CONFIG["parse"]["myst_enable_extensions"]
     # tables shown with display(Markdown(...)) render as tables (MyST-NB's default, CommonMark, has none)
     assert CONFIG["sphinx"]["config"]["nb_render_markdown_format"] == "myst"
+    # commands in prose keep "--option" (no smart dashes) and straight quotes, so they can be copied
+    assert CONFIG["sphinx"]["config"]["smartquotes"] is False
 
 
 @pytest.mark.parametrize("chapter", chapters())

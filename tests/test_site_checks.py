@@ -26,7 +26,7 @@ def test_raw_markdown_table_is_found():
         "| item | paper | ours | |---|---|---| | Table 1 | 99.16 | 98.55 |"]
     assert sc.raw_markdown_tables(page("<p>| a | b | c |</p>"))  # a row without its delimiter row
     assert sc.raw_markdown_tables(page("<p>see | :---: | here</p>"))  # a delimiter row inside text
-    assert sc.raw_markdown_tables(page("<p>see |—|—:| here</p>"))  # --- after Sphinx's smart quotes
+    assert sc.raw_markdown_tables(page("<p>see |—|—:| here</p>"))  # --- as Sphinx's smart dashes print it
     printed = OUTPUT.format("stream", "| a | b |\n|---|---|\n| 1 | 2 |")  # a table printed as text
     assert len(sc.raw_markdown_tables(page(PROSE, printed))) == 3
 
