@@ -154,7 +154,8 @@ from snnl.experiments.regularization import study
 study_records = snnl.load_records(records_dir, study.EXPERIMENT)
 live = []
 if profile == "small":  # a tiny live run of the authors' recipe on the digits, next to the committed records
-    study.run_study(f"{out}/table1_study", f"{results_dir}/checkpoints/table1_study", profile="small", device=device)
+    study.run_study(f"{out}/table1_study", f"{results_dir}/checkpoints/table1_study", profile="small", device=device,
+                    log=lambda line: None)  # no progress lines on the page
     live = snnl.load_records(f"{out}/table1_study", study.EXPERIMENT, profile="small")
 study_rows = study.study_table(study_records + live)
 display(Markdown(study.format_study(study_rows)))
