@@ -71,6 +71,7 @@ print("showing the committed paper-profile records" if reuse else
       ", ".join(f"{r}: test accuracy {m.metrics['test_accuracy']:.3f}" for r, m in models.items()))
 
 # %% [markdown]
+# (adversarial-fig9-18-19)=
 # ## Figs. 9, 18, 19: credibility against accuracy
 #
 # One point per $\varepsilon$, from the clean test points ($\varepsilon = 0$, top right) to the
@@ -105,6 +106,7 @@ print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled
 # layer) is confidently wrong: that is the failure the paper says entanglement reduces.
 
 # %% [markdown]
+# (adversarial-fig20)=
 # ## Fig. 20: transferability
 #
 # Each victim on BIM examples crafted on every model: itself (white box), the other victim
@@ -129,6 +131,7 @@ print(f"Measured ({transfer['profile']} profile, {transfer['dataset']}), mean ac
       "Paper: examples crafted on entangled models transfer poorly.")
 
 # %% [markdown]
+# (adversarial-fig14)=
 # ## Fig. 14 (Appendix B): maximising the triplet loss instead
 #
 # The same sweep with a model trained to *maximise* the triplet loss (Eq. 4, one random

@@ -53,6 +53,7 @@ common = dict(profile=profile, seed=seed, device=device, progress=False, reuse=p
 banner = snnl.Banner(profile, [dataset or ("digits" if profile == "small" else "mnist")], device)
 
 # %% [markdown]
+# (discriminative-fig15)=
 # ## Figure 15: a small network on MNIST, cross-entropy only
 #
 # `CNN1`: one 3x3 convolution with 32 filters (ReLU, 2x2 max-pooling), then fully connected
@@ -77,6 +78,7 @@ print(f"Measured ({profile} profile, {fig15.data_label}): "
       f"paper: it decreases in every layer.")
 
 # %% [markdown]
+# (discriminative-fig3-16)=
 # ## Figures 16 and 3: a ResNet, per residual block and inside the last block
 #
 # `ResNetV2`: a pre-activation ResNet with a 3x3 stem and three stages of two basic blocks

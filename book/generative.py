@@ -63,6 +63,7 @@ if not reuse:
     print(f"coverage classifier (Table 1's CNN): test accuracy {clf.metrics['test_accuracy']:.3f}")
 
 # %% [markdown]
+# (generative-fig4-5-17)=
 # ## Figures 4, 5 and 17: entanglement during GAN training
 #
 # Two GANs with the non-saturating loss and Adam ($2\cdot10^{-4}$, $\beta_1 = 0.5$): `fc`
@@ -90,6 +91,7 @@ for r in gans:
     plt.show()
 
 # %% [markdown]
+# (generative-fig6)=
 # ## Figure 6: the soft nearest neighbor loss as the generator's only objective
 #
 # No discriminator: the generator (`dcgan`) is trained to make a batch of real and generated
@@ -129,6 +131,7 @@ if len(forms) == 2:
     plt.show()
 
 # %% [markdown]
+# (generative-fig23)=
 # ## Figure 23 (Appendix I): the loss in a learned 10-d space
 #
 # The discriminator (`dcgan`'s, with a 10-d output) minimises $\ell_{sn}$ of real vs synthetic

@@ -46,6 +46,7 @@ common = dict(seed=seed, out_dir=results_dir, profile=profile)
 banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
 
 # %% [markdown]
+# (loss-fig1)=
 # ## Figure 1: minimising the loss isolates the classes
 #
 # **Paper:** 200 points are sampled from a 2-D Gaussian and labelled at random with 4
@@ -65,6 +66,7 @@ display(Markdown(synthetic.table_points(fig1["record"])))  # loss at the figure'
 # small pure clusters. The loss only asks that each point's *near* neighbours share its
 # label, which is what Appendix A shows on purpose.
 #
+# (loss-fig13)=
 # ## Figure 13 (Appendix A): two modes per class are kept
 #
 # **Paper:** each class is sampled from two Gaussians; minimising the loss "does not
@@ -80,6 +82,7 @@ plt.show()
 display(Markdown(synthetic.table_points(fig13["record"])))  # mode_gap: distance of a class's two modes / RMS radius
 
 # %% [markdown]
+# (loss-fig2)=
 # ## Figure 2 (Appendix B): triplet loss vs soft nearest neighbor loss
 #
 # **Paper:** from the same random start (4 classes), both losses are minimised and
@@ -107,6 +110,7 @@ glue("fig2_min_purity", min(fig2["metrics"][f"{loss}_min"]["purity"] for loss in
 # one runs. Our maximised configurations are therefore not the paper's circle and evenly
 # spread cloud; the printed CVs say how far from a circle each one is.
 #
+# (loss-eq2)=
 # ## Eq. 2: the loss as a function of the temperature
 #
 # **Paper:** the temperature changes the loss a lot; at low $T$ only the nearest neighbours

@@ -63,6 +63,7 @@ def paper_record(experiment):  # the latest committed paper-profile record, or N
     return recs[-1] if recs else None
 
 # %% [markdown]
+# (ood-fig10-11)=
 # ## Figs. 10, 11: the gradients of a targeted attack
 #
 # For test inputs of every class but the target (class 1, as in the paper), we take the
@@ -89,6 +90,7 @@ if rec:
     plt.show()
 
 # %% [markdown]
+# (ood-fig12-21)=
 # ## Figs. 12, 21: out-of-distribution test inputs
 #
 # t-SNE of the logits of in-distribution test points and out-of-distribution points, for the
@@ -112,6 +114,7 @@ if rec:
     plt.show()
 
 # %% [markdown]
+# (ood-fig22)=
 # ## Fig. 22: the first hidden layer on real and adversarial inputs
 #
 # t-SNE of the first hidden layer (`conv1`, after pooling) on real test points and their
@@ -134,6 +137,7 @@ if rec:
     plt.show()
 
 # %% [markdown]
+# (ood-table2)=
 # ## Table 2: entanglement of an adversarially trained model
 #
 # The PGD model minimises cross-entropy on PGD examples only (Madry et al.: $\epsilon$ = 0.3,

@@ -59,6 +59,7 @@ out = f"{results_dir}/{profile}"
 banner = snnl.Banner(profile, [], device)
 
 # %% [markdown]
+# (regularization-table1)=
 # ## Table 1: test accuracy, entangled vs baseline
 #
 # ### The paper-profile records
@@ -201,6 +202,7 @@ print("\n".join(study.study_verdict(study_rows, study_records)))
 # the claim needs the authors' exact Table 1 configuration to be tested again.
 
 # %% [markdown]
+# (regularization-fig7)=
 # ## Figure 7: test accuracy against $\alpha$
 #
 # The paper's search tuned $\alpha$, the learning rate and the initial temperature together
@@ -223,6 +225,7 @@ print(f"Measured ({profile} profile, {data_label(fig7)}): "
       + ". Paper: large positive alpha is best.")
 
 # %% [markdown]
+# (regularization-fig8)=
 # ## Figure 8: overfitting in long training
 #
 # Train and test cross-entropy and accuracy along a long training, baseline vs entangled,
