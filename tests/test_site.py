@@ -136,7 +136,7 @@ def test_page_reads_as_a_page(page, doms):
 @pytest.mark.parametrize("page", PAGES)
 def test_tables_fit_their_column_or_scroll_inside_it(page, window, layouts):
     wide = site_checks.wide_tables(layouts[page, window])
-    assert not wide, f"{page}, {window[0]} px wide window: {len(wide)} table(s) cut off or widening the page: {wide[:3]}"
+    assert not wide, f"{page}, {window[0]} px window: {len(wide)} table(s) cut off or widening the page: {wide[:3]}"
 
 
 @pytest.mark.xfail(strict=False, reason="At a glance sections land separately")
