@@ -91,7 +91,12 @@ models = {} if reuse else cal.train_models(
 print("showing the committed paper-profile records" if reuse else
       ", ".join(f"{r}: test accuracy {m.metrics['test_accuracy']:.3f}" for r, m in models.items()))
 
+
+def paper_figure(rec):  # which of the paper's calibration figures a record stands for
+    return {"mnist": "Fig. 18", "fashion-mnist": "Fig. 19", "svhn": "Fig. 9"}.get(rec["dataset"], "Figs. 9, 18, 19")
+
 # %% [markdown]
+# (adversarial-fig9-18-19)=
 # ## Figs. 9, 18, 19: credibility against accuracy
 #
 # One point per $\varepsilon$, from the clean test points ($\varepsilon = 0$, top right) to the
@@ -100,11 +105,18 @@ print("showing the committed paper-profile records" if reuse else
 # At the small profile the models are the CNN trained 200 steps on the embedded digits at
 # 14x14; the paper-profile records at the end are the numbers to compare with the paper.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-adversarial-calibration", "caption": "{glue:text}`fig-adversarial-calibration`"}}
 sweep = found["dknn_calibration"][-1] if found.get("dknn_calibration") else \
     cal.credibility_sweep(config, models, cache=cache, **run)
 cal.plot_calibration(sweep)
 plt.show()
+c = cal.compare(sweep)
+glue("fig-adversarial-calibration", f"The paper's {paper_figure(sweep)} ({sweep['dataset']}, {sweep['profile']} "
+     f"profile): mean DkNN credibility against DkNN accuracy, one point per ε (clean data at the top right), per attack; "
+     f"dotted: the identity line. The entangled model's credibility correlates better with accuracy (Pearson r in "
+     f"the legends) for {len(c['pearson_better'])} of {len(c['attacks'])} attacks (the paper: for all).", display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(cal.table_calibration(sweep)))
 print("\n".join(sweep["config"]["notes"]))
 
@@ -126,6 +138,7 @@ print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled
 # layer) is confidently wrong: that is the failure the paper says entanglement reduces.
 
 # %% [markdown]
+# (adversarial-fig20)=
 # ## Fig. 20: transferability
 #
 # Each victim on BIM examples crafted on every model: itself (white box), the other victim
@@ -133,11 +146,21 @@ print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled
 # paper's claim is that the lines of the cross-entropy victim stay high when the examples come
 # from an entangled model.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-adversarial-fig20", "caption": "{glue:text}`fig-adversarial-fig20`"}}
 transfer = found["transferability"][-1] if found.get("transferability") else \
     cal.transfer_matrix(config, models, cache=cache, **run)
 cal.plot_transfer(transfer)
 plt.show()
+acc = cal.transfer_accuracy(transfer)
+from_ent, from_ce = acc[("entangled", "baseline")], acc[("baseline_source", "baseline")]
+glue("fig-adversarial-fig20", f"The paper's Fig. 20 ({transfer['dataset']}, {transfer['profile']} profile): each "
+     f"victim's accuracy on BIM examples crafted on each source model, against ε. Averaged over ε > 0, the "
+     f"cross-entropy victim keeps {from_ent:.3f} on examples from the entangled model and {from_ce:.3f} on examples "
+     f"from a second cross-entropy model: examples crafted on the entangled model transfer "
+     f"{'less' if from_ent > from_ce else 'no less'} than those of a cross-entropy model (the paper: they transfer "
+     f"poorly).", display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(cal.table_transfer(transfer)))
 
 # %% tags=["hide-input"]
@@ -150,6 +173,7 @@ print(f"Measured ({transfer['profile']} profile, {transfer['dataset']}), mean ac
       "Paper: examples crafted on entangled models transfer poorly.")
 
 # %% [markdown]
+# (adversarial-fig14)=
 # ## Fig. 14 (Appendix B): maximising the triplet loss instead
 #
 # The same sweep with a model trained to *maximise* the triplet loss (Eq. 4, one random
@@ -158,14 +182,20 @@ print(f"Measured ({transfer['profile']} profile, {transfer['dataset']}), mean ac
 # $\alpha = 10^{-4}$ here (no record of a larger weight is kept; `python -m snnl train
 # --regularizer triplet --alpha 1e-3` shows what happens to the loss). White-box attacks only.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-adversarial-fig14", "caption": "{glue:text}`fig-adversarial-fig14`"}}
 tconfig = cal.make_config(profile, seed=seed, device=device, regularizer="triplet", attacks=("fgsm", "bim"), **over)
 triplet = found["dknn_calibration_triplet"][-1] if found.get("dknn_calibration_triplet") else \
     cal.credibility_sweep(tconfig, cal.train_models(tconfig, known=models, progress=False), cache=cache, **run)
 cal.plot_calibration(triplet)
 plt.show()
-display(Markdown(cal.table_calibration(triplet)))
 c = cal.compare(triplet, "triplet")
+glue("fig-adversarial-fig14", f"The paper's Fig. 14 ({triplet['dataset']}, {triplet['profile']} profile): the same "
+     f"plot for a model that maximises the triplet loss, white-box attacks only. Its credibility correlates better "
+     f"with accuracy than the baseline's for {len(c['pearson_better'])} of {len(c['attacks'])} attacks "
+     f"({', '.join(c['pearson_better']) or 'none'}; the paper: no improvement).", display=False)
+
+# %% tags=["hide-input"]
+display(Markdown(cal.table_calibration(triplet)))
 print(f"Measured ({triplet['profile']} profile, {triplet['dataset']}): the triplet model's credibility correlates "
       f"better with accuracy than the baseline's for {len(c['pearson_better'])} of {len(c['attacks'])} attacks "
       f"({', '.join(c['pearson_better'])}). Paper (FGSM only): no improvement. Test accuracy of the models: "

@@ -79,6 +79,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from snnl import Banner, load_records
 from snnl.experiments.common import markdown_table
@@ -93,6 +94,12 @@ def show(recs):  # the table, then one verdict per pair
     display(Markdown(markdown_table(display_rows(recs))))
     display(Markdown("\n\n".join([overall_line(recs)] + verdict_lines(recs))))
 
+
+def caption(recs, which):  # the heat maps' caption: what they show, and the verdict over all pairs
+    return (f"{which}: the AUROC of each detector (rows) on each pair (columns), mean over seeds, for the baseline (top) "
+            f"and the entangled model (middle), and the entangled model's change (bottom; blue: better). "
+            + overall_line(recs).replace("**", ""))
+
 # %% [markdown]
 # ## This run
 #
@@ -103,10 +110,11 @@ def show(recs):  # the table, then one verdict per pair
 # entangling raises DkNN's AUROC (the paired 95% interval of the difference over seeds excludes
 # 0), and where DkNN ranks among the seven detectors.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-beyond-run", "caption": "{glue:text}`fig-beyond-run`"}}
 records = run_ood_benchmark(cfg, Path(results_dir) / profile / "ood_benchmark", log=lambda *_: None)
 plot_ood_benchmark(records)
 plt.show()
+glue("fig-beyond-run", caption(records, f"This run ({profile} profile)"), display=False)
 
 # %% tags=["hide-input"]
 show(records)
@@ -123,11 +131,18 @@ if paper:
                      f"({paper[0]['config']['model_source']['recipe']}, {paper[0]['config']['model_source']['steps']} "
                      f"steps); model seeds " + "; ".join(f"{d}: {', '.join(map(str, v))}" for d, v in seeds.items())
                      + f"; device {paper[0]['device']}."))
-    plot_ood_benchmark(paper)
-    plt.show()
-    show(paper)
 else:
     display(Markdown("No paper-profile records yet."))
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-beyond-paper", "caption": "{glue:text}`fig-beyond-paper`"}}
+if paper:
+    plot_ood_benchmark(paper)
+    plt.show()
+    glue("fig-beyond-paper", caption(paper, "The committed paper-profile records"), display=False)
+
+# %% tags=["hide-input"]
+if paper:
+    show(paper)
 
 # %% [markdown]
 # ## Verdict

@@ -66,6 +66,8 @@ results_dir = "_build/results"  # records of this run go here ("results" at pape
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 
+from myst_nb import glue
+
 import snnl
 from snnl.experiments.discriminative import representations as rep
 
@@ -74,6 +76,7 @@ common = dict(profile=profile, seed=seed, device=device, progress=False, reuse=p
 banner = snnl.Banner(profile, [dataset or ("digits" if profile == "small" else "mnist")], device)
 
 # %% [markdown]
+# (discriminative-fig15)=
 # ## Figure 15: a small network on MNIST, cross-entropy only
 #
 # `CNN1`: one 3x3 convolution with 32 filters (ReLU, 2x2 max-pooling), then fully connected
@@ -81,13 +84,17 @@ banner = snnl.Banner(profile, [dataset or ("digits" if profile == "small" else "
 # training batch at every hidden layer, with one learnable temperature per layer
 # ($T = T_0/t$, $T_0 = 100$, one gradient step on $t$ per record).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-discriminative-fig15", "caption": "{glue:text}`fig-discriminative-fig15`"}}
 fig15 = rep.layer_entanglement_over_training(
     "15", dataset=dataset or None, out_dir=f"{results_dir}/{profile}/fig15",
     **({"steps": steps} if steps else {}), **common)
 rep.plot_figure15(fig15)
 plt.show()
 print(fig15.summary())
+fell15 = [n for n, (a, b) in fig15.change("batch").items() if b < a]
+glue("fig-discriminative-fig15", f"The paper's Fig. 15 ({fig15.data_label}, {fig15.config['steps']} steps of cross-entropy "
+     f"training): the training-batch loss fell in {len(fell15)} of {len(fig15.batch_snnl)} hidden layers of CNN1 (left; "
+     f"the paper: in every layer). Right: the entanglement (Eq. 2) of a fixed batch of test images.", display=False)
 
 # %% tags=["hide-input"]
 batch = fig15.change("batch")
@@ -98,6 +105,7 @@ print(f"Measured ({profile} profile, {fig15.data_label}): "
       f"paper: it decreases in every layer.")
 
 # %% [markdown]
+# (discriminative-fig3-16)=
 # ## Figures 16 and 3: a ResNet, per residual block and inside the last block
 #
 # `ResNetV2`: a pre-activation ResNet with a 3x3 stem and three stages of two basic blocks
@@ -107,7 +115,7 @@ print(f"Measured ({profile} profile, {fig15.data_label}): "
 # and the block's output. The model runs in training mode for the measurements (batch
 # statistics, on a copy of the model), so batch normalisation sees what it sees in training.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-discriminative-fig3-16", "caption": "{glue:text}`fig-discriminative-fig3-16`"}}
 fig3 = rep.layer_entanglement_over_training(
     "3", dataset=resnet_dataset or None, out_dir=f"{results_dir}/{profile}/fig3_16",
     **({"steps": resnet_steps} if resnet_steps else {}), **common)
@@ -116,6 +124,15 @@ plt.show()
 print(fig3.summary())
 if fig3.substitute_for:
     print(f"Data: {fig3.data_note}.")
+inner = [n for n in fig3.last_block if "." in n]
+rose = [n for n in inner if fig3.entanglement[n][-1] > min(fig3.entanglement[n]) + 0.01]  # up again after its lowest
+e3 = fig3.change()
+glue("fig-discriminative-fig3-16", f"The paper's Figs. 3 and 16 ({fig3.data_label}, {fig3.config['steps']} steps, cosine "
+     f"distance). Left (Fig. 3): {len(rose)} of {len(inner)} layers inside the last block end above their lowest "
+     f"entanglement (the paper: they rise again after an initial drop). Right (Fig. 16): the first block "
+     f"({fig3.blocks[0]}) went {e3[fig3.blocks[0]][0]:.3f} → {e3[fig3.blocks[0]][1]:.3f}, the last block "
+     f"({fig3.blocks[-2]}) {e3[fig3.blocks[-2]][0]:.3f} → {e3[fig3.blocks[-2]][1]:.3f} (the paper: the lower blocks "
+     f"stay entangled, the last one disentangles).", display=False)
 
 # %% tags=["hide-input"]
 ent = fig3.change()

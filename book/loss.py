@@ -65,6 +65,7 @@ common = dict(seed=seed, out_dir=results_dir, profile=profile)
 banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
 
 # %% [markdown]
+# (loss-fig1)=
 # ## Figure 1: minimising the loss isolates the classes
 #
 # **Paper:** 200 points are sampled from a 2-D Gaussian and labelled at random with 4
@@ -73,10 +74,17 @@ banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
 # and the *1-NN purity* (the share of points whose nearest other point has their label;
 # 0.25 is chance for 4 balanced classes).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-fig1", "caption": "{glue:text}`fig-loss-fig1`"}}
 fig1 = synthetic.figure1(steps=steps, **common)
 plot_figure1(fig1)
 plt.show()
+i, f = fig1["metrics"]["initial"], fig1["metrics"]["final"]
+glue("fig-loss-fig1", f"The paper's Fig. 1: minimising the loss {'isolates' if f['purity'] > i['purity'] else 'does not isolate'} "
+     f"the 4 random classes of 200 points. Left: the start, 1-NN purity {i['purity']:.2f} (0.25 is chance); middle: "
+     f"after {steps} gradient steps, 1-NN purity {f['purity']:.2f}; right: the loss, {i['loss']:.3f} → {f['loss']:.3f}.",
+     display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(synthetic.table_points(fig1["record"])))  # loss at the figure's T = 0.5
 
 # %% [markdown]
@@ -84,6 +92,7 @@ display(Markdown(synthetic.table_points(fig1["record"])))  # loss at the figure'
 # small pure clusters. The loss only asks that each point's *near* neighbours share its
 # label, which is what Appendix A shows on purpose.
 #
+# (loss-fig13)=
 # ## Figure 13 (Appendix A): two modes per class are kept
 #
 # **Paper:** each class is sampled from two Gaussians; minimising the loss "does not
@@ -92,13 +101,21 @@ display(Markdown(synthetic.table_points(fig1["record"])))  # loss at the figure'
 # at different sites. Number we add: per class, a 2-means split of its points compared with
 # the true modes (adjusted Rand index; 1 = the two modes are two separate groups).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-fig13", "caption": "{glue:text}`fig-loss-fig13`"}}
 fig13 = synthetic.figure13(steps=steps, **common)
 plot_figure13(fig13)
 plt.show()
+i, f = fig13["metrics"]["initial"], fig13["metrics"]["final"]
+glue("fig-loss-fig13", f"The paper's Fig. 13: each class is drawn from two modes (marker: mode); after minimising "
+     f"(right) the two modes of a class {'are still two separate groups' if f['mode_ari'] >= 0.9 else 'are no longer two groups'} "
+     f"(2-means split against the true modes, adjusted Rand index {i['mode_ari']:.2f} at the start, "
+     f"{f['mode_ari']:.2f} at the end; 1 = two separate groups).", display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(synthetic.table_points(fig13["record"])))  # mode_gap: distance of a class's two modes / RMS radius
 
 # %% [markdown]
+# (loss-fig2)=
 # ## Figure 2 (Appendix B): triplet loss vs soft nearest neighbor loss
 #
 # **Paper:** from the same random start (4 classes), both losses are minimised and
@@ -110,12 +127,22 @@ display(Markdown(synthetic.table_points(fig13["record"])))  # mode_gap: distance
 # distances to the centroid: 0 on a circle, about 0.52 for a 2-D Gaussian, 0.35 for a
 # uniform disc. The plots zoom on 95% of the points.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-fig2", "caption": "{glue:text}`fig-loss-fig2`"}}
 fig2 = synthetic.figure2(steps=steps, **common)
 plot_figure2(fig2)
 plt.show()
+m2 = fig2["metrics"]
+low = min(m2[f"{loss}_min"]["purity"] for loss in ("snnl", "triplet"))
+cv_t, cv_s = m2["triplet_max"]["radial_cv"], m2["snnl_max"]["radial_cv"]
+glue("fig-loss-fig2", f"The paper's Fig. 2, triplet loss (top) and soft nearest neighbor loss (bottom) from the same start "
+     f"(middle). Minimised (left), both {'separate' if low >= 0.9 else 'do not both separate'} the classes (the lower "
+     f"1-NN purity of the two: {low:.2f}). Maximised (right), the triplet loss {'does not put' if cv_t > 0.1 else 'puts'} the points on "
+     f"a circle as in the paper (radial CV {cv_t:.2f}; 0 on a circle, 0.35 for a uniform disc), and the soft nearest "
+     f"neighbor loss leaves them at a radial CV of {cv_s:.2f}.", display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(synthetic.table_points(fig2["record"])))  # objective: each run's own loss, start and end
-glue("fig2_min_purity", min(fig2["metrics"][f"{loss}_min"]["purity"] for loss in ("snnl", "triplet")), display=False)
+glue("fig2_min_purity", low, display=False)
 
 # %% [markdown]
 # What we see, with plain gradient steps of a fixed size: minimising either loss separates
@@ -126,6 +153,7 @@ glue("fig2_min_purity", min(fig2["metrics"][f"{loss}_min"]["purity"] for loss in
 # one runs. Our maximised configurations are therefore not the paper's circle and evenly
 # spread cloud; the printed CVs say how far from a circle each one is.
 #
+# (loss-eq2)=
 # ## Eq. 2: the loss as a function of the temperature
 #
 # **Paper:** the temperature changes the loss a lot; at low $T$ only the nearest neighbours
@@ -134,7 +162,7 @@ glue("fig2_min_purity", min(fig2["metrics"][f"{loss}_min"]["purity"] for loss in
 # $T$ for the points of Fig. 1 before and after minimising, and for raw pixels of real
 # images; circles mark `snnl.entanglement` (open when the minimum is at the range's edge).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-eq2", "caption": "{glue:text}`fig-loss-eq2`"}}
 ds = snnl.load_dataset(dataset, n_train=n_images, seed=seed)
 curves = [
     synthetic.temperature_curve(fig1["initial"], fig1["labels"], **common, name="figure1-start"),
@@ -144,6 +172,17 @@ curves = [
 names = ["Fig. 1 start (random labels)", "Fig. 1 minimised", f"{dataset}: {n_images} images, pixels"]
 plot_temperature_curve(*curves, names=names)
 plt.show()
+
+
+def where(c):  # where a curve has its minimum over T
+    if not c["at_boundary"]:
+        return f"at T = {c['argmin']:.3g}"
+    return "at the largest T" if c["argmin"] >= max(c["temperature"]) * 0.999 else "at the smallest T"
+
+
+glue("fig-loss-eq2", "Eq. 2: the loss against the temperature T, and its minimum over T, the entanglement (circles; open: "
+     "at the edge of the range). " + "; ".join(f"{n}: {c['entanglement']:.3f} {where(c)}" for n, c in zip(names, curves))
+     + ".", display=False)
 for name, c in zip(names, curves):
     edge = " (edge of the range)" if c["at_boundary"] else ""
     print(f"{name}: entanglement {c['entanglement']:.3f} at T = {c['argmin']:.3g}{edge}, "

@@ -65,6 +65,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from snnl import Banner, load_records
 from snnl.experiments.ood.geometry import (config_for, plot_gradients, plot_hidden, plot_ood, run_adversarial_gradients,
@@ -81,7 +82,41 @@ def paper_record(experiment):  # the latest committed paper-profile record, or N
     recs = load_records(paper_results, experiment, profile="paper")
     return recs[-1] if recs else None
 
+
+def which(rec):  # the run a figure shows, for its caption
+    return f"{rec['dataset']}, {rec['profile']} profile"
+
+
+def caption_gradients(rec):
+    m = {k: v["cross_model_knn_accuracy"] for k, v in rec["metrics"].items()}
+    return (f"The paper's Figs. 10 and 11 ({which(rec)}): t-SNE of the signs of two models' targeted-FGSM gradients, "
+            f"one panel per pair of models (colour: model). How well one model's class clusters predict the other's "
+            f"(cross-model kNN accuracy; 1/9, about 0.11, is chance): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+            + ". The paper: aligned for two cross-entropy models, not for two entangled models.")
+
+
+def caption_ood(rec):
+    m = rec["metrics"]
+    better, worse = sorted(m, key=lambda k: -m[k]["auroc_credibility"])[:2]
+    gap = m[better]["auroc_credibility"] - m[worse]["auroc_credibility"]
+    return (f"The paper's Figs. 12 and 21 ({which(rec)}): t-SNE of the logits of in-distribution and out-of-distribution "
+            f"test inputs. Deep k-NN credibility tells them apart with an AUROC of "
+            + ", ".join(f"{k} {v['auroc_credibility']:.3f}" for k, v in m.items())
+            + f": the {better} model's is higher by {gap:.3f} (the paper: the entangled model sets them apart).")
+
+
+def caption_hidden(rec):
+    m = rec["metrics"]
+    better, worse = sorted(m, key=lambda k: -m[k]["knn_accuracy_layer"])[:2]
+    gap = m[better]["knn_accuracy_layer"] - m[worse]["knn_accuracy_layer"]
+    return (f"The paper's Fig. 22 ({which(rec)}): t-SNE of the first hidden layer on real and FGSM inputs. A 10-NN "
+            f"classifier tells real from adversarial points in that layer with an accuracy of "
+            + ", ".join(f"{k} {v['knn_accuracy_layer']:.3f}" for k, v in m.items())
+            + f" (0.5 is chance): the {better} model's is higher by {gap:.3f} (the paper: the entangled model projects "
+            "them apart).")
+
 # %% [markdown]
+# (ood-fig10-11)=
 # ## Figs. 10, 11: the gradients of a targeted attack
 #
 # For test inputs of every class but the target (class 1, as in the paper), we take the
@@ -93,10 +128,13 @@ def paper_record(experiment):  # the latest committed paper-profile record, or N
 # other model's points (`cross_model_knn_accuracy`: high when the two models' class clusters
 # line up). The third pair mixes a cross-entropy and an entangled model.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-gradients", "caption": "{glue:text}`fig-ood-gradients`"}}
 grads = run_adversarial_gradients(cfg, out_dir, cache)
 plot_gradients(grads["record"])
 plt.show()
+glue("fig-ood-gradients", caption_gradients(grads["record"]), display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(table_gradients(grads["record"])))
 
 # %% tags=["hide-input"]
@@ -104,10 +142,15 @@ rec = paper_record("adversarial_gradients")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, {rec['config']['n_points']} inputs, device {rec['device']}):"))
     display(Markdown(table_gradients(rec)))
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-gradients-paper", "caption": "{glue:text}`fig-ood-gradients-paper`"}}
+if rec:
     plot_gradients(rec)
     plt.show()
+    glue("fig-ood-gradients-paper", caption_gradients(rec), display=False)
 
 # %% [markdown]
+# (ood-fig12-21)=
 # ## Figs. 12, 21: out-of-distribution test inputs
 #
 # t-SNE of the logits of in-distribution test points and out-of-distribution points, for the
@@ -116,10 +159,13 @@ if rec:
 # (all hidden layers and the logits, k = 75, calibrated on held-out test points), with the
 # AUROC of the softmax maximum as the usual reference (0.5 = no separation, 1 = perfect).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-ood", "caption": "{glue:text}`fig-ood-ood`"}}
 ood = run_ood(cfg, out_dir, cache)
 plot_ood(ood["record"])
 plt.show()
+glue("fig-ood-ood", caption_ood(ood["record"]), display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(table_ood(ood["record"])))
 
 # %% tags=["hide-input"]
@@ -127,10 +173,15 @@ rec = paper_record("ood")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
     display(Markdown(table_ood(rec)))
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-ood-paper", "caption": "{glue:text}`fig-ood-ood-paper`"}}
+if rec:
     plot_ood(rec)
     plt.show()
+    glue("fig-ood-ood-paper", caption_ood(rec), display=False)
 
 # %% [markdown]
+# (ood-fig22)=
 # ## Fig. 22: the first hidden layer on real and adversarial inputs
 #
 # t-SNE of the first hidden layer (`conv1`, after pooling) on real test points and their
@@ -138,10 +189,13 @@ if rec:
 # neighbour classifier telling real from adversarial points in that layer (5-fold, a point and
 # its adversarial twin always in the same fold), and in the 2-D embedding.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-hidden", "caption": "{glue:text}`fig-ood-hidden`"}}
 hidden = run_hidden_adversarial(cfg, out_dir, cache)
 plot_hidden(hidden["record"])
 plt.show()
+glue("fig-ood-hidden", caption_hidden(hidden["record"]), display=False)
+
+# %% tags=["hide-input"]
 display(Markdown(table_hidden(hidden["record"])))
 
 # %% tags=["hide-input"]
@@ -149,10 +203,15 @@ rec = paper_record("hidden_adversarial")
 if rec:
     display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
     display(Markdown(table_hidden(rec)))
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-hidden-paper", "caption": "{glue:text}`fig-ood-hidden-paper`"}}
+if rec:
     plot_hidden(rec)
     plt.show()
+    glue("fig-ood-hidden-paper", caption_hidden(rec), display=False)
 
 # %% [markdown]
+# (ood-table2)=
 # ## Table 2: entanglement of an adversarially trained model
 #
 # The PGD model minimises cross-entropy on PGD examples only (Madry et al.: $\epsilon$ = 0.3,

@@ -71,6 +71,7 @@ results_dir = "_build/results"  # records of this run go here ("results" at pape
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 import snnl
 from snnl.banner import data_label
@@ -85,6 +86,7 @@ out = f"{results_dir}/{profile}"
 banner = snnl.Banner(profile, [], device)
 
 # %% [markdown]
+# (regularization-table1)=
 # ## Table 1: test accuracy, entangled vs baseline
 #
 # ### The paper-profile records
@@ -181,12 +183,20 @@ from snnl.experiments.regularization import study
 study_records = snnl.load_records(records_dir, study.EXPERIMENT)
 live = []
 if profile == "small":  # a tiny live run of the authors' recipe on the digits, next to the committed records
-    study.run_study(f"{out}/table1_study", f"{results_dir}/checkpoints/table1_study", profile="small", device=device)
+    study.run_study(f"{out}/table1_study", f"{results_dir}/checkpoints/table1_study", profile="small", device=device,
+                    log=lambda line: None)  # no progress lines on the page
     live = snnl.load_records(f"{out}/table1_study", study.EXPERIMENT, profile="small")
 study_rows = study.study_table(study_records + live)
 display(Markdown(study.format_study(study_rows)))
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-regularization-study", "caption": "{glue:text}`fig-regularization-study`"}}
 study.plot_study(study_rows)
 plt.show()
+tally = {v: sum(study.verdict(r) == v for r in study_rows) for v in ("entangling helps", "entangling hurts")}
+glue("fig-regularization-study", f"The Table 1 study: test accuracy of the entangled variant minus its baseline, with the "
+     f"95% CI of the difference, per cell (green: entangling helps, red: hurts, grey: no significant difference or too "
+     f"few runs). Entangling helps in {tally['entangling helps']} of {len(study_rows)} cells and hurts in "
+     f"{tally['entangling hurts']}.", display=False)
 
 # %% [markdown]
 # The training curves of the authors' recipe and of the cell with the largest gain, averaged
@@ -194,9 +204,41 @@ plt.show()
 # against it, and the train and test cross-entropy (solid: entangled, dashed: baseline).
 
 # %% tags=["hide-input"]
-for r in study.featured(study_rows):
-    study.plot_study_curves(study_records + live, r["cell"], r["profile"])
+from snnl.experiments.common.curves import mean_history
+
+featured = study.featured(study_rows)
+
+
+def curves_caption(r):  # what the curves of a featured row show, from its records
+    c, recs = r["comparison"], study_records + live
+    cell = next(x for x in study.CELLS + study.SMALL_CELLS if x.name == r["cell"])
+    runs = lambda v: [x for x in recs if (x.get("config") or {}).get("variant") == v and x.get("profile") == r["profile"]]
+    ce = {v: mean_history(runs(v)).get("test_ce") or [float("nan")] for v in (r["variant"], r["baseline"])}
+    scales = study.final_scales(recs, cell, r["profile"])
+    span = lambda k: f"{min(s[k] for s in scales.values()):.2g} to {max(s[k] for s in scales.values()):.2g}"
+    return (f"Training curves of {r['cell']} ({cell.question}; {r['profile']} profile, {r['n'][0]} + {r['n'][1]} runs, "
+            f"mean over seeds; entangled solid, baseline dashed): test accuracy {c.a.mean:.2f}% vs {c.b.mean:.2f}%, "
+            f"{study.verdict(r).replace('too few runs', 'too few runs for a test')}. "
+            + (f"At the end the entangled model's hidden layers have a median squared distance of {span(0)} times T, "
+               f"the baseline's {span(1)} times T. " if scales else "")
+            + f"Final test cross-entropy {ce[r['variant']][-1]:.3f} (entangled) vs {ce[r['baseline']][-1]:.3f}.")
+
+
+captions = [curves_caption(r) for r in featured] + ["", ""]
+glue("fig-regularization-curves-0", captions[0], display=False)
+glue("fig-regularization-curves-1", captions[1], display=False)
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-regularization-curves-0", "caption": "{glue:text}`fig-regularization-curves-0`"}}
+if featured:
+    study.plot_study_curves(study_records + live, featured[0]["cell"], featured[0]["profile"])
     plt.show()
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-regularization-curves-1", "caption": "{glue:text}`fig-regularization-curves-1`"}}
+if len(featured) > 1:
+    study.plot_study_curves(study_records + live, featured[1]["cell"], featured[1]["profile"])
+    plt.show()
+
+# %% tags=["hide-input"]
 print("\n".join(study.study_verdict(study_rows, study_records)))
 
 # %% [markdown]
@@ -227,6 +269,7 @@ print("\n".join(study.study_verdict(study_rows, study_records)))
 # the claim needs the authors' exact Table 1 configuration to be tested again.
 
 # %% [markdown]
+# (regularization-fig7)=
 # ## Figure 7: test accuracy against $\alpha$
 #
 # The paper's search tuned $\alpha$, the learning rate and the initial temperature together
@@ -236,12 +279,17 @@ print("\n".join(study.study_verdict(study_rows, study_records)))
 # profile: the digits at the small profile, Fashion-MNIST with the CNN at the paper profile
 # (standing in for the CIFAR-10 ResNet search).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-regularization-fig7", "caption": "{glue:text}`fig-regularization-fig7`"}}
 fig7 = figure7(profile, seed0=seed, out_dir=f"{out}/fig7", **common)
 plot_figure7(fig7)
 plt.show()
 pairs = [(a, acc) for a, acc in zip(fig7["alpha"], fig7["test_accuracy"]) if acc is not None]
 best = max(pairs, key=lambda p: p[1])
+glue("fig-regularization-fig7", f"The paper's Fig. 7 on a fixed grid of α ({data_label(fig7)}, one model per α): test "
+     f"accuracy is highest at α = {best[0]:g} ({100 * best[1]:.1f}%), "
+     + ("an α that maximises entanglement, as the paper found." if best[0] > 0 else
+        "not at an α that maximises entanglement (the paper: large α that maximise it are best).")
+     + " Colours: α > 0 maximises the hidden layers' entanglement, α < 0 minimises it.", display=False)
 print(f"Measured ({profile} profile, {data_label(fig7)}): "
       + ", ".join(f"alpha={a:g}: {100 * acc:.1f}%" for a, acc in pairs)
       + f"; best at alpha={best[0]:g}"
@@ -249,6 +297,7 @@ print(f"Measured ({profile} profile, {data_label(fig7)}): "
       + ". Paper: maximising entanglement is best (large alpha > 0 in our sign; < 0 in the paper's figure).")
 
 # %% [markdown]
+# (regularization-fig8)=
 # ## Figure 8: overfitting in long training
 #
 # Train and test cross-entropy and accuracy along a long training, baseline vs entangled,
@@ -262,7 +311,7 @@ print(f"Measured ({profile} profile, {data_label(fig7)}): "
 # each run's lowest test cross-entropy, and its final test - train gap. At the small profile:
 # 300 training digits and 400 steps, enough for the baseline to overfit.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-regularization-fig8", "caption": "{glue:text}`fig-regularization-fig8`"}}
 fig8 = figure8(profile, runs=2 if profile == "paper" else 1, alphas=(0.0, alpha), seed0=seed,
               dataset=fig8_dataset or None, out_dir=f"{out}/fig8", **common)
 plot_figure8(fig8)
@@ -273,6 +322,19 @@ for v, m in fig8.overfitting().items():
           f"{m['min_test_ce_step']}, final test - train CE gap {m['final_gap']:.3f}, final test accuracy "
           f"{100 * m['final_test_accuracy']:.1f}%")
 print("Paper: the entangled model's test CE turns up about 5,000 steps later, and its gap stays smaller.")
+o8 = fig8.overfitting()
+if {"baseline", "entangled"} <= set(o8):
+    b8, e8 = o8["baseline"], o8["entangled"]
+    shift = e8["min_test_ce_step"] - b8["min_test_ce_step"]
+    when = f"{abs(shift)} steps {'later' if shift > 0 else 'earlier'} than" if shift else "at the same step as"
+    glue("fig-regularization-fig8", f"The paper's Fig. 8 ({data}): train and test cross-entropy and accuracy over "
+         f"training, baseline and entangled. The entangled model's test cross-entropy is lowest {when} the baseline's "
+         f"(step {e8['min_test_ce_step']} vs {b8['min_test_ce_step']}; the paper: about 5,000 steps later), and its "
+         f"final test - train gap is {'smaller' if e8['final_gap'] < b8['final_gap'] else 'not smaller'} "
+         f"({e8['final_gap']:.3f} vs {b8['final_gap']:.3f}).", display=False)
+else:
+    glue("fig-regularization-fig8", f"The paper's Fig. 8 ({data}): train and test cross-entropy and accuracy over "
+         f"training ({', '.join(o8)} only).", display=False)
 
 # %% [markdown]
 # **Reading the numbers.** At the small profile the regulariser's first effect is to slow

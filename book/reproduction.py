@@ -58,7 +58,8 @@ display(Markdown(summary))
 # %% [markdown]
 # ## The ledger: the paper next to our runs
 #
-# In the order of the paper, one table per section, each linking the chapter that runs it.
+# In the order of the paper, one table per section, each linking the chapter that runs it; each
+# item links its own section there.
 # The status of a row says how it compares:
 #
 # * **matches** / **does not match**: a number the paper prints (Table 1). One rule per kind of

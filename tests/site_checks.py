@@ -8,17 +8,31 @@ is shown able to fail on a small page with the defect in tests/test_site_checks.
   expression, ``<... object at 0x...>``, ``Config(a=1, ...)``, ``{'key': ...}``);
 * :func:`first_screen_prose` -- the words of prose a reader sees before scrolling;
 * :func:`shown_code` -- cells whose source the page shows open (not behind a "show code" toggle);
-* :func:`broken_links` -- links between the site's files whose file or anchor does not exist.
+* :func:`broken_links` -- links between the site's files whose file or anchor does not exist;
+* :func:`option_dashes` -- an en or em dash right before an option name (``–dataset``): a command
+  line that fails when copied (Sphinx's smart dashes make ``–`` of ``--``);
+* :func:`uncaptioned_figures` -- a picture that is not a figure with a numbered caption.
 
 Pages are parsed with the standard library's ``html.parser`` into a small tree; a closed
 ``<details>`` (a collapsed cell: "show code") shows only its summary.
+
+Two checks need the page laid out by a browser: :func:`layout` renders a copy of the page with
+:data:`LAYOUT_SCRIPT` in headless Chromium (a window of :data:`WINDOW` pixels), which measures the
+tables and the status badges of the main content; from those measurements,
+
+* :func:`wide_tables` -- a table wider than the page's column that is not inside a scroll
+  container (its right part is cut off, or it widens the page);
+* :func:`first_screen_badges` -- the status badges (``snnl-status``) a reader sees without scrolling.
 """
 
 from __future__ import annotations
 
 import html as html_lib
+import json
 import math
 import re
+import subprocess
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -29,8 +43,8 @@ BLOCK = {"address", "article", "aside", "blockquote", "caption", "dd", "details"
          "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul"}
 INVISIBLE = {"script", "style", "template", "head", "noscript", "svg", "mjx-assistive-mml"}
 
-# Markdown table syntax: a delimiter row (|---|, | :---: |; Sphinx's smart quotes make |—| of
-# |---|), or a block that is a row of cells
+# Markdown table syntax: a delimiter row (|---|, | :---: |; with smart dashes on, which the book turns
+# off in _config.yml, Sphinx would make |—| of |---|), or a block that is a row of cells
 TABLE_RULE = re.compile(r"\|\s*:?(?:-{3,}|[—–][-—–]*):?\s*\|")
 # lines of output that are an object's repr rather than something written for a reader
 REPR_LINE = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>"  # object.__repr__
@@ -297,3 +311,139 @@ def broken_links(site: Path) -> list[str]:
             elif parts.fragment and where.suffix == ".html" and unquote(parts.fragment) not in _ids(where, cache):
                 bad.append(f"{name} (no such anchor)")
     return bad
+
+
+# an en or em dash where a command line has "--" or "-": before an option's name, at the start of a
+# word ("(also –dataset fashion-mnist)"); a dash between words or numbers ("10–12") is not one
+OPTION_DASH = re.compile(r"(?:^|(?<=[\s(\[{'\"`“‘]))[–—]{1,2}[A-Za-z][\w-]*")
+
+
+def _text(node: Node, out: list) -> None:
+    """The visible text below ``node`` (code included), blocks on lines of their own."""
+    for child in node.children:
+        if isinstance(child, str):
+            out.append(child)
+        elif not _hidden(child):
+            block = child.tag in BLOCK or child.tag == "br"
+            if block:
+                out.append("\n")
+            _text(child, out)
+            if block:
+                out.append("\n")
+
+
+def option_dashes(page: str) -> list[str]:
+    """Every option name of the page's main content (prose, code and outputs alike) written with an
+    en or em dash instead of ``--`` or ``-``, with a little of its context."""
+    out: list[str] = []
+    _text(main_content(parse(page)), out)
+    text = html_lib.unescape("".join(out))
+    return [" ".join(text[max(0, m.start() - 30):m.end() + 10].split()) for m in OPTION_DASH.finditer(text)]
+
+
+def uncaptioned_figures(page: str) -> list[str]:
+    """Pictures of the page's main content that are not in a ``<figure>`` with a numbered caption
+    (Sphinx: ``<figcaption>`` holding ``caption-number`` "Fig. N" and a non-empty
+    ``caption-text``), by their ``alt`` (or the start of their ``src``)."""
+    found = []
+    for node in main_content(parse(page)).iter():
+        if node.tag != "img":
+            continue
+        up, figure, hidden = node.parent, None, False
+        while up is not None:
+            hidden = hidden or _hidden(up)
+            if up.tag == "figure" and figure is None:
+                figure = up
+            up = up.parent
+        if hidden:
+            continue
+        caption = next((n for n in figure.iter() if n.tag == "figcaption"), None) if figure else None
+        number = caption and next((n for n in caption.iter() if "caption-number" in n.classes), None)
+        text = caption and next((n for n in caption.iter() if "caption-text" in n.classes), None)
+        if not (number and number.text().strip() and text and text.text().strip()):
+            found.append((node.attrs.get("alt") or node.attrs.get("src", ""))[:80])
+    return found
+
+
+# ---- checks on the page as laid out by a browser -------------------------------------------------
+WINDOW = (1280, 900)  # a reader's window: width, height (the first screen) in CSS pixels
+LAYOUT_ATTRIBUTE = "data-snnl-layout"
+# Measures the main content once the page has loaded (and MathJax had time to typeset) and writes
+# the measurements, as JSON, into an attribute of <html> for --dump-dom: the column's edges, per
+# table its edges, the width of its content and the edges of the scroll container it is in (the
+# nearest element with overflow-x auto or scroll, the table itself included), per visible status
+# badge its top and bottom, and the height of the window.
+LAYOUT_SCRIPT = """
+window.addEventListener("load", function () { setTimeout(function () {
+  var art = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
+  var cs = getComputedStyle(art), box = art.getBoundingClientRect();
+  var out = {left: box.left + parseFloat(cs.paddingLeft), right: box.right - parseFloat(cs.paddingRight),
+             screen: window.innerHeight, tables: [], badges: []};
+  art.querySelectorAll("table").forEach(function (t) {
+    var r = t.getBoundingClientRect();
+    if (!r.width || !r.height) return;
+    var scroller = null;
+    for (var a = t; a && a !== document.documentElement; a = a.parentElement) {
+      var ox = getComputedStyle(a).overflowX;
+      if (ox === "auto" || ox === "scroll") { scroller = a; break; }
+    }
+    var s = scroller ? scroller.getBoundingClientRect() : null;
+    var first = t.querySelector("th, td");
+    out.tables.push({head: first ? first.textContent.trim().slice(0, 40) : "", left: r.left, right: r.right,
+                     content: Math.max(r.width, t.scrollWidth), scroller: s ? [s.left, s.right] : null});
+  });
+  art.querySelectorAll(".snnl-status").forEach(function (b) {
+    var r = b.getBoundingClientRect(), closed = b.closest("details:not([open])");
+    if (closed && !b.closest("summary")) return;  // in a collapsed element
+    if (b.checkVisibility && !b.checkVisibility({visibilityProperty: true, opacityProperty: true})) return;
+    if (r.width && r.height) out.badges.push([r.top, r.bottom]);
+  });
+  document.documentElement.setAttribute("%s", JSON.stringify(out));
+}, 2000); });
+""" % LAYOUT_ATTRIBUTE
+
+
+def with_layout_script(page: str, base: str) -> str:
+    """``page`` with :data:`LAYOUT_SCRIPT` and a ``<base href=base>`` (the folder the page was built
+    in, so that its styles and scripts load from a copy elsewhere) at the start of its head."""
+    inject = f'<base href="{html_lib.escape(base)}"><script>{LAYOUT_SCRIPT}</script>'
+    m = re.search(r"<head\b[^>]*>", page, re.I)
+    return page[:m.end()] + inject + page[m.end():] if m else inject + page
+
+
+def layout(page: str, base: str, browser: str, flags=(), window=WINDOW, timeout: int = 180) -> dict:
+    """The measurements of :data:`LAYOUT_SCRIPT` on ``page`` (HTML text whose relative links
+    resolve against the URL ``base``), laid out in ``browser`` (headless Chromium with ``flags``)
+    in a window of ``window`` pixels. Raises RuntimeError when the script did not report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "page.html"
+        copy.write_text(with_layout_script(page, base))
+        cmd = [browser, *flags, f"--user-data-dir={tmp}/profile", f"--window-size={window[0]},{window[1]}",
+               "--dump-dom", copy.as_uri()]
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+    m = re.search(LAYOUT_ATTRIBUTE + r'="([^"]*)"', dom)
+    if not m:
+        raise RuntimeError(f"the layout script did not report (Chromium printed {len(dom)} characters)")
+    return json.loads(html_lib.unescape(m.group(1)))
+
+
+def wide_tables(measured: dict, slack: float = 1.0) -> list[str]:
+    """Tables of :func:`layout`'s measurements whose content reaches past the right edge of the
+    column and that do not scroll inside it (no scroll container, or one wider than the column):
+    a reader sees them cut off, or the page scrolls sideways."""
+    found = []
+    for t in measured["tables"]:
+        if t["left"] + t["content"] <= measured["right"] + slack:
+            continue
+        if t["scroller"] is not None and t["scroller"][1] <= measured["right"] + slack:
+            continue
+        found.append(f"table '{t['head']}': {t['content']:.0f} px wide from {t['left'] - measured['left']:.0f} px, "
+                     f"in a column of {measured['right'] - measured['left']:.0f} px, "
+                     + ("its scroll container is wider than the column" if t["scroller"] else "no scroll container"))
+    return found
+
+
+def first_screen_badges(measured: dict) -> int:
+    """How many status badges of :func:`layout`'s measurements a reader sees in the first screen
+    (the window's height, before scrolling)."""
+    return sum(1 for top, bottom in measured["badges"] if bottom > 0 and top < measured["screen"])

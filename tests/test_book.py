@@ -59,6 +59,8 @@ def test_config_renders_executed_notebooks_with_local_mathjax():
     assert "dollarmath" in CONFIG["parse"]["myst_enable_extensions"]
     # tables shown with display(Markdown(...)) render as tables (MyST-NB's default, CommonMark, has none)
     assert CONFIG["sphinx"]["config"]["nb_render_markdown_format"] == "myst"
+    # commands in prose keep "--option" (no smart dashes) and straight quotes, so they can be copied
+    assert CONFIG["sphinx"]["config"]["smartquotes"] is False
 
 
 @pytest.mark.parametrize("chapter", chapters())
@@ -107,6 +109,31 @@ def test_chapter_tells_the_story_before_the_code(chapter):
         last = body[-1] if body else None
         assert not (isinstance(last, ast.Expr) and not isinstance(last.value, ast.Call)), \
             f"{chapter}: code cell {i} ends in the expression {ast.unparse(last)!r}: its repr would be printed"
+
+
+def test_every_figure_has_a_named_numbered_caption():
+    """A code cell that shows a figure (``plt.show()``) has MyST-NB figure metadata (``mystnb:
+    figure: {name, caption}``): the page shows the figure with a numbered caption ("Fig. N") and an
+    anchor. The caption pastes a text the notebook glues (computed from the run or the record, never a
+    claim typed by hand), and the cell shows nothing else that the caption would wrap (a table
+    displayed with it would become part of the figure). Names are unique across the book."""
+    jupytext = pytest.importorskip("jupytext")
+    names = []
+    for chapter in chapters():
+        nb = jupytext.read(REPO / "book" / f"{chapter}.py", fmt="py:percent")
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or "plt.show()" not in cell.source:
+                continue
+            figure = cell.metadata.get("mystnb", {}).get("figure", {})
+            assert figure.get("name") and figure.get("caption"), f"{chapter}: cell {i} shows a figure without a caption"
+            names.append(figure["name"])
+            keys = re.findall(r"\{glue:text\}`([\w-]+)`", figure["caption"])
+            assert keys, f"{chapter}: the caption of {figure['name']} pastes no glued text"
+            assert set(keys) <= glued_keys(REPO / "book" / f"{chapter}.py"), \
+                f"{chapter}: {figure['name']}: the notebook does not glue its caption"
+            assert cell.source.count("plt.show()") == 1 and "display(" not in cell.source, \
+                f"{chapter}: {figure['name']}: one figure per cell, and nothing else displayed"
+    assert names and len(names) == len(set(names)), "figure names repeat"
 
 
 @pytest.mark.parametrize("page", toc_pages())

@@ -117,6 +117,12 @@ def test_plots_and_table(run):
     _, _, sweep, transfer, _ = run
     fig = cal.plot_calibration(sweep)
     assert len(fig.axes) == 4 and all(len(ax.lines) == 3 for ax in fig.axes)  # identity + 2 models
+    # a record of fewer attacks (Fig. 14: FGSM and BIM) gets a panel per attack it ran, none empty
+    two = {**sweep, "metrics": {**sweep["metrics"], "curves": {
+        v: {a: c[a] for a in ("fgsm", "bim")} for v, c in sweep["metrics"]["curves"].items()}}}
+    fig = cal.plot_calibration(two)
+    assert [ax.get_title() for ax in fig.axes] == [cal.TITLES["fgsm"], cal.TITLES["bim"]]
+    assert all(len(ax.lines) == 3 and not ax.texts for ax in fig.axes)
     assert len(cal.plot_transfer(transfer).axes) == 2
     table = cal.summary_table([sweep]).splitlines()
     assert len(table) == 2 + 2 * len(cal.ATTACKS) and "| entangled | bim_zero |" in table[-1]

@@ -139,7 +139,9 @@ def test_figure7_grid_keeps_diverged_runs(digits, monkeypatch, tmp_path):
     assert f7["test_accuracy"][0] is None and all(0 <= a <= 1 for a in f7["test_accuracy"][1:])
     assert [r["experiment"] for r in load_records(tmp_path)] == ["fig7", "fig7"]
     ax = fig7.plot_figure7(f7)
-    assert ax.get_xscale() == "symlog" and len(ax.collections) == 2  # the runs, and the diverged marker
+    assert ax.get_xscale() == "symlog" and len(ax.collections) == 3  # alpha > 0, alpha = 0, the diverged marker
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [  # every colour explained
+        "alpha > 0: maximises entanglement", "alpha = 0: cross-entropy only", "diverged (no accuracy)"]
     assert fig7.figure7("paper", alphas=(), data=digits)["substitute_for"].startswith("the CIFAR-10 ResNet")
 
 

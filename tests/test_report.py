@@ -338,8 +338,12 @@ def test_ledger_is_one_table_per_paper_section_with_paper_beside_ours():
     items = rp.paper_items(rp.reproduction_report(REPO / "results"))
     md = rp.format_ledger(items)
     groups = rp.by_paper_section(items)
+    pages = lambda g: list(dict.fromkeys(rp.ITEM_SECTIONS[i["experiment"]][0] for i in g))
     assert [line for line in md.splitlines() if line.startswith("**")] == \
-        [f"**{h}** ([chapter]({c}.ipynb))" for h, c, _ in groups]
+        [f"**{h}** ([chapter]({pages(g)[0]}.ipynb))" if len(pages(g)) == 1 else
+         f"**{h}** (chapters: " + ", ".join(f"[{p}]({p}.ipynb)" for p in pages(g)) + ")" for h, _, g in groups]
+    assert "**Section 5.2: transferability (Figs. 10, 11, 20)** (chapters: [adversarial](adversarial.ipynb), " \
+        "[ood](ood.ipynb))" in md.splitlines()  # Figs. 10/11 are on the OOD page
     header = next(line for line in md.splitlines() if line.startswith("| item"))
     cols = [c.strip() for c in header.strip("|").split("|")]
     assert cols.index("ours") == cols.index("paper") + 1
@@ -347,8 +351,27 @@ def test_ledger_is_one_table_per_paper_section_with_paper_beside_ours():
     assert [len(t) for t in tables] == [len(g) for _, _, g in groups]
     for rows, (_, _, group) in zip(tables, groups):
         for row, item in zip(rows, group):
-            assert row[cols.index("item")] == item["item"].replace("\n", " ")
+            label = rp.ITEM_SECTIONS[item["experiment"]][1]
+            assert row[cols.index("item")] == f"[{item['item']}](#{label})".replace("\n", " ")
             assert row[cols.index("status")] == rp.status_text(item, rp.status_badge(item["status"]))
+
+
+def test_ledger_links_each_item_to_its_own_section_of_the_book():
+    """Every experiment of the report has a section label, defined once in the book, on the page
+    that shows it: a MyST target "(label)=" right above a heading of book/<page>.py."""
+    items = rp.reproduction_report(REPO / "no-such-folder") + rp.reproduction_report(REPO / "results")
+    assert {i["experiment"] for i in items} <= set(rp.ITEM_SECTIONS)
+    sources = {p.stem: p.read_text() for p in (REPO / "book").glob("*.py")}
+    for experiment, (page, label) in rp.ITEM_SECTIONS.items():
+        found = [name for name, text in sources.items() if f"# ({label})=\n" in text]
+        assert found == [page], f"{experiment}: label {label} defined in {found}, expected book/{page}.py"
+        assert re.search(rf"^# \({re.escape(label)}\)=\n# #+ ", sources[page], re.M), f"{label}: not above a heading"
+    assert rp.ITEM_SECTIONS["adversarial_gradients"][0] == "ood"  # Figs. 10/11 (Section 5.2) are on the OOD page
+    # an item the map does not know links its paper section's chapter; one without either is not linked
+    assert rp.item_link({"experiment": "new"}, "loss") == ("loss", "loss.ipynb")
+    assert rp.item_link({"experiment": "new"}) == (None, "")
+    md = rp.format_ledger([{**items[0], "experiment": "new", "section": "Fig. 99", "item": "a [new] item"}])
+    assert "| a [new] item |" in md and "**Other items**\n" in md
 
 
 def test_summary_counts_each_sections_statuses(tmp_path):

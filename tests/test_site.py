@@ -1,7 +1,10 @@
 """The built site works offline from ``file://`` in headless Chromium: every page of ``_toc.yml``
 shows its figures, typesets its math and carries no error output, and the search page finds pages.
 What a reader sees (tests/site_checks.py): tables rendered as tables, no bare Python repr, prose in
-the first screen of every page, and every link between the site's files resolving.
+the first screen of every page, every picture a figure with a numbered caption, no option written
+with an en dash, and every link between the site's files resolving; laid out in a reader's window
+(site_checks.layout), no table wider than its column unless it scrolls inside it, and every chapter
+with its status badges in the first screen.
 
 Runs after ``make book`` (``_build/html``); skipped, saying why, without a built site or without
 Chromium. ``make site-check`` installs Chromium when missing and sets ``SNNL_SITE_CHECK=1``, which
@@ -29,6 +32,10 @@ HTML = REPO / "_build" / "html"
 EXECUTED = REPO / "_build" / "small"  # the executed notebooks the site was rendered from
 PAGES = toc_pages()
 REQUIRED = os.environ.get("SNNL_SITE_CHECK") == "1"
+NARROW = (560, 900)  # a narrow window: no sidebars, the column nearly as wide as the window
+WINDOWS = (site_checks.WINDOW, NARROW)
+# the chapters that run paper items: each opens with its status badges ("At a glance")
+CHAPTERS = ("loss", "discriminative", "regularization", "generative", "adversarial", "ood", "beyond")
 ERROR_MARKS = ("Traceback (most recent call last)", "highlight-ipythontb", "output traceback",
                "papermill-error-cell", "An Exception was encountered")
 
@@ -60,6 +67,21 @@ def doms() -> dict[str, str]:
     pages = [p for p in PAGES if (HTML / f"{p}.html").exists()]
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(pages, pool.map(lambda p: dump_dom((HTML / f"{p}.html").as_uri()), pages)))
+
+
+@pytest.fixture(scope="module")
+def layouts() -> dict[tuple[str, tuple], dict]:
+    """Every built page laid out in a reader's window (site_checks.WINDOW) and in a narrow one
+    (NARROW: the theme's one-column layout), with the measurements of site_checks.LAYOUT_SCRIPT,
+    by (page, window); two Chromium processes at a time."""
+    if not (HTML / "index.html").exists():
+        unavailable(f"no built book at {HTML} (run `make book`)")
+    found = browser()
+    keys = [(p, w) for p in PAGES if (HTML / f"{p}.html").exists() for w in WINDOWS]
+    base = HTML.as_uri() + "/"
+    lay = lambda key: site_checks.layout((HTML / f"{key[0]}.html").read_text(), base, found, FLAGS, window=key[1])
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(keys, pool.map(lay, keys)))
 
 
 def article(html: str) -> str:
@@ -104,6 +126,24 @@ def test_page_reads_as_a_page(page, doms):
     assert words >= site_checks.MIN_PROSE_WORDS, f"{page}: {words} words of prose in the first screen"
     code = site_checks.shown_code(dom)
     assert not code, f"{page}: code shown open, not behind a 'show code' toggle: {code[:3]}"
+    bare = site_checks.uncaptioned_figures(dom)
+    assert not bare, f"{page}: {len(bare)} picture(s) without a numbered caption: {bare[:3]}"
+    dashes = site_checks.option_dashes(dom)
+    assert not dashes, f"{page}: an option written with an en or em dash (copying fails): {dashes[:3]}"
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=lambda w: f"{w[0]}px")
+@pytest.mark.parametrize("page", PAGES)
+def test_tables_fit_their_column_or_scroll_inside_it(page, window, layouts):
+    wide = site_checks.wide_tables(layouts[page, window])
+    assert not wide, f"{page}, {window[0]} px window: {len(wide)} table(s) cut off or widening the page: {wide[:3]}"
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_chapter_shows_its_status_badges_in_the_first_screen(page, layouts):
+    assert page in PAGES, f"{page} is not a page of _toc.yml"
+    n = site_checks.first_screen_badges(layouts[page, site_checks.WINDOW])
+    assert n, f"{page}: no status badge in the first screen ({site_checks.WINDOW[0]} px wide window)"
 
 
 def test_links_between_the_sites_files_resolve():

@@ -84,6 +84,26 @@ def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path):
     assert row["profile"] == "small" and row["n"] == (2, 2)
 
 
+def test_run_study_reports_progress_through_log_only(tmp_path, monkeypatch, capsys):
+    """The book passes a ``log`` that drops the progress lines (none on the page); the command line
+    keeps printing them (``log=print``, the default)."""
+    todo = [st.PlannedRun("zoo-digits-base", 0, "small")]
+    monkeypatch.setattr(st, "pending", lambda out_dir, profile="paper": list(todo))
+
+    def fake_run(run, out_dir, checkpoint_root=None, device="auto"):
+        todo.remove(run)
+        return {"metrics": {"test_accuracy": 0.5}}
+
+    monkeypatch.setattr(st, "run_one", fake_run)
+    lines = []
+    assert st.run_study(tmp_path / "r", tmp_path / "ck", profile="small", log=lines.append) == 1
+    assert len(lines) == 1 and "zoo-digits-base_small_s0: test accuracy 50.00%" in lines[0]
+    assert capsys.readouterr().out == ""
+    todo.append(st.PlannedRun("zoo-digits-base", 1, "small"))
+    assert st.run_study(tmp_path / "r", tmp_path / "ck", profile="small") == 1  # the default prints
+    assert "zoo-digits-base_small_s1: test accuracy 50.00%" in capsys.readouterr().out
+
+
 def test_mean_history_averages_runs_and_leaves_out_nulls():
     from snnl.experiments.common.curves import mean_history
 

@@ -20,12 +20,21 @@ COLORS = {"baseline": "tab:blue", "entangled": "tab:red", "triplet": "tab:green"
 
 
 def plot_calibration(record: dict, axes=None):
-    """Fig. 9-style 2x2 panels: mean DkNN credibility against DkNN accuracy, one point per eps,
-    per victim, with the identity line (perfect calibration). Returns the figure."""
+    """Fig. 9-style panels, one per attack the record ran (two per row; no empty panel for an attack
+    it did not run): mean DkNN credibility against DkNN accuracy, one point per eps, per victim,
+    with the identity line (perfect calibration). ``axes``: a grid to draw into (panels beyond the
+    record's attacks are hidden). Returns the figure."""
     m = record["metrics"]
+    attacks = [a for a in ATTACKS if any(a in c for c in m["curves"].values())]
+    if not attacks:
+        raise ValueError("plot_calibration: the record has no credibility curves")
     if axes is None:
-        _, axes = plt.subplots(2, 2, figsize=(8, 7.5), sharex=True, sharey=True)
-    for ax, attack in zip(np.ravel(axes), ATTACKS):
+        ncol = min(2, len(attacks))
+        nrow = -(-len(attacks) // ncol)
+        _, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.75 * nrow), sharex=True, sharey=True, squeeze=False)
+    grid = np.atleast_2d(axes)
+    ncol, flat = grid.shape[1], list(grid.ravel())
+    for ax, attack in zip(flat, attacks):
         ax.plot([0, 1], [0, 1], ":", color="gray", lw=1)
         for v, c in m["curves"].items():
             if attack in c:
@@ -33,15 +42,17 @@ def plot_calibration(record: dict, axes=None):
                 ax.plot(c[attack]["accuracy"], c[attack]["credibility"], "o-", color=COLORS.get(v), ms=4,
                         label=f"{v} (r={r['pearson']:.2f}, gap={r['gap']:.2f})")
         ax.set(title=TITLES[attack], xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-        if len(ax.lines) > 1:
-            ax.legend(fontsize=7, loc="upper left")
-        else:
-            ax.text(0.5, 0.5, "not run", ha="center")
-    for ax in np.ravel(axes)[2:]:
-        ax.set_xlabel("DkNN accuracy")
-    for ax in np.ravel(axes)[::2]:
-        ax.set_ylabel("mean DkNN credibility")
-    fig = np.ravel(axes)[0].figure
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in flat[len(attacks):]:
+        ax.set_visible(False)
+    drawn = flat[:len(attacks)]
+    for i, ax in enumerate(drawn):
+        if i + ncol >= len(drawn):  # nothing drawn below it
+            ax.set_xlabel("DkNN accuracy")
+            ax.tick_params(labelbottom=True)
+        if i % ncol == 0:
+            ax.set_ylabel("mean DkNN credibility")
+    fig = flat[0].figure
     fig.suptitle(f"{record['dataset']} ({record['profile']} profile), eps = {m['eps']}", fontsize=9)
     return fig
 

@@ -122,7 +122,9 @@ def overall_line(records: list[dict]) -> str:
 
 
 def plot_ood_benchmark(records: list[dict], metric: str = "auroc"):
-    """A heat map per variant (detectors x pairs, mean over seeds) and their difference."""
+    """A heat map per variant (detectors x pairs, mean over seeds) and their difference, one above
+    the other (one beside the other, eleven pairs each, the numbers could not be read at a page's
+    width)."""
     import matplotlib.pyplot as plt
 
     s = summary(records, metric)
@@ -132,16 +134,18 @@ def plot_ood_benchmark(records: list[dict], metric: str = "auroc"):
     grids = {v: np.array([[s[p][d][v].mean if v in s[p].get(d, {}) else np.nan for p in pairs]
                           for d in DETECTORS]) for v in VARIANTS}
     grids["entangled - baseline"] = grids["entangled"] - grids["baseline"]
-    fig, axes = plt.subplots(1, 3, figsize=(4 + 2.2 * len(pairs), 0.5 * len(DETECTORS) + 2.2), sharey=True)
+    width = max(6.0, 2.6 + 0.62 * len(pairs))
+    fig, axes = plt.subplots(3, 1, figsize=(width, 3 * (0.42 * len(DETECTORS) + 0.7) + 1.8), sharex=True)
     for ax, (title, grid) in zip(axes, grids.items()):
         diff = title.startswith("ent") and "-" in title
-        im = ax.imshow(grid, cmap="RdBu" if diff else "viridis", vmin=-0.3 if diff else 0.5, vmax=0.3 if diff else 1)
+        im = ax.imshow(grid, cmap="RdBu" if diff else "viridis", vmin=-0.3 if diff else 0.5, vmax=0.3 if diff else 1,
+                       aspect="auto")
         for (i, j), val in np.ndenumerate(grid):
-            ax.text(j, i, "–" if np.isnan(val) else f"{val:.2f}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, "–" if np.isnan(val) else f"{val:.2f}", ha="center", va="center", fontsize=10,
                     color="white" if (abs(val) > 0.2 if diff else val < 0.75) else "black")
-        ax.set_xticks(range(len(pairs)), [f"{a} → {b}" for a, b in pairs], rotation=40, ha="right", fontsize=8)
-        ax.set_yticks(range(len(DETECTORS)), DETECTORS)
-        ax.set_title(f"{metric.upper()}: {title}", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.7)
+        ax.set_yticks(range(len(DETECTORS)), DETECTORS, fontsize=10)
+        ax.set_title(f"{metric.upper()}: {title}" + (" (blue: entangling helps)" if diff else ""), fontsize=11)
+        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.015).ax.tick_params(labelsize=9)
+    axes[-1].set_xticks(range(len(pairs)), [f"{a} → {b}" for a, b in pairs], rotation=35, ha="right", fontsize=10)
     fig.tight_layout()
     return fig

@@ -40,35 +40,44 @@ def mean_history(records: list[dict]) -> dict:
 
 
 def plot_training(groups: dict[str, list[dict]], title: str = ""):
-    """Four panels over training steps: per-layer SNNL (the grey line: log 10, about the loss of points
-    whose neighbours are drawn at random from 10 balanced classes), temperature, activation scale
-    (median squared distance / T), train (black) and test (red) CE. ``groups``: label -> records;
-    the first label is drawn solid, the others dashed and dotted."""
+    """Four panels over training steps, two by two (legible at a page's width): per-layer SNNL (the
+    grey line: log 10, about the loss of points whose neighbours are drawn at random from 10
+    balanced classes), temperature, activation scale (median squared distance / T), train (black)
+    and test (red) CE. ``groups``: label -> records; the first label is drawn solid, the others
+    dashed and dotted; the colour of a layer is the same in the first three panels."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
+    fig, grid = plt.subplots(2, 2, figsize=(9, 6.8))
+    axes = grid.ravel()
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    counts = []
+    counts, styles, layers = [], [], {}
     for (label, recs), ls in zip(groups.items(), ("-", "--", ":", "-.")):
         cur = mean_history(recs)
         counts.append(f"{label} {cur.get('runs', 0)}")
         if not cur:
             continue
+        styles.append(Line2D([], [], color="0.3", ls=ls, label=label))
         for i, layer in enumerate(cur["snnl"]):
-            col = colors[i % len(colors)]
-            axes[0].plot(cur["step"], cur["snnl"][layer], ls, color=col, label=f"{layer} ({label})")
+            col = layers.setdefault(layer, colors[len(layers) % len(colors)])
+            axes[0].plot(cur["step"], cur["snnl"][layer], ls, color=col)
             axes[1].plot(cur["step"], cur["temperature"][layer], ls, color=col)
             if cur.get("scale", {}).get(layer):
                 axes[2].plot(cur["step"], cur["scale"][layer], ls, color=col)
-        axes[3].plot(cur["eval_step"], cur["train_ce"], ls, color="k", label=f"train ({label})")
-        axes[3].plot(cur["eval_step"], cur["test_ce"], ls, color="tab:red", label=f"test ({label})")
+        axes[3].plot(cur["eval_step"], cur["train_ce"], ls, color="k")
+        axes[3].plot(cur["eval_step"], cur["test_ce"], ls, color="tab:red")
     axes[0].axhline(np.log(10), color="0.6", lw=0.8)
-    axes[0].set(title="training SNNL per layer", xlabel="step", ylabel="SNNL")
-    axes[1].set(title="temperature T", xlabel="step", yscale="log")
+    axes[0].set(title="training SNNL per layer", ylabel="SNNL")
+    axes[1].set(title="temperature T", yscale="log")
     axes[2].set(title="median squared distance / T", xlabel="step", yscale="log")
     axes[3].set(title="cross-entropy", xlabel="step", yscale="log")
-    axes[0].legend(fontsize=6, ncol=2)
-    axes[3].legend(fontsize=7)
-    fig.suptitle(f"{title} (runs: {', '.join(counts)})", fontsize=9)
+    for ax in axes:
+        ax.title.set_fontsize(12)
+        ax.tick_params(labelsize=10)
+    axes[0].legend(handles=[Line2D([], [], color=c, label=n) for n, c in layers.items()] + styles, fontsize=9,
+                   ncol=2)
+    axes[3].legend(handles=[Line2D([], [], color="k", label="train"), Line2D([], [], color="tab:red", label="test"),
+                            *styles], fontsize=9)
+    fig.suptitle(f"{title} (runs: {', '.join(counts)})", fontsize=11)
     fig.tight_layout()
     return fig

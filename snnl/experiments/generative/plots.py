@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -92,11 +93,15 @@ def plot_tsne(record: dict):
 
 
 def plot_grids(grids: list[tuple[str, str]], size: float = 3.2):
-    """A row of encoded grids ``(title, base64 PNG)``."""
-    fig, axes = plt.subplots(1, len(grids), figsize=(size * len(grids), size + 0.3), squeeze=False)
-    for ax, (title, png) in zip(axes[0], grids):
+    """A row of encoded grids ``(title, base64 PNG)``; a title longer than its panel is wrapped onto
+    more lines (side by side, long titles would run into each other)."""
+    lines = [textwrap.fill(title, width=max(12, int(size * 9))) for title, _ in grids]
+    extra = 0.22 * (max(t.count("\n") for t in lines) if lines else 0)
+    fig, axes = plt.subplots(1, len(grids), figsize=(size * len(grids), size + 0.3 + extra), squeeze=False)
+    for ax, title, (_, png) in zip(axes[0], lines, grids):
         ax.imshow(decode_grid(png), cmap="gray", vmin=0, vmax=255)
-        ax.set(xticks=[], yticks=[], title=title)
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(title, fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -131,8 +136,8 @@ def plot_snnl_generator(record: dict, size: float = 4):
 
 def plot_samples(records: list[dict], size: float = 4):
     """The final samples of each record, titled with its class coverage."""
-    return plot_grids([(f"{record['dataset']}, {label(record)}: coverage {record['metrics'].get('class_coverage')}/10",
-                        record["history"]["grids"]["samples"]) for record in records], size=size)
+    return plot_grids([(f"{label(record)}, {record['dataset']}: {record['metrics'].get('class_coverage')} of 10 "
+                        "classes", record["history"]["grids"]["samples"]) for record in records], size=size)
 
 
 def describe(record: dict) -> str:

@@ -70,7 +70,8 @@ def figure7(profile: str = "small", alphas=None, runs: int = 1, seed0: int = 0, 
 
 # ---- figure --------------------------------------------------------------------------------------
 def plot_figure7(fig7: dict, ax=None):
-    """Scatter of test accuracy against alpha (symmetric-log axis), as in Fig. 7."""
+    """Scatter of test accuracy against alpha (symmetric-log axis), as in Fig. 7; the colour says
+    what alpha does to the hidden layers (the legend: maximises, none, minimises entanglement)."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -78,12 +79,15 @@ def plot_figure7(fig7: dict, ax=None):
     a = np.array(fig7["alpha"])
     acc = np.array([np.nan if v is None else 100 * v for v in fig7["test_accuracy"]])
     ok = ~np.isnan(acc)
-    ax.scatter(a[ok], acc[ok], c=np.where(a[ok] > 0, "tab:red", np.where(a[ok] < 0, "tab:green", "tab:blue")),
-               s=25, zorder=3)
+    for keep, color, what in ((a > 0, "tab:red", "alpha > 0: maximises entanglement"),
+                              (a == 0, "tab:blue", "alpha = 0: cross-entropy only"),
+                              (a < 0, "tab:green", "alpha < 0: minimises entanglement")):
+        if (keep & ok).any():
+            ax.scatter(a[keep & ok], acc[keep & ok], c=color, s=25, zorder=3, label=what)
     if (~ok).any():
         ax.scatter(a[~ok], np.full((~ok).sum(), np.nanmin(acc) if ok.any() else 0), marker="x", c="k",
-                   label="diverged")
-        ax.legend(fontsize=8)
+                   label="diverged (no accuracy)")
+    ax.legend(fontsize=8)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.axvline(0, color="0.8", lw=1, zorder=0)
     ax.set(xlabel="alpha (> 0: maximise entanglement)", ylabel="test accuracy (%)",

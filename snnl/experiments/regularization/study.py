@@ -218,15 +218,18 @@ def worker(out_dir, checkpoint_root, profile: str = "paper", device: str = "auto
     return run_pending(lambda: pending(out_dir, profile), lambda r: r.key, run, Path(checkpoint_root) / "locks", log)
 
 
-def run_study(out_dir, checkpoint_root, jobs: int = 1, profile: str = "paper", device: str = "auto") -> int:
+def run_study(out_dir, checkpoint_root, jobs: int = 1, profile: str = "paper", device: str = "auto",
+              log=print) -> int:
     """Run every pending run of the study with ``jobs`` processes (:mod:`snnl.experiments.common.runner`);
     resumable: a run with a record is skipped, a killed run resumes from its checkpoint. Returns
-    the number of runs this call did (``jobs == 1``) or the number of records (``jobs > 1``)."""
+    the number of runs this call did (``jobs == 1``) or the number of records (``jobs > 1``).
+    ``log`` gets one progress line per finished run (``jobs == 1``; the book passes a function that
+    drops them, the command line prints them)."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     if jobs == 1:
-        return worker(out_dir, checkpoint_root, profile, device)
+        return worker(out_dir, checkpoint_root, profile, device, log=log)
     rcs = spawn("snnl.experiments.regularization", ["--out", str(out_dir), "--checkpoints", str(checkpoint_root),
                                                   "--profile", profile, "--device", device, "--jobs", "1"], jobs)
     if any(rcs):

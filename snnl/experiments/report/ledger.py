@@ -224,6 +224,23 @@ PAPER_SECTIONS = (
      "ood", ("Figs. 12, 21", "Fig. 22", "Table 2")),
 )
 OTHER = "Other items"
+# Where the book shows each item: the experiment of its records -> (the page, the label of the item's
+# section on it: a MyST target "(label)=" above the section's heading in book/<page>.py). The ledger
+# links every item there; an experiment not listed links the top of its paper section's chapter.
+ITEM_SECTIONS = {
+    "figure1": ("loss", "loss-fig1"), "figure13": ("loss", "loss-fig13"), "figure2": ("loss", "loss-fig2"),
+    "temperature_curve": ("loss", "loss-eq2"),
+    "fig15": ("discriminative", "discriminative-fig15"), "fig3_16": ("discriminative", "discriminative-fig3-16"),
+    "gan_entanglement": ("generative", "generative-fig4-5-17"), "snnl_gan": ("generative", "generative-fig6"),
+    "snnl_gan_learned": ("generative", "generative-fig23"),
+    "table1": ("regularization", "regularization-table1"), "fig7": ("regularization", "regularization-fig7"),
+    "fig8": ("regularization", "regularization-fig8"),
+    "dknn_calibration": ("adversarial", "adversarial-fig9-18-19"),
+    "transferability": ("adversarial", "adversarial-fig20"),
+    "dknn_calibration_triplet": ("adversarial", "adversarial-fig14"),
+    "adversarial_gradients": ("ood", "ood-fig10-11"), "ood": ("ood", "ood-fig12-21"),
+    "hidden_adversarial": ("ood", "ood-fig22"), "table2": ("ood", "ood-table2"),
+}
 LEDGER_COLUMNS = ("item", "paper", "ours", "status", "runs", "spread", "dataset")
 
 
@@ -236,14 +253,28 @@ def by_paper_section(items: list[dict]) -> list[tuple[str, str | None, list[dict
     return [g for g in groups if g[2]]
 
 
+def item_link(item: dict, chapter: str | None = None) -> tuple[str | None, str]:
+    """``(page, Markdown link target)`` of the section of the book that shows ``item``
+    (:data:`ITEM_SECTIONS`: ``#label``, which MyST resolves on whichever page defines it), else of
+    ``chapter``, the chapter of its paper section (``page.ipynb``); ``(None, "")`` without either."""
+    page, label = ITEM_SECTIONS.get(item.get("experiment"), (chapter, None))
+    return page, (f"#{label}" if label else f"{page}.ipynb" if page else "")
+
+
 def format_ledger(items: list[dict], columns=LEDGER_COLUMNS) -> str:
     """The paper items as Markdown, one table per paper section (:func:`by_paper_section`), each
-    under a bold line naming the section and linking the chapter; statuses as :func:`status_badge`
+    under a bold line naming the section and linking the chapter(s) that show its items; every
+    item linked to its own section of the book (:func:`item_link`); statuses as :func:`status_badge`
     with the reduced settings and uncommitted code of :func:`status_text`."""
     out = []
     for heading, chapter, group in by_paper_section(paper_items(items)):
-        link = f" ([chapter]({chapter}.ipynb))" if chapter else ""
-        rows = [{**i, "status": status_text(i, status_badge(i["status"]))} for i in group]
+        links = [item_link(i, chapter) for i in group]
+        pages = list(dict.fromkeys(p for p, _ in links if p))
+        link = (f" ([chapter]({pages[0]}.ipynb))" if len(pages) == 1 else
+                " (chapters: " + ", ".join(f"[{p}]({p}.ipynb)" for p in pages) + ")" if pages else "")
+        text = lambda i: str(i["item"]).replace("[", "\\[").replace("]", "\\]")
+        rows = [{**i, "item": f"[{text(i)}]({target})" if target else i["item"],
+                 "status": status_text(i, status_badge(i["status"]))} for i, (_, target) in zip(group, links)]
         out += [f"**{heading}**{link}", "", format_report(rows, columns), ""]
     return "\n".join(out).rstrip() + "\n"
 
