@@ -11,7 +11,8 @@
 #
 # The soft nearest neighbor loss is also a *measuring instrument*: computed on a layer's
 # representation of a batch, it says how entangled the classes are in that layer. The paper
-# follows it through the training of classifiers optimised with cross-entropy only.
+# follows it, layer by layer, through the training of classifiers optimised with cross-entropy
+# only.
 
 # %% [markdown]
 # ## At a glance

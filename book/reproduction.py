@@ -40,8 +40,10 @@ glue("headline", rp.headline(items), display=False)
 glue("n_records", sum(len(rs) for rs in records.values()), display=False)
 glue("newest", latest[:10] if latest else "none yet", display=False)
 glue("tolerance", rp.TABLE1_TOLERANCE, display=False)
-for key, line in rp.findings(items, records_dir).items():  # the landing page's findings, one sentence each
-    glue(f"finding_{key}", line, display=False)
+findings = rp.findings(items, records_dir)  # the landing page's findings, one sentence each
+glue("finding_table1", findings["table1"], display=False)
+glue("finding_ood", findings["ood"], display=False)
+glue("finding_holds", findings["holds"], display=False)
 # the summary as HTML too, for the landing page (a page can paste HTML, not Markdown, from another page)
 glue("summary_html", HTML('<div class="snnl-summary">' + MarkdownIt("commonmark").enable("table").render(summary)
                           .replace("<table>", '<table class="table">') + "</div>"), display=False)
