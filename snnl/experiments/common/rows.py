@@ -74,7 +74,7 @@ def verdict(ok) -> str:
 
 
 def judged(ci, higher: bool = True) -> str:
-    """The status of a claimed difference from its 95% interval (:func:`snnl.stats.interval_verdict`):
+    """The status of a claimed difference from its 95% interval (``snnl.stats.interval_verdict``):
     holds when the interval lies on the claimed side of 0, does not hold when on the other side,
     inconclusive when it contains 0 or there is none."""
     return {"holds": HOLDS, "does not hold": FAILS}.get(interval_verdict(ci, higher), INCONCLUSIVE)

@@ -17,7 +17,7 @@ device, commit(s), and a status:
 :func:`format_report` renders the items as a Markdown table, :func:`headline` counts them. The book
 shows them with :func:`format_summary` (per paper section, how many items have each status) and
 :func:`format_ledger` (one table per paper section, :data:`PAPER_SECTIONS`, the status as a
-coloured badge that keeps its word, :func:`status_badge`).
+coloured badge that keeps its word, :func:`~snnl.experiments.common.rows.status_badge`).
 The rows of each paper item are built next to the code that writes its records: ``report_items``
 in each item's module (in its chapter's package),
 with the vocabulary of :mod:`snnl.experiments.common.rows`; this module reads the records and
@@ -194,7 +194,8 @@ def headline(items: list[dict]) -> str:
 
 
 def with_status_text(items: list[dict]) -> list[dict]:
-    """``items`` with the status cell of :func:`status_text` (for :func:`format_report`)."""
+    """``items`` with the status cell of :func:`~snnl.experiments.common.rows.status_text` (for
+    :func:`format_report`)."""
     return [{**i, "status": status_text(i)} for i in items]
 
 
@@ -264,8 +265,9 @@ def item_link(item: dict, chapter: str | None = None) -> tuple[str | None, str]:
 def format_ledger(items: list[dict], columns=LEDGER_COLUMNS) -> str:
     """The paper items as Markdown, one table per paper section (:func:`by_paper_section`), each
     under a bold line naming the section and linking the chapter(s) that show its items; every
-    item linked to its own section of the book (:func:`item_link`); statuses as :func:`status_badge`
-    with the reduced settings and uncommitted code of :func:`status_text`."""
+    item linked to its own section of the book (:func:`item_link`); statuses as
+    :func:`~snnl.experiments.common.rows.status_badge` with the reduced settings and uncommitted code
+    of :func:`~snnl.experiments.common.rows.status_text`."""
     out = []
     for heading, chapter, group in by_paper_section(paper_items(items)):
         links = [item_link(i, chapter) for i in group]
