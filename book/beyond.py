@@ -16,11 +16,8 @@
 # claim on the metrics and baselines of their own benchmarks (pytorch-ood, OpenOOD).
 
 # %% [markdown]
-# ## At a glance
-#
-# The committed paper-profile records (the authors' released recipe, four seeds per model): per
-# pair of in- and out-of-distribution data, whether entangling raises Deep k-NN's AUROC (holds:
-# the paired 95% interval of entangled - baseline lies above 0; does not hold: below 0).
+# **At a glance:** per pair of in- and out-of-distribution data, does entangling raise Deep k-NN's
+# AUROC (the committed records: the authors' recipe, four seeds per model; paired 95% interval)?
 
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
@@ -32,11 +29,11 @@ from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, status_badg
 glance = [r for r in load_records("results", benchmark.EXPERIMENT) if r["profile"] == "paper"]
 if glance:
     word = {"yes": HOLDS, "no, it hurts": FAILS}
-    display(Markdown(benchmark.overall_line(glance)))
     display(Markdown("| pair | DkNN AUROC, entangled - baseline | p | entangling raises it |\n|---|---:|---:|---|\n" + "\n".join(
         f"| {v['item'].replace('OOD benchmark ', '')} | {v['dknn_auroc_diff']:+.3f} | {v['p']:.2g} | "
         f"{status_badge(word.get(v['entangling_helps_dknn'], INCONCLUSIVE))} |"
         for v in benchmark.report_items(glance) if v.get("dknn_auroc_diff") is not None)))
+    display(Markdown(benchmark.overall_line(glance)))
 else:
     print("No paper-profile records of the OOD benchmark yet.")
 

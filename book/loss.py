@@ -9,22 +9,14 @@
 # %% [markdown]
 # # The soft nearest neighbor loss (Section 2, Appendices A and B)
 #
-# For a batch of $b$ points $x_i$ with labels $y_i$ and a temperature $T$, the paper's Eq. 1 is
-#
-# $$\ell_{sn}(x, y, T) = -\frac{1}{b}\sum_{i=1}^{b} \log
-#   \frac{\sum_{j\neq i,\, y_j = y_i} e^{-\|x_i - x_j\|^2/T}}{\sum_{k\neq i} e^{-\|x_i - x_k\|^2/T}}$$
-#
-# the negative log-probability that a neighbour sampled with probability $\propto e^{-d/T}$
-# has the same label. Low means classes are separated, high means they are *entangled*.
-# Eq. 2 removes the temperature: the entanglement is $\min_T \ell_{sn}(x, y, T)$.
+# Section 2 of the paper introduces the soft nearest neighbor loss, a measure of how entangled the
+# classes of a labelled batch are, and shows what minimising and maximising it does to points in
+# the plane (Figs. 1, 2, 13); this chapter runs those experiments and checks each picture with a
+# number of its own.
 
 # %% [markdown]
-# ## At a glance
-#
-# The paper's claims in this chapter next to our paper-profile runs: the committed records under
-# `results/`, judged as on the [reproduction report](reproduction.ipynb) (a claim holds or does
-# not only when its 95% interval excludes no difference; otherwise it is inconclusive). Settings
-# reduced from the paper's are named in the status. How each was measured follows below.
+# **At a glance:** the paper's claims in this chapter next to our paper-profile runs (the
+# committed records, judged as on the [reproduction report](reproduction.ipynb)).
 
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
@@ -35,6 +27,16 @@ from snnl.experiments.loss import synthetic as item
 
 recs = paper_records("results")
 display(Markdown(at_a_glance(item.report_items(recs))))
+
+# %% [markdown]
+# For a batch of $b$ points $x_i$ with labels $y_i$ and a temperature $T$, the paper's Eq. 1 is
+#
+# $$\ell_{sn}(x, y, T) = -\frac{1}{b}\sum_{i=1}^{b} \log
+#   \frac{\sum_{j\neq i,\, y_j = y_i} e^{-\|x_i - x_j\|^2/T}}{\sum_{k\neq i} e^{-\|x_i - x_k\|^2/T}}$$
+#
+# the negative log-probability that a neighbour sampled with probability $\propto e^{-d/T}$
+# has the same label. Low means classes are separated, high means they are *entangled*.
+# Eq. 2 removes the temperature: the entanglement is $\min_T \ell_{sn}(x, y, T)$.
 
 # %% [markdown]
 # `snnl.soft_nearest_neighbor_loss` computes Eq. 1 in log space (finite even at huge

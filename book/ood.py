@@ -15,12 +15,8 @@
 # picture this chapter puts a number a reader can check.
 
 # %% [markdown]
-# ## At a glance
-#
-# The paper's claims in this chapter next to our paper-profile runs: the committed records under
-# `results/`, judged as on the [reproduction report](reproduction.ipynb) (a claim holds or does
-# not only when its 95% interval excludes no difference; otherwise it is inconclusive). Settings
-# reduced from the paper's are named in the status. How each was measured follows below.
+# **At a glance:** the paper's claims in this chapter next to our paper-profile runs (the
+# committed records, judged as on the [reproduction report](reproduction.ipynb)).
 
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
