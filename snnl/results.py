@@ -278,9 +278,11 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     (1, {'ce': 0.5})
     >>> with open("records/bad.json", "w") as f:
     ...     _ = f.write("[1, 2]")
-    >>> read_record("records/bad.json")
-    Traceback (most recent call last):
-    ValueError: records/bad.json is not a results record (a JSON list, not an object)
+    >>> try:
+    ...     read_record("records/bad.json")
+    ... except ValueError as e:
+    ...     print(e)
+    records/bad.json is not a results record (a JSON list, not an object)
     """
     path = Path(path)
     try:
