@@ -308,12 +308,14 @@ def fig3_16_items(recs):
         r = LayerEntanglement.from_record(rec)
         last, lower = r.blocks[-2], [n for n in r.blocks[:-2] if r.entanglement[n][0] > 0]
         keep = {n: [x / r.entanglement[n][0] for x in r.entanglement[n][-LAST:]] for n in [*lower, last]}
-        status, parts = [], []
+        status, parts, highs = [], [], []
         for n in lower:
             c = compare(keep[last], keep[n])
             status.append(judged(c.diff_ci, higher=False))
             parts.append(f"{n} {100 * c.b.mean:.0f}%")
-        return (f"share kept: {last} {100 * sum(keep[last]) / LAST:.0f}% vs " + ", ".join(parts),
+            highs.append(float("nan") if c.diff_ci is None else 100 * c.diff_ci[1])
+        return (f"share kept: {last} {100 * sum(keep[last]) / LAST:.0f}% vs " + ", ".join(parts)
+                + f"; the 95% CIs of last - lower reach at most {max(highs):+.0f} points",
                 _all(status), f"{rec['config'].get('steps')} steps, cosine; shares over the last {LAST} "
                 "measurements, last block - each lower block (Welch)")
 
