@@ -63,8 +63,9 @@ SUBSTITUTES = {
 
 def load_or_substitute(name: str, *, size: int | None = None, channels: int | None = None,
                        n_train: int | None = None, n_test: int | None = None, seed: int = 0,
-                       substitute: bool = True) -> tuple[Dataset, str | None, str]:
-    """Load ``name``; if it is one of :data:`SUBSTITUTES` and cannot be loaded, load its stand-in.
+                       substitute: bool = True, stand_in: dict | None = None) -> tuple[Dataset, str | None, str]:
+    """Load ``name``; if it is one of :data:`SUBSTITUTES` and cannot be loaded, load its stand-in
+    (``stand_in``: the stand-in's own ``n_train`` / ``n_test``, where they differ).
 
     Returns ``(dataset, substitute_for, note)``: ``substitute_for`` is the dataset the data stands
     in for and ``note`` one line describing the substitute (None and "" when the real one loaded).
@@ -77,8 +78,9 @@ def load_or_substitute(name: str, *, size: int | None = None, channels: int | No
             raise
         sub = SUBSTITUTES[ds_key(name)]
         warnings.warn(f"{err}; using {sub['note']}", stacklevel=2)
-        ds = load_dataset(sub["dataset"], n_train=n_train, n_test=n_test, size=sub["size"] or size,
-                          channels=sub["channels"] or channels, seed=seed)
+        sizes = {"n_train": n_train, "n_test": n_test, **(stand_in or {})}
+        ds = load_dataset(sub["dataset"], **sizes, size=sub["size"] or size, channels=sub["channels"] or channels,
+                          seed=seed)
         return ds, ds_key(name), sub["note"]
 
 

@@ -80,6 +80,27 @@ def judged(ci, higher: bool = True) -> str:
     return {"holds": HOLDS, "does not hold": FAILS}.get(interval_verdict(ci, higher), INCONCLUSIVE)
 
 
+def against(ci, threshold: float, above: bool = True) -> str:
+    """The status of "the measure lies above (or, not ``above``, below) ``threshold``" from the
+    measure's 95% interval: holds when the interval lies on that side (its lower end at or above the
+    threshold, or its upper end below it), does not hold when it lies on the other side,
+    inconclusive when it straddles the threshold or there is none."""
+    if ci is None:
+        return INCONCLUSIVE
+    lo, hi = ci
+    if lo >= threshold:
+        return HOLDS if above else FAILS
+    return (FAILS if above else HOLDS) if hi < threshold else INCONCLUSIVE
+
+
+def all_hold(statuses: list[str]) -> str:
+    """A claim made of parts: holds when every part holds, does not hold when one does not, else
+    inconclusive."""
+    if statuses and all(s == HOLDS for s in statuses):
+        return HOLDS
+    return FAILS if FAILS in statuses else INCONCLUSIVE
+
+
 def fmt_ci(ci, fmt=".3f") -> str:
     """``"95% CI [lo, hi]"``, or ``"no interval"`` without one."""
     return "no interval" if ci is None else f"95% CI [{format(ci[0], fmt)}, {format(ci[1], fmt)}]"

@@ -40,7 +40,7 @@ from scipy.stats import spearmanr
 
 from snnl.experiments.discriminative.plots import (  # noqa: F401 (re-exported: one import for the chapter)
     plot_figure3_16, plot_figure15, plot_over_training)
-from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, fmt_ci, judged, per_dataset, stands_for
+from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, all_hold, fmt_ci, judged, per_dataset, stands_for
 from snnl.losses import entanglement
 from snnl.results import Run
 from snnl.stats import compare, fmt_p
@@ -283,17 +283,10 @@ def fig15_items(recs):
             c = compare(v[-k:], v[:k])
             out.append(f"{n} {c.b.mean:.2f} → {c.a.mean:.2f} ({fmt_ci(c.diff_ci, '.2f')})")
             status.append(judged(c.diff_ci, higher=False))
-        return "; ".join(out), _all(status), f"first vs last {k} logged training batches (Welch)"
+        return "; ".join(out), all_hold(status), f"first vs last {k} logged training batches (Welch)"
     return per_dataset("Fig. 15", "Fig. 15: per-layer SNNL over training (CE only)", PAPER["Fig. 15"],
                        "fig15", recs, ["mnist"], stands_for, judge,
                        "in every hidden layer the training-batch SNNL ends lower: 95% CI of last - first below 0")
-
-
-def _all(statuses: list[str]) -> str:
-    """Holds when every part holds, does not hold when one does not, else inconclusive."""
-    if statuses and all(s == HOLDS for s in statuses):
-        return HOLDS
-    return FAILS if FAILS in statuses else INCONCLUSIVE
 
 
 def _reduced(rec) -> str:
@@ -316,7 +309,7 @@ def fig3_16_items(recs):
             highs.append(float("nan") if c.diff_ci is None else 100 * c.diff_ci[1])
         return (f"share kept: {last} {100 * sum(keep[last]) / LAST:.0f}% vs " + ", ".join(parts)
                 + f"; the 95% CIs of last - lower reach at most {max(highs):+.0f} points",
-                _all(status), f"{rec['config'].get('steps')} steps, cosine; shares over the last {LAST} "
+                all_hold(status), f"{rec['config'].get('steps')} steps, cosine; shares over the last {LAST} "
                 "measurements, last block - each lower block (Welch)")
 
     def fig3(rec):
@@ -336,7 +329,7 @@ def fig3_16_items(recs):
                 status.append(FAILS if rises else HOLDS if curve[n][-1] < curve[n][0] else INCONCLUSIVE)
             parts.append(f"{n} {curve[n][0]:.3f} → min {min(curve[n]):.3f} → {curve[n][-1]:.3f} "
                          f"(after the minimum: Spearman {rho:.2f}, p = {fmt_p(p)})")
-        return "; ".join(parts), _all(status), ""
+        return "; ".join(parts), all_hold(status), ""
 
     return (per_dataset("Fig. 16", "Fig. 16: per residual block", PAPER["Fig. 16"],
                         "fig3_16", recs, ["cifar10"], stands_for, fig16,

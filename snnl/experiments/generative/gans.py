@@ -38,7 +38,7 @@ from snnl.experiments.generative.plots import (  # noqa: F401 (re-exported: one 
     COVERAGE_THRESHOLD, EXPERIMENTS, decode_grid, decode_points, describe, encode_grid, encode_points, label,
     plot_class_histograms, plot_entanglement, plot_grids, plot_samples, plot_snapshots, plot_snnl_generator, plot_tsne,
     table_generators)
-from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, VARIANT, fmt_ci, fmt_num, per_dataset
+from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, VARIANT, against, fmt_ci, fmt_num, per_dataset
 from snnl.gan import GANConfig, GANResult, sample, train_gan
 from snnl.results import Run, device_name, resolve_device
 from snnl.stats import fmt_p, proportion_ci
@@ -258,7 +258,7 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
         least = min(range(len(hist)), key=hist.__getitem__) if hist else None
         ci = proportion_ci(round(hist[least] * n), n) if hist else None
         t = m.get("coverage_threshold", 0.01)
-        status = INCONCLUSIVE if ci is None else HOLDS if ci[0] >= t else FAILS if ci[1] < t else INCONCLUSIVE
+        status = against(ci, t)
         return (f"{m['class_coverage']} of {len(hist)} classes ≥ {t:.0%} of {n} samples; the rarest, class {least}: "
                 f"{hist[least]:.1%} ({fmt_ci(ci, '.3f')})" if hist else "no class histogram", status,
                 f"real data: {m.get('real_class_coverage')} classes; classifier accuracy "

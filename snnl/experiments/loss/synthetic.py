@@ -34,7 +34,7 @@ from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
 from snnl.experiments.common import finish_run, markdown_table
-from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, SELF_CHECK, fmt_ci, judged, per_dataset
+from snnl.experiments.common.rows import FAILS, SELF_CHECK, against, fmt_ci, judged, per_dataset
 from snnl.losses import entanglement, soft_nearest_neighbor_loss, triplet_loss
 from snnl.results import Run
 from snnl.stats import bootstrap_ci, diff_proportions
@@ -281,7 +281,7 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
     def fig13(rec):
         i, f = rec["metrics"]["initial"], rec["metrics"]["final"]
         ci = f.get("mode_ari_ci")
-        status = INCONCLUSIVE if ci is None else (HOLDS if ci[0] >= 0.9 else FAILS if ci[1] < 0.9 else INCONCLUSIVE)
+        status = against(ci, 0.9)
         return (f"mode ARI {i['mode_ari']:.2f} → {f['mode_ari']:.2f} ({fmt_ci(ci, '.2f')})", status,
                 "" if ci else "a record without the bootstrap interval")
 
@@ -289,8 +289,7 @@ def report_items(records: dict[str, list[dict]]) -> list[dict]:
         m = rec["metrics"]
         t, s_ = m["triplet_max"], m["snnl_max"]
         ci = t.get("radial_cv_ci")
-        status = INCONCLUSIVE if ci is None else (HOLDS if ci[1] < CIRCLE_CV else FAILS if ci[0] >= CIRCLE_CV
-                                                  else INCONCLUSIVE)
+        status = against(ci, CIRCLE_CV, above=False)
         return (f"radial CV of the maximised triplet points {t['radial_cv']:.2f} ({fmt_ci(ci, '.2f')}), "
                 f"maximised SNNL {s_['radial_cv']:.2f}; a circle 0, a uniform disc 0.35", status,
                 "" if ci else "a record without the bootstrap interval")

@@ -13,7 +13,7 @@ import numpy as np
 from snnl.data import Dataset
 from snnl.experiments.common import PAPER_RECIPE, find_record, load_or_substitute, profile_values, train_recorded
 from snnl.experiments.common.checkpoints import model_checkpoint
-from snnl.experiments.common.rows import FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, fmt_ci, judged, report_item
+from snnl.experiments.common.rows import NOT_RUN, all_hold, fmt_ci, judged, report_item
 from snnl.stats import compare
 from snnl.experiments.regularization.table1 import ENTANGLED_ALPHA, variant_name
 from snnl.train import TrainConfig
@@ -78,13 +78,12 @@ def figure8(profile: str = "small", runs: int = 2, alphas=(0.0, ENTANGLED_ALPHA)
     if dataset is not None:
         params["dataset"] = dataset
     if data is None:
-        data, substitute_for, note = load_or_substitute(params["dataset"], n_train=params.get("n_train"),
-                                                        n_test=params.get("n_test"), seed=seed0,
-                                                        substitute=substitute)
+        sub_params = {k: v for k, v in sub_params.items() if k not in overrides}
+        data, substitute_for, note = load_or_substitute(
+            params["dataset"], n_train=params.get("n_train"), n_test=params.get("n_test"), seed=seed0,
+            substitute=substitute, stand_in={k: v for k, v in sub_params.items() if k in ("n_train", "n_test")})
         if substitute_for and sub_params:
-            params.update({k: v for k, v in sub_params.items() if k not in overrides})
-            data, substitute_for, note = load_or_substitute(params["dataset"], n_train=params.get("n_train"),
-                                                            n_test=params.get("n_test"), seed=seed0)
+            params.update(sub_params)
             note += f", {params['n_train']:,} training images"
     else:
         substitute_for, note = None, ""
@@ -163,7 +162,7 @@ def fig8_items(recs):
         cs = compare([x for x, _ in on_e], [x for x, _ in on_b], *seeds)
         cg = compare([g for _, g in on_e], [g for _, g in on_b], *seeds)
         s_step, s_gap = judged(cs.diff_ci), judged(cg.diff_ci, higher=False)
-        status = (HOLDS if s_step == s_gap == HOLDS else FAILS if FAILS in (s_step, s_gap) else INCONCLUSIVE)
+        status = all_hold([s_step, s_gap])
         c = rs[0]["config"]
         reduced = (f"{c.get('n_train'):,} training images, " if c.get("n_train") else "") + \
             f"{c.get('steps'):,} of the paper's {PROFILES_FIG8['paper']['steps']:,} steps"
