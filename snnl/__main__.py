@@ -1,8 +1,10 @@
-"""Command line: ``python -m snnl train ...`` and ``python -m snnl data import ...``.
+"""Command line: ``python -m snnl train ...``, ``python -m snnl sweep ...`` and ``python -m snnl data import ...``.
 
 Examples::
 
     python -m snnl train --dataset mnist --model cnn --alpha 10 --steps 14000 --seed 0 --out results/paper
+    python -m snnl sweep fig7 --profile small --storage sqlite:///sweeps.db --out runs/fig7 --workers 2
+    python -m snnl sweep fig7 --profile small --storage sqlite:///sweeps.db --out runs/fig7 --status
     python -m snnl data import --name mnist --source path/to/idx-gz-folder
 """
 
@@ -15,7 +17,8 @@ from snnl.data import DATASETS, DatasetError, data_root, import_idx
 from snnl.extras import MissingExtra
 from snnl.losses import DISTANCES
 from snnl.models import MODELS
-from snnl.checkpointing import CheckpointLocked
+from snnl.checkpointing import CheckpointLocked, Preempted
+from snnl.sweeps import EXIT_PREEMPTED, HEARTBEAT_S, SWEEPS
 from snnl.train import REGULARIZERS, TrainConfig, TrainingDiverged
 
 
@@ -55,6 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-dir", default=None, help="folder for checkpoints (resumes if present)")
     t.add_argument("--no-progress", action="store_true")
 
+    w = sub.add_parser("sweep", help="run (or show) a multi-run experiment with workers sharing one storage")
+    w.add_argument("name", help="the sweep: " + ", ".join(SWEEPS))
+    w.add_argument("--profile", default="small", help="small or paper (a sweep may have only some)")
+    w.add_argument("--storage", default=None,
+                   help="SQLAlchemy URL (sqlite:///F.db, postgresql+psycopg://user:pw@host/db) or journal:FILE; "
+                        "default: an SQLite file in --out")
+    w.add_argument("--out", default=None, help="folder of the records (default results/<profile>/<name>)")
+    w.add_argument("--checkpoints", default=None,
+                   help="checkpoint folders, one per run (default _build/checkpoints/<name>); "
+                        "on a folder all workers reach, a retried run resumes from its checkpoint")
+    w.add_argument("--workers", type=int, default=1, help="local worker processes (one math thread each)")
+    w.add_argument("--device", default="auto")
+    w.add_argument("--heartbeat", type=int, default=HEARTBEAT_S,
+                   help="seconds between a worker's heartbeats; a run silent for twice that is retried")
+    w.add_argument("--status", action="store_true", help="print done / running / failed / pending per cell and exit")
+
     d = sub.add_parser("data", help="manage datasets")
     dsub = d.add_subparsers(dest="action", required=True, parser_class=_Parser)
     i = dsub.add_parser("import", help="import a folder of idx (.gz) files into the data root")
@@ -69,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "data":
             folder = import_idx(args.name, args.source, args.root, verify=not args.no_verify)
             print(f"{args.name}: files in {folder} (data root {data_root(args.root)})")
@@ -87,10 +108,31 @@ def main(argv=None) -> int:
         print(f"test accuracy {m['test_accuracy']:.4f}, test CE {m['test_ce']:.4f}"
               + (f"; record {res.record['path']}" if "path" in res.record else ""))
         return 0
-    except (DatasetError, MissingExtra, ValueError, TypeError, OSError, TrainingDiverged, CheckpointLocked) as e:
+    except Preempted as e:
+        print(f"python -m snnl: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except (DatasetError, MissingExtra, ValueError, TypeError, OSError, TrainingDiverged, CheckpointLocked,
+            RuntimeError) as e:
         # one line: the messages of these errors say what to change; no traceback
         print(f"python -m snnl: error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         return 1 if isinstance(e, TrainingDiverged) else 2
+
+
+def _sweep(args) -> int:
+    from snnl import sweeps
+
+    out = args.out or f"results/{args.profile}/{args.name}"
+    if args.status:
+        sweeps.check(args.name, args.profile)
+        storage = args.storage or sweeps.default_storage(out)
+        sweeps.open_storage(storage, args.heartbeat)
+        print(sweeps.format_status(sweeps.status(args.name, args.profile, storage, out)))
+        return 0
+    n = sweeps.run_sweep(args.name, args.profile, args.workers, args.storage, out, args.checkpoints, args.device,
+                         args.heartbeat)
+    print(f"{args.name}: " + (f"{n} run(s) done by this worker; " if args.workers == 1 else "")
+          + f"records in {out}; python -m snnl sweep {args.name} --profile {args.profile} --status")
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import torch
@@ -171,3 +173,56 @@ def use_folder(folder: str | os.PathLike, steps: int):
         yield
     finally:
         lock.release()
+
+
+# ---- one record per run --------------------------------------------------------------------------
+RECORD_NOTE = "record.txt"  # in a checkpoint folder: the file name of the run's results record (not *.json:
+# a records folder may hold checkpoint folders, and every *.json under it is read as a record)
+
+
+def note_record(checkpoint_dir, record: dict) -> None:
+    """Keep the file name of ``record`` (written, so it has a ``"path"``) in ``checkpoint_dir``."""
+    if checkpoint_dir is None or "path" not in record:
+        return
+    note = Path(checkpoint_dir) / RECORD_NOTE
+    tmp = note.with_name(f".{note.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(json.dumps({"file": Path(record["path"]).name}) + "\n")
+    os.replace(tmp, note)
+
+
+def written_record(checkpoint_dir, out_dir) -> dict | None:
+    """The record a finished run in ``checkpoint_dir`` already wrote under ``out_dir``, or None."""
+    if checkpoint_dir is None or out_dir is None:
+        return None
+    try:
+        name = json.loads((Path(checkpoint_dir) / RECORD_NOTE).read_text())["file"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    path = Path(out_dir) / name
+    if not path.exists():
+        return None
+    from snnl.results import read_record  # snnl.results imports torch only; no cycle
+
+    return {**read_record(path), "path": str(path)}
+
+
+# ---- stopping a run cleanly (preemption) ---------------------------------------------------------
+class Preempted(RuntimeError):
+    """The run stopped because a stop was requested (e.g. SIGTERM); its checkpoint was saved."""
+
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask the running loop to save a checkpoint at its next step and raise :class:`Preempted`
+    (safe to call from a signal handler)."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def clear_stop() -> None:
+    _STOP.clear()

@@ -21,6 +21,8 @@ read them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -46,6 +48,27 @@ RECORD_FIELDS = (
 PROFILES = ("small", "paper")
 RECORD_PROFILES = PROFILES + ("screen",)  # "screen": shortened screening runs of a study
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+_TAGS: contextvars.ContextVar[dict] = contextvars.ContextVar("snnl_record_tags", default={})
+
+
+@contextlib.contextmanager
+def record_tags(**tags):
+    """``with record_tags(trial={...}):`` -- every record built in this block carries ``tags`` as
+    extra top-level fields (a sweep names the trial that ran each record this way):
+
+    >>> with record_tags(trial={"study": "demo", "number": 3}):
+    ...     rec = Run("demo", profile="small", dataset="digits", seed=0).record({"acc": 0.9})
+    >>> rec["trial"]
+    {'study': 'demo', 'number': 3}
+    """
+    clash = sorted(set(tags) & set(RECORD_FIELDS))
+    if clash:
+        raise ValueError(f"record tags may not replace the record's own fields: {', '.join(clash)}")
+    token = _TAGS.set({**_TAGS.get(), **tags})
+    try:
+        yield
+    finally:
+        _TAGS.reset(token)
 
 
 def check_name(value, what: str = "experiment") -> str:
@@ -191,6 +214,7 @@ class Run:
         }
         if history is not None:
             rec["history"] = history
+        rec.update(_TAGS.get())
         return rec
 
     def finish(self, metrics: dict[str, Any], out_dir: str | os.PathLike | None,

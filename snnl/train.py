@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from snnl.checkpointing import (  # noqa: F401 (TrainingDiverged: snnl.train.TrainingDiverged)
-    CheckpointError, TrainingDiverged, checkpoint_file, diverged, resume_state, save_checkpoint, use_folder)
+    CheckpointError, Preempted, TrainingDiverged, checkpoint_file, diverged, note_record, resume_state,
+    save_checkpoint, stop_requested, use_folder, written_record)
 from snnl.data import Dataset, check_dataset, load_dataset
 from snnl.layerwise import layerwise_snnl
 from snnl.losses import DISTANCES, NonFiniteEmbeddings, SoftNearestNeighborLoss, triplet_loss
@@ -189,7 +190,7 @@ def activation_scale(h: torch.Tensor, temperature: float, distance: str = "eucli
 def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.PathLike | None = None,
           checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1000,
           progress: bool = True, transform: Callable | None = None,
-          callback: Callable | None = None) -> TrainResult:
+          callback: Callable | None = None, record_extra: dict | None = None) -> TrainResult:
     """Train a model with Eq. 3 and return it with its metrics, history and results record.
 
     Args:
@@ -200,6 +201,7 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
             same config is resumed.
         transform: ``transform(model, x, y) -> x`` applied to each training batch
             (e.g. PGD adversarial examples for Madry-style training, App. E).
+        record_extra: entries added to the config of the results record (e.g. ``substitute_for``).
         callback: ``callback(step, model)`` called with the number of steps done, once
             before the first step (``step`` = 0, or the step resumed from) and after every
             step; for measurements during training (Section 3.1). It must leave the model's
@@ -209,17 +211,24 @@ def train(config: TrainConfig, data: Dataset | None = None, out_dir: str | os.Pa
     the checkpoint folder is locked while the run uses it (:func:`snnl.checkpointing.use_folder`:
     a second live process on it is refused, unless its checkpoint is finished and only read).
     ``batch_size`` may not exceed the training set.
+
+    One record per run: with a checkpoint folder, the record's file name is kept there
+    (``record.json``); a finished run started again returns that record and writes none.
+    A stop request (:func:`snnl.checkpointing.request_stop`, e.g. a sweep worker's SIGTERM)
+    saves a checkpoint at the next step and raises :class:`~snnl.checkpointing.Preempted`.
     """
     if out_dir is not None:
         check_folder(out_dir, "output folder")
     if checkpoint_dir is None:
-        return _train(config, data, out_dir, None, checkpoint_every, progress, transform, callback)
+        return _train(config, data, out_dir, None, checkpoint_every, progress, transform, callback, record_extra)
     check_folder(checkpoint_dir, "checkpoint folder")
     with use_folder(checkpoint_dir, config.steps):  # a second live run on it is refused
-        return _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, transform, callback)
+        return _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, transform, callback,
+                      record_extra)
 
 
-def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, transform, callback) -> TrainResult:
+def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, transform, callback,
+           record_extra=None) -> TrainResult:
     device = resolve_device(config.device)
     data = data if data is not None else load_for(config)
     if data.x_train is None:
@@ -264,6 +273,8 @@ def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, tr
             raise CheckpointError(f"cannot resume from checkpoint {ckpt}: {type(e).__name__}: "
                                   f"{' '.join(str(e).split())[:300]}; remove it or use another folder") from None
     resumed_from = step  # > 0: the record's wall time and commit are of this process, from that step on
+    if step >= config.steps and (done := written_record(checkpoint_dir, out_dir)) is not None:
+        return TrainResult(model, config, done["metrics"], done.get("history", history), done)  # no second record
 
     def checkpoint():
         if ckpt is not None:
@@ -280,7 +291,8 @@ def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, tr
                      ("test_ce", te["ce"]), ("test_accuracy", te["accuracy"])):
             history[k].append(v)
 
-    run = Run(config.experiment, config.profile, data.name, config.seed, asdict(config), device_name(device))
+    run = Run(config.experiment, config.profile, data.name, config.seed, {**asdict(config), **(record_extra or {})},
+              device_name(device))
     model.train()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"{config.model} a={config.alpha:g}")
     if callback is not None:
@@ -330,6 +342,11 @@ def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, tr
             bar.set_postfix(ce=f"{ce.item():.3f}", snnl=f"{sum(v.item() for v in reg.values()):.3f}")
         step += 1
         bar.update(1)
+        if stop_requested():  # preempted: keep this step's state, give the run back
+            checkpoint()
+            bar.close()
+            raise Preempted(f"stopped at step {step} of {config.steps}"
+                            + (f"; checkpoint {ckpt}" if ckpt is not None else " (no checkpoint folder)"))
         if callback is not None:
             callback(step, model)
         if step % config.eval_every == 0 or step == config.steps:
@@ -344,4 +361,5 @@ def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, tr
                "final_temperature": {n: snnl[n].temperature for n in layers}}
     record = run.finish(metrics, out_dir, history={**history, "resumed_from_step": resumed_from} if resumed_from
                         else history)
+    note_record(checkpoint_dir, record)
     return TrainResult(model, config, metrics, history, record)

@@ -77,9 +77,10 @@ def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path):
     assert set(rec["history"]["scale"]) == {"conv1", "conv2", "conv3"}
     assert all(math.isfinite(v) and v > 0 for v in rec["history"]["scale"]["conv1"])
     assert first not in st.pending(out, "small") and len(st.pending(out, "small")) == 3
-    assert st.worker(out, ck, "small", log=lambda *_: None) == 3
+    assert st.run_study(out, ck, 1, "small", log=lambda *_: None) == 3
     assert st.pending(out, "small") == []
-    assert st.worker(out, ck, "small", log=lambda *_: None) == 0, "a finished study runs nothing"
+    assert st.run_study(out, ck, 1, "small", log=lambda *_: None) == 0, "a finished study runs nothing"
+    assert len(st.load_records(out, st.EXPERIMENT)) == 4, "one record per run"
     [row] = st.study_table(st.load_records(out, st.EXPERIMENT))
     assert row["profile"] == "small" and row["n"] == (2, 2)
 
@@ -88,7 +89,7 @@ def test_run_study_reports_progress_through_log_only(tmp_path, monkeypatch, caps
     """The book passes a ``log`` that drops the progress lines (none on the page); the command line
     keeps printing them (``log=print``, the default)."""
     todo = [st.PlannedRun("zoo-digits-base", 0, "small")]
-    monkeypatch.setattr(st, "pending", lambda out_dir, profile="paper": list(todo))
+    monkeypatch.setattr(st, "plan", lambda records, profile="paper": list(todo))
 
     def fake_run(run, out_dir, checkpoint_root=None, device="auto"):
         todo.remove(run)
@@ -97,11 +98,11 @@ def test_run_study_reports_progress_through_log_only(tmp_path, monkeypatch, caps
     monkeypatch.setattr(st, "run_one", fake_run)
     lines = []
     assert st.run_study(tmp_path / "r", tmp_path / "ck", profile="small", log=lines.append) == 1
-    assert len(lines) == 1 and "zoo-digits-base_small_s0: test accuracy 50.00%" in lines[0]
+    assert len(lines) == 1 and "(zoo-digits-base_small_s0) done, value 0.5" in lines[0]
     assert capsys.readouterr().out == ""
     todo.append(st.PlannedRun("zoo-digits-base", 1, "small"))
     assert st.run_study(tmp_path / "r", tmp_path / "ck", profile="small") == 1  # the default prints
-    assert "zoo-digits-base_small_s1: test accuracy 50.00%" in capsys.readouterr().out
+    assert "(zoo-digits-base_small_s1) done, value 0.5" in capsys.readouterr().out
 
 
 def test_mean_history_averages_runs_and_leaves_out_nulls():

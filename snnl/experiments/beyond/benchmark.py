@@ -39,7 +39,8 @@ from snnl.experiments.beyond.results import (  # noqa: F401 (re-exported: one im
     verdicts)
 from snnl.experiments.beyond.detectors import DETECTORS, OODDetectors, features, ood_metrics
 from snnl.models import build_model
-from snnl.results import Run, device_name, resolve_device
+from snnl.results import Run, device_name, load_records, resolve_device
+from snnl.sweeps import Grid, Task
 from snnl.train import TrainConfig, train
 
 PAPER = "outliers have fewer than the normal number of neighbours from the predicted class (Sec. 5.3); no metric"
@@ -185,6 +186,12 @@ def run_ood_benchmark(cfg: OODBenchmarkConfig, out_dir=None, log=print) -> list[
     records, dev = [], resolve_device(cfg.device)
     if cfg.profile == "paper" and cfg.models is None:
         raise ValueError("the paper profile loads trained models: pass models= (--models <folder>)")
+    if cfg.models is not None and cfg.profile != "paper":
+        raise ValueError(f"models (--models) are read at the paper profile only; the {cfg.profile} profile trains "
+                         "its own: add --profile paper, or leave --models out")
+    if cfg.models is not None and not Path(cfg.models).is_dir():
+        raise ValueError(f"models folder {cfg.models} does not exist (expected <variant>_paper_s<seed>/checkpoint.pt "
+                         "folders of the Table 1 study)")
     for ds in cfg.datasets:
         try:
             data = load_dataset(ds, download=False)
@@ -247,6 +254,41 @@ def report_items(records: list[dict]) -> list[dict]:
                       "best_detector_entangled": v.get("best_entangled"),
                       "dknn_gap_entangled": v.get("dknn_gap_entangled")})
     return items
+
+
+# ---- the sweep: one run per (in-distribution set, model seed, variant) ---------------------------------
+# the paper profile's models: the Table 1 study's checkpoint folders (python -m snnl sweep table1_study)
+SWEEP_MODELS = "_build/checkpoints/table1_study"
+
+
+def _sweep_plan(profile: str, out) -> list[Task]:
+    cfg = config_for(profile)
+    return [Task(f"{ds}_{v}_s{s}", f"{ds} {v}", {"dataset": ds, "seed": s, "variant": v})
+            for ds in cfg.datasets for s in cfg.seeds for v in cfg.variants]
+
+
+def _sweep_done(task, profile: str, out) -> dict | None:
+    p = task.params
+    recs = [r for r in load_records(out, EXPERIMENT, profile=profile, dataset=p["dataset"], seed=p["seed"])
+            if r["config"]["variant"] == p["variant"]] if Path(out).exists() else []
+    return recs[-1] if recs else None
+
+
+def _sweep_run(task, profile: str, out, checkpoint_dir, device: str) -> dict:
+    p = task.params
+    cfg = config_for(profile, datasets=(p["dataset"],), seeds=(p["seed"],), variants=(p["variant"],),
+                     device="cpu" if device == "auto" else device,
+                     **({"models": SWEEP_MODELS} if profile == "paper" else {}))
+    if profile == "paper" and not finished(cfg.models, p["dataset"], p["variant"], p["seed"]):
+        raise ValueError(f"no finished checkpoint of {task.key} under {cfg.models}: run the table1_study sweep first")
+    records = run_ood_benchmark(cfg, out, log=lambda line: None)
+    if not records:
+        raise RuntimeError(f"{task.key}: no outlier set had two or more points; no record")
+    return records[-1]
+
+
+SWEEP = Grid(plan=_sweep_plan, done=_sweep_done, run=_sweep_run, profiles=tuple(PROFILES),
+             description="the OOD benchmark: every in-distribution set, model seed and variant")
 
 
 def main(argv=None) -> int:

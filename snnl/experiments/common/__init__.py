@@ -10,7 +10,6 @@
 * :mod:`~snnl.experiments.common.tables` -- Markdown tables;
 * :mod:`~snnl.experiments.common.rows` -- the reproduction report's vocabulary: statuses and the
   row helpers of every item's ``report_items(records)``;
-* :mod:`~snnl.experiments.common.runner` -- the sweep machinery (planned runs, one record each).
 
 The names of ``profiles``, ``records``, ``measures`` and ``tables`` are also offered here
 (``from snnl.experiments.common import finish_run``).

@@ -74,10 +74,7 @@ def find_record(out_dir, experiment: str, config: dict) -> dict | None:
 def train_recorded(config: TrainConfig, data: Dataset, out_dir=None, extra: dict | None = None, **kwargs):
     """:func:`snnl.train.train` with ``extra`` entries (e.g. ``substitute_for``) added to the
     config of its results record; the record is written under ``out_dir`` (if given)."""
-    run = Run(config.experiment, config.profile, data.name, config.seed, {**asdict(config), **(extra or {})})
-    res = train(config, data, **kwargs)
-    res.record = finish_run(run, res.metrics, out_dir, res.history, device=res.record["device"])
-    return res
+    return train(config, data, out_dir=out_dir, record_extra=extra, **kwargs)
 
 
 # ---- the committed paper-profile records --------------------------------------------------------

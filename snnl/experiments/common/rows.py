@@ -42,7 +42,9 @@ REGENERATE = {
                         "--out results/paper/gan",
     "fig15": "python -m snnl.experiments.discriminative --figure 15 --profile paper --out results/paper/fig15",
     "fig3_16": "python -m snnl.experiments.discriminative --figure 3 --profile paper --out results/paper/fig3_16",
-    "fig7": BOOK.format("regularization.py"), "fig8": BOOK.format("regularization.py"),
+    "fig7": BOOK.format("regularization.py"),
+    "fig7_search": "python -m snnl sweep fig7 --profile paper --workers 2 (64 trials; any number of machines "
+                   "with --storage on one database)", "fig8": BOOK.format("regularization.py"),
     **{e: BOOK.format("loss.py") for e in ("figure1", "figure13", "figure2", "temperature_curve")},
 }
 REGENERATE["transferability"] = REGENERATE["dknn_calibration"]

@@ -7,6 +7,7 @@ substitute, with the settings of the profile's ``substitute``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +17,8 @@ from snnl.experiments.common.checkpoints import model_checkpoint
 from snnl.experiments.common.rows import NOT_RUN, all_hold, fmt_ci, judged, report_item
 from snnl.stats import compare
 from snnl.experiments.regularization.table1 import ENTANGLED_ALPHA, variant_name
+from snnl.results import load_records
+from snnl.sweeps import Grid, Task
 from snnl.train import TrainConfig
 
 PAPER = {"Fig. 8": "entangled overfits ~5,000 steps later, and less"}
@@ -180,3 +183,29 @@ def fig8_items(recs):
 def report_items(records: dict[str, list[dict]]) -> list[dict]:
     """The reproduction report's rows of Fig. 8, from the paper-profile records by experiment."""
     return fig8_items(records.get("fig8", []))
+
+
+# ---- the sweep: every (alpha, seed) run, on any number of workers ------------------------------------
+SWEEP_ALPHAS, SWEEP_SEEDS = (0.0, ENTANGLED_ALPHA), (0, 1)  # the paper: 2 runs each
+
+
+def _sweep_plan(profile: str, out) -> list[Task]:
+    return [Task(f"{variant_name(a)}_s{s}", variant_name(a), {"alpha": a, "seed": s})
+            for s in SWEEP_SEEDS for a in SWEEP_ALPHAS]
+
+
+def _sweep_done(task, profile: str, out) -> dict | None:
+    recs = [r for r in load_records(out, "fig8", profile=profile) if r["seed"] == task.params["seed"]
+            and float(r["config"]["alpha"]) == task.params["alpha"]] if Path(out).exists() else []
+    return recs[-1] if recs else None
+
+
+def _sweep_run(task, profile: str, out, checkpoint_dir, device: str) -> dict:
+    f8 = figure8(profile, runs=1, alphas=(task.params["alpha"],), seed0=task.params["seed"], device=device,
+                 out_dir=out, reuse=True, progress=False, checkpoint_root=Path(checkpoint_dir).parent)
+    return f8.records[0]
+
+
+SWEEP = Grid(plan=_sweep_plan, done=_sweep_done, run=_sweep_run, profiles=tuple(PROFILES_FIG8),
+             value=lambda rec: rec["metrics"]["test_accuracy"],
+             description="Fig. 8: baseline and entangled, 2 seeds each, trained long")

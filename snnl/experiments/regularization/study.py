@@ -19,6 +19,7 @@ Profiles: ``paper`` (full length), ``screen`` (3,000 steps; a cell beating its b
 book). Parts: :data:`PAPER`, :data:`VARIANTS`, :data:`CELLS`, :func:`plan`, :func:`run_study`,
 :func:`study_table`, :func:`format_study`, :func:`plot_study_curves`, :func:`report_items`::
 
+    python -m snnl sweep table1_study --profile paper --workers 2   # or, the same runs:
     python -m snnl.experiments.regularization --jobs 2 --out results/paper/table1_study
 """
 
@@ -32,11 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from snnl.experiments.regularization.table1 import PAPER_TABLE1
-from snnl.experiments.common import config_key, train_recorded
+from snnl.experiments.common import config_key, find_record, train_recorded
 from snnl.experiments.common.curves import mean_history, plot_training
-from snnl.experiments.common.runner import run_pending, spawn
 from snnl.results import load_records
 from snnl.stats import compare, fmt_ci, fmt_p
+from snnl.sweeps import Grid, Task, run_sweep
 from snnl.train import TrainConfig, load_for
 
 EXPERIMENT = "table1_study"
@@ -210,31 +211,29 @@ def run_one(run: PlannedRun, out_dir, checkpoint_root=None, device: str = "auto"
     return res.record
 
 
-def worker(out_dir, checkpoint_root, profile: str = "paper", device: str = "auto", log=print) -> int:
-    """Run pending runs one after the other until none is left; returns how many it ran."""
-    def run(r):
-        return f"test accuracy {100 * run_one(r, out_dir, checkpoint_root, device)['metrics']['test_accuracy']:.2f}%"
-
-    return run_pending(lambda: pending(out_dir, profile), lambda r: r.key, run, Path(checkpoint_root) / "locks", log)
-
-
 def run_study(out_dir, checkpoint_root, jobs: int = 1, profile: str = "paper", device: str = "auto",
-              log=print) -> int:
-    """Run every pending run of the study with ``jobs`` processes (:mod:`snnl.experiments.common.runner`);
-    resumable: a run with a record is skipped, a killed run resumes from its checkpoint. Returns
-    the number of runs this call did (``jobs == 1``) or the number of records (``jobs > 1``).
-    ``log`` gets one progress line per finished run (``jobs == 1``; the book passes a function that
-    drops them, the command line prints them)."""
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    if jobs == 1:
-        return worker(out_dir, checkpoint_root, profile, device, log=log)
-    rcs = spawn("snnl.experiments.regularization", ["--out", str(out_dir), "--checkpoints", str(checkpoint_root),
-                                                  "--profile", profile, "--device", device, "--jobs", "1"], jobs)
-    if any(rcs):
-        raise RuntimeError(f"a study worker failed (exit codes {rcs})")
-    return len(load_records(out_dir, EXPERIMENT))
+              log=print, storage: str | None = None) -> int:
+    """Every pending run of the study: the sweep ``table1_study`` with ``jobs`` workers sharing
+    ``storage`` (:func:`snnl.sweeps.run_sweep`). Returns the runs done here (``jobs == 1``) or the
+    records. ``log``: one line per finished run (``jobs == 1``; the book drops them)."""
+    n = run_sweep(EXPERIMENT, profile, jobs, storage, out_dir, checkpoint_root, device, log=log)
+    return n if jobs == 1 else len(load_records(out_dir, EXPERIMENT))
+
+
+def _sweep_plan(profile: str, out) -> list[Task]:
+    recs = load_records(out, EXPERIMENT) if Path(out).exists() else []
+    return [Task(r.key, f"{r.variant} ({r.profile})", asdict(r)) for r in plan(recs, profile)]
+
+
+def _sweep_done(task, profile: str, out) -> dict | None:
+    return find_record(out, EXPERIMENT, run_config(PlannedRun(**task.params))) if Path(out).exists() else None
+
+
+SWEEP = Grid(plan=_sweep_plan, done=_sweep_done, profiles=("small", "paper"),  # a run's folder: <root>/<key>
+             run=lambda task, profile, out, ckpt, device: run_one(PlannedRun(**task.params), out, Path(ckpt).parent,
+                                                                  device),
+             value=lambda rec: rec["metrics"]["test_accuracy"],
+             description="the Table 1 recipe study: screening, full-length and promoted runs")
 
 
 # ---- results ---------------------------------------------------------------------------------
@@ -376,7 +375,8 @@ def report_items(records: list[dict]) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m snnl.experiments.regularization", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/paper/table1_study", help="folder of the study's records")
-    p.add_argument("--checkpoints", default="_build/checkpoints/table1_study", help="checkpoint folders, locks")
+    p.add_argument("--checkpoints", default="_build/checkpoints/table1_study", help="checkpoint folders, one per run")
+    p.add_argument("--storage", default=None, help="the sweep's storage URL (default: an SQLite file in --out)")
     p.add_argument("--jobs", type=int, default=1, help="processes side by side (one math thread each)")
     p.add_argument("--profile", default="paper", choices=("paper", "small"),
                    help="paper: the study (full and screening runs); small: a tiny run on digits")
@@ -392,7 +392,7 @@ def main(argv=None) -> int:
         if args.table:
             print(format_study(study_table(load_records(args.out, EXPERIMENT))))
             return 0
-        run_study(args.out, args.checkpoints, args.jobs, args.profile, args.device)
+        run_study(args.out, args.checkpoints, args.jobs, args.profile, args.device, storage=args.storage)
         return 0
     except (ValueError, RuntimeError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
