@@ -98,7 +98,7 @@ def caption(recs, which):  # the heat maps' caption: what they show, and the ver
             + overall_line(recs).replace("**", ""))
 
 # %% [markdown]
-# ## Paper profile (committed records)
+# ## The paper-profile records
 #
 # The table gives, per pair and detector, the AUROC (higher is better) and the FPR@95TPR (lower is
 # better) of both models, mean ± standard deviation over the seeds. The heat maps show the AUROC
