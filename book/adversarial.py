@@ -61,7 +61,7 @@ dataset = ""  # "" = the profile's (small: digits at 14x14, paper: mnist); or fa
 steps = 0  # victims' training steps; 0 = the profile's (small: 200, paper: 14,000)
 bim_steps = 0  # BIM steps for every eps; 0 = the profile's (small: 10, paper: 50; the paper: 1,000)
 n_test = 0  # attacked test points; 0 = the profile's (small: 300, paper: 1,000)
-records_dir = "results"  # committed paper-profile records, shown at the end
+records_dir = "results"  # committed paper-profile records, shown first
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 
 # %% tags=["hide-input"]
@@ -81,15 +81,33 @@ found = {e: snnl.load_records(records_dir, e, profile="paper", dataset=config.da
 cache, run = {}, dict(out_dir=out, progress=False)
 reuse = bool(found) and all(found.values())  # the paper profile shows the committed records when all exist
 banner = snnl.Banner(profile, [config.dataset], None if reuse else device)
-models = {} if reuse else cal.train_models(
-    config, cal.roles_needed(config, transfer=True), checkpoint_root="runs" if profile == "paper" else None,
-    progress=False)
-print("showing the committed paper-profile records" if reuse else
-      ", ".join(f"{r}: test accuracy {m.metrics['test_accuracy']:.3f}" for r, m in models.items()))
 
 
 def paper_figure(rec):  # which of the paper's calibration figures a record stands for
     return {"mnist": "Fig. 18", "fashion-mnist": "Fig. 19", "svhn": "Fig. 9"}.get(rec["dataset"], "Figs. 9, 18, 19")
+
+# %% [markdown]
+# ## The paper-profile records
+#
+# Records committed under `results/paper/calibration/` by the command line at the paper
+# profile: MNIST and Fashion-MNIST, the paper's CNN (Adam $10^{-4}$, batch 256). The settings
+# are reduced from the paper's, for the CPU: BIM runs 50 of the paper's 1,000 steps, and the
+# Fashion-MNIST victims trained 3,000 of the paper's 14,000 steps (the MNIST victims are the
+# 14,000-step Table 1 models). The scale actually used (training steps of the victims and, in
+# brackets, of the transfer sources; BIM steps; attacked points) is in each row.
+# The triplet comparison was run at the scale of the transfer sources (see its "steps" column).
+
+# %% tags=["hide-input"]
+recs = {e: snnl.load_records(records_dir, e, profile="paper")
+        for e in ("dknn_calibration", "dknn_calibration_triplet", "transferability")}
+if recs["dknn_calibration"] or recs["dknn_calibration_triplet"]:
+    display(Markdown(cal.summary_table(recs["dknn_calibration"] + recs["dknn_calibration_triplet"])))
+    for rec in recs["dknn_calibration"]:
+        print(f"{rec['dataset']}: " + "; ".join(rec["config"]["notes"]))
+else:
+    print(f"No paper-profile calibration records under {records_dir!r} yet.")
+if recs["transferability"]:
+    display(Markdown(cal.transfer_table(recs["transferability"])))
 
 # %% [markdown]
 # (adversarial-fig9-18-19)=
@@ -99,7 +117,16 @@ def paper_figure(rec):  # which of the paper's calibration figures a record stan
 # strongest attack. BIM uses the same number of steps and the same step size for every
 # $\varepsilon$, as in the paper (which uses 1,000 steps; we use fewer, see the record's notes).
 # At the small profile the models are the CNN trained 200 steps on the embedded digits at
-# 14x14; the paper-profile records at the end are the numbers to compare with the paper.
+# 14x14; the paper-profile records above are the numbers to compare with the paper.
+#
+# ### This run
+
+# %% tags=["hide-input"]
+models = {} if reuse else cal.train_models(
+    config, cal.roles_needed(config, transfer=True), checkpoint_root="runs" if profile == "paper" else None,
+    progress=False)
+print("showing the committed paper-profile records" if reuse else
+      ", ".join(f"{r}: test accuracy {m.metrics['test_accuracy']:.3f}" for r, m in models.items()))
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-adversarial-calibration", "caption": "{glue:text}`fig-adversarial-calibration`"}}
 sweep = found["dknn_calibration"][-1] if found.get("dknn_calibration") else \
@@ -107,8 +134,8 @@ sweep = found["dknn_calibration"][-1] if found.get("dknn_calibration") else \
 cal.plot_calibration(sweep)
 plt.show()
 c = cal.compare(sweep)
-glue("fig-adversarial-calibration", f"The paper's {paper_figure(sweep)} ({sweep['dataset']}, {sweep['profile']} "
-     f"profile): mean DkNN credibility against DkNN accuracy, one point per ε (clean data at the top right), per attack; "
+glue("fig-adversarial-calibration", f"This run ({sweep['dataset']}, {sweep['profile']} profile), the paper's "
+     f"{paper_figure(sweep)}: mean DkNN credibility against DkNN accuracy, one point per ε (clean data at the top right), per attack; "
      f"dotted: the identity line. The entangled model's credibility correlates better with accuracy (Pearson r in "
      f"the legends) for {len(c['pearson_better'])} of {len(c['attacks'])} attacks (the paper: for all).", display=False)
 
@@ -141,6 +168,8 @@ print(f"Measured ({sweep['profile']} profile, {sweep['dataset']}): the entangled
 # (trained with the other loss), and the two transfer sources (seed + 1, one per loss). The
 # paper's claim is that the lines of the cross-entropy victim stay high when the examples come
 # from an entangled model.
+#
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-adversarial-fig20", "caption": "{glue:text}`fig-adversarial-fig20`"}}
 transfer = found["transferability"][-1] if found.get("transferability") else \
@@ -149,8 +178,8 @@ cal.plot_transfer(transfer)
 plt.show()
 acc = cal.transfer_accuracy(transfer)
 from_ent, from_ce = acc[("entangled", "baseline")], acc[("baseline_source", "baseline")]
-glue("fig-adversarial-fig20", f"The paper's Fig. 20 ({transfer['dataset']}, {transfer['profile']} profile): each "
-     f"victim's accuracy on BIM examples crafted on each source model, against ε. Averaged over ε > 0, the "
+glue("fig-adversarial-fig20", f"This run ({transfer['dataset']}, {transfer['profile']} profile), the paper's Fig. "
+     f"20: each victim's accuracy on BIM examples crafted on each source model, against ε. Averaged over ε > 0, the "
      f"cross-entropy victim keeps {from_ent:.3f} on examples from the entangled model and {from_ce:.3f} on examples "
      f"from a second cross-entropy model: examples crafted on the entangled model transfer "
      f"{'less' if from_ent > from_ce else 'no less'} than those of a cross-entropy model (the paper: they transfer "
@@ -177,6 +206,8 @@ print(f"Measured ({transfer['profile']} profile, {transfer['dataset']}), mean ac
 # triplet loss has no upper bound, so its weight must be small for training to stay stable:
 # $\alpha = 10^{-4}$ here (no record of a larger weight is kept; `python -m snnl train
 # --regularizer triplet --alpha 1e-3` shows what happens to the loss). White-box attacks only.
+#
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-adversarial-fig14", "caption": "{glue:text}`fig-adversarial-fig14`"}}
 tconfig = cal.make_config(profile, seed=seed, device=device, regularizer="triplet", attacks=("fgsm", "bim"), **over)
@@ -185,8 +216,8 @@ triplet = found["dknn_calibration_triplet"][-1] if found.get("dknn_calibration_t
 cal.plot_calibration(triplet)
 plt.show()
 c = cal.compare(triplet, "triplet")
-glue("fig-adversarial-fig14", f"The paper's Fig. 14 ({triplet['dataset']}, {triplet['profile']} profile): the same "
-     f"plot for a model that maximises the triplet loss, white-box attacks only. Its credibility correlates better "
+glue("fig-adversarial-fig14", f"This run ({triplet['dataset']}, {triplet['profile']} profile), the paper's Fig. "
+     f"14: the same plot for a model that maximises the triplet loss, white-box attacks only. Its credibility correlates better "
      f"with accuracy than the baseline's for {len(c['pearson_better'])} of {len(c['attacks'])} attacks "
      f"({', '.join(c['pearson_better']) or 'none'}; the paper: no improvement).", display=False)
 
@@ -196,29 +227,6 @@ print(f"Measured ({triplet['profile']} profile, {triplet['dataset']}): the tripl
       f"better with accuracy than the baseline's for {len(c['pearson_better'])} of {len(c['attacks'])} attacks "
       f"({', '.join(c['pearson_better'])}). Paper (FGSM only): no improvement. Test accuracy of the models: "
       + ", ".join(f"{r} {a:.3f}" for r, a in triplet["metrics"].get("test_accuracy", {}).items()))
-
-# %% [markdown]
-# ## The paper-profile records
-#
-# Records committed under `results/paper/calibration/` by the command line at the paper
-# profile: MNIST and Fashion-MNIST, the paper's CNN (Adam $10^{-4}$, batch 256). The settings
-# are reduced from the paper's, for the CPU: BIM runs 50 of the paper's 1,000 steps, and the
-# Fashion-MNIST victims trained 3,000 of the paper's 14,000 steps (the MNIST victims are the
-# 14,000-step Table 1 models). The scale actually used (training steps of the victims and, in
-# brackets, of the transfer sources; BIM steps; attacked points) is in each row.
-# The triplet comparison was run at the scale of the transfer sources (see its "steps" column).
-
-# %% tags=["hide-input"]
-recs = {e: snnl.load_records(records_dir, e, profile="paper")
-        for e in ("dknn_calibration", "dknn_calibration_triplet", "transferability")}
-if recs["dknn_calibration"] or recs["dknn_calibration_triplet"]:
-    display(Markdown(cal.summary_table(recs["dknn_calibration"] + recs["dknn_calibration_triplet"])))
-    for rec in recs["dknn_calibration"]:
-        print(f"{rec['dataset']}: " + "; ".join(rec["config"]["notes"]))
-else:
-    print(f"No paper-profile calibration records under {records_dir!r} yet.")
-if recs["transferability"]:
-    display(Markdown(cal.transfer_table(recs["transferability"])))
 
 # %% tags=["remove-input"]
 banner.finish()  # the wall time, in the banner at the top

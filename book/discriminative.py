@@ -58,6 +58,7 @@ dataset = ""  # data of Fig. 15; empty means the profile default (small: digits,
 resnet_dataset = ""  # data of Figs. 3/16; empty means the profile default (small: digits 32x32x3, paper: cifar10)
 steps = 0  # training steps of Fig. 15; 0 means the profile default (small: 300, paper: 14000)
 resnet_steps = 0  # training steps of Figs. 3/16; 0 means the profile default (small: 150, paper: 106 epochs)
+records_dir = "results"  # committed paper-profile records, shown first in each section
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 
 # %% tags=["hide-input"]
@@ -66,11 +67,33 @@ import matplotlib.pyplot as plt
 from myst_nb import glue
 
 import snnl
+from snnl.experiments.common.records import paper_records
 from snnl.experiments.discriminative import representations as rep
 
 snnl.seed_everything(seed)
 common = dict(profile=profile, seed=seed, device=device, progress=False, reuse=profile == "paper")
 banner = snnl.Banner(profile, [dataset or ("digits" if profile == "small" else "mnist")], device)
+committed = {e: rep.LayerEntanglement.from_record(v[-1])  # the newest committed record of each figure
+             for e, v in paper_records(records_dir).items() if e in ("fig15", "fig3_16") and v}
+this_run = f"This run ({profile} profile)"
+
+
+def caption15(r, lead):  # Fig. 15's caption: whose run (lead) and what it shows
+    fell = [n for n, (a, b) in r.change("batch").items() if b < a]
+    return (f"{lead}, the paper's Fig. 15 ({r.data_label}, {r.config['steps']} steps of cross-entropy training): the "
+            f"training-batch loss fell in {len(fell)} of {len(r.batch_snnl)} hidden layers of CNN1 (left; the paper: "
+            f"in every layer). Right: the entanglement (Eq. 2) of a fixed batch of test images.")
+
+
+def caption3_16(r, lead):  # Figs. 3 and 16's caption
+    inner = [n for n in r.last_block if "." in n]
+    rose = [n for n in inner if r.entanglement[n][-1] > min(r.entanglement[n]) + 0.01]  # up again after its lowest
+    e, first, last = r.change(), r.blocks[0], r.blocks[-2]
+    return (f"{lead}, the paper's Figs. 3 and 16 ({r.data_label}, {r.config['steps']} steps, cosine distance). Left "
+            f"(Fig. 3): {len(rose)} of {len(inner)} layers inside the last block end above their lowest entanglement "
+            f"(the paper: they rise again after an initial drop). Right (Fig. 16): the first block ({first}) went "
+            f"{e[first][0]:.3f} → {e[first][1]:.3f}, the last block ({last}) {e[last][0]:.3f} → {e[last][1]:.3f} (the "
+            f"paper: the lower blocks stay entangled, the last one disentangles).")
 
 # %% [markdown]
 # (discriminative-fig15)=
@@ -80,6 +103,21 @@ banner = snnl.Banner(profile, [dataset or ("digits" if profile == "small" else "
 # layers of 256 and 128 units and the logits. The loss is recorded every few steps on the
 # training batch at every hidden layer, with one learnable temperature per layer
 # ($T = T_0/t$, $T_0 = 100$, one gradient step on $t$ per record).
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-discriminative-fig15-paper", "caption": "{glue:text}`fig-discriminative-fig15-paper`"}}
+if "fig15" in committed:
+    rep.plot_figure15(committed["fig15"])
+    plt.show()
+    print(committed["fig15"].summary())
+    glue("fig-discriminative-fig15-paper", caption15(committed["fig15"], "The committed paper-profile record"),
+         display=False)
+else:
+    print(f"No paper-profile record of Fig. 15 under {records_dir!r} yet.")
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-discriminative-fig15", "caption": "{glue:text}`fig-discriminative-fig15`"}}
 fig15 = rep.layer_entanglement_over_training(
@@ -88,10 +126,7 @@ fig15 = rep.layer_entanglement_over_training(
 rep.plot_figure15(fig15)
 plt.show()
 print(fig15.summary())
-fell15 = [n for n, (a, b) in fig15.change("batch").items() if b < a]
-glue("fig-discriminative-fig15", f"The paper's Fig. 15 ({fig15.data_label}, {fig15.config['steps']} steps of cross-entropy "
-     f"training): the training-batch loss fell in {len(fell15)} of {len(fig15.batch_snnl)} hidden layers of CNN1 (left; "
-     f"the paper: in every layer). Right: the entanglement (Eq. 2) of a fixed batch of test images.", display=False)
+glue("fig-discriminative-fig15", caption15(fig15, this_run), display=False)
 
 # %% tags=["hide-input"]
 batch = fig15.change("batch")
@@ -111,6 +146,23 @@ print(f"Measured ({profile} profile, {fig15.data_label}): "
 # block's output and the pooled features; Fig. 3 the two convolutions inside the last block
 # and the block's output. The model runs in training mode for the measurements (batch
 # statistics, on a copy of the model), so batch normalisation sees what it sees in training.
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-discriminative-fig3-16-paper", "caption": "{glue:text}`fig-discriminative-fig3-16-paper`"}}
+if "fig3_16" in committed:
+    rep.plot_figure3_16(committed["fig3_16"])
+    plt.show()
+    print(committed["fig3_16"].summary())
+    if committed["fig3_16"].substitute_for:
+        print(f"Data: {committed['fig3_16'].data_note}.")
+    glue("fig-discriminative-fig3-16-paper", caption3_16(committed["fig3_16"], "The committed paper-profile record"),
+         display=False)
+else:
+    print(f"No paper-profile record of Figs. 3 and 16 under {records_dir!r} yet.")
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-discriminative-fig3-16", "caption": "{glue:text}`fig-discriminative-fig3-16`"}}
 fig3 = rep.layer_entanglement_over_training(
@@ -121,15 +173,7 @@ plt.show()
 print(fig3.summary())
 if fig3.substitute_for:
     print(f"Data: {fig3.data_note}.")
-inner = [n for n in fig3.last_block if "." in n]
-rose = [n for n in inner if fig3.entanglement[n][-1] > min(fig3.entanglement[n]) + 0.01]  # up again after its lowest
-e3 = fig3.change()
-glue("fig-discriminative-fig3-16", f"The paper's Figs. 3 and 16 ({fig3.data_label}, {fig3.config['steps']} steps, cosine "
-     f"distance). Left (Fig. 3): {len(rose)} of {len(inner)} layers inside the last block end above their lowest "
-     f"entanglement (the paper: they rise again after an initial drop). Right (Fig. 16): the first block "
-     f"({fig3.blocks[0]}) went {e3[fig3.blocks[0]][0]:.3f} → {e3[fig3.blocks[0]][1]:.3f}, the last block "
-     f"({fig3.blocks[-2]}) {e3[fig3.blocks[-2]][0]:.3f} → {e3[fig3.blocks[-2]][1]:.3f} (the paper: the lower blocks "
-     f"stay entangled, the last one disentangles).", display=False)
+glue("fig-discriminative-fig3-16", caption3_16(fig3, this_run), display=False)
 
 # %% tags=["hide-input"]
 ent = fig3.change()
@@ -147,9 +191,9 @@ print(f"Measured ({profile} profile, {fig3.data_label}, {fig3.config['steps']} s
 # is 0. Lower values mean better separated classes. The small profile trains for a minute on
 # 1,297 handwritten digits, which are already fairly separated in pixel space; the paper's
 # second regime (inner layers becoming *more* entangled as training goes on) needs the long
-# CIFAR-10 training of the paper profile. The records of this run are in `results_dir`;
-# paper-profile records, when present under `results/paper/`, are reused instead of training
-# again.
+# CIFAR-10 training of the paper profile (its records open each section). The records of this
+# run are in `results_dir`; at the paper profile, records present under `results/paper/` are
+# reused instead of training again.
 
 # %% tags=["remove-input"]
 banner.finish([fig15, fig3])  # the data actually used and the wall time, in the banner at the top

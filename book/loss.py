@@ -49,6 +49,7 @@ profile = "small"  # "small" (CPU, seconds) or "paper" (more steps, MNIST pixels
 seed = 0  # random seed
 device = "auto"  # unused here: these 2-D problems always run on the CPU
 dataset = "digits"  # real images for the temperature curve (paper profile: "mnist")
+records_dir = "results"  # committed paper-profile records, shown first in each section
 results_dir = "_build/results"  # records of this run go here ("results" at paper profile)
 
 # %% tags=["hide-input"]
@@ -57,6 +58,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import snnl
+from snnl.experiments.common.records import paper_records
 from snnl.experiments.loss import synthetic
 from snnl.plots import plot_figure1, plot_figure2, plot_figure13, plot_temperature_curve
 
@@ -65,6 +67,25 @@ steps = 300 if profile == "small" else 1000  # gradient steps on the coordinates
 n_images = 500 if profile == "small" else 2000  # images for the temperature curve
 common = dict(seed=seed, out_dir=results_dir, profile=profile)
 banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
+committed = paper_records(records_dir)  # experiment -> the committed paper-profile records
+this_run = f"This run ({profile} profile)"
+
+
+def show_committed(experiment):  # the table of the newest committed record of a figure, or a line saying so
+    recs = committed.get(experiment)
+    if not recs:
+        print(f"No paper-profile record of {experiment} under {records_dir!r} yet.")
+        return
+    rec = recs[-1]
+    display(Markdown(f"The committed record: {rec['config']['steps']} gradient steps, the loss at "
+                     f"T = {rec['config']['temperature']:g}."))
+    display(Markdown(synthetic.table_points(rec)))
+
+
+def where(c):  # where a curve has its minimum over T, for a caption
+    if not c["at_boundary"]:
+        return f"at T = {c['argmin']:.3g}"
+    return "at the largest T" if c["argmin"] >= max(c["temperature"]) * 0.999 else "at the smallest T"
 
 # %% [markdown]
 # (loss-fig1)=
@@ -75,13 +96,21 @@ banner = snnl.Banner(profile, ["synthetic", dataset], device="cpu")
 # and "the 4 classes become more isolated". The paper shows the picture only; we add the loss
 # and the *1-NN purity* (the share of points whose nearest other point has their label;
 # 0.25 is chance for 4 balanced classes).
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"]
+show_committed("figure1")
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-fig1", "caption": "{glue:text}`fig-loss-fig1`"}}
 fig1 = synthetic.figure1(steps=steps, **common)
 plot_figure1(fig1)
 plt.show()
 i, f = fig1["metrics"]["initial"], fig1["metrics"]["final"]
-glue("fig-loss-fig1", f"The paper's Fig. 1: minimising the loss {'isolates' if f['purity'] > i['purity'] else 'does not isolate'} "
+glue("fig-loss-fig1", f"{this_run}, the paper's Fig. 1: minimising the loss {'isolates' if f['purity'] > i['purity'] else 'does not isolate'} "
      f"the 4 random classes of 200 points. Left: the start, 1-NN purity {i['purity']:.2f} (0.25 is chance); middle: "
      f"after {steps} gradient steps, 1-NN purity {f['purity']:.2f}; right: the loss, {i['loss']:.3f} → {f['loss']:.3f}.",
      display=False)
@@ -102,14 +131,22 @@ display(Markdown(synthetic.table_points(fig1["record"])))  # loss at the figure'
 # 4 sites on a circle holds modes of two classes (entangled), and a class's two modes sit
 # at different sites. Number we add: per class, a 2-means split of its points compared with
 # the true modes (adjusted Rand index; 1 = the two modes are two separate groups).
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"]
+show_committed("figure13")
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-fig13", "caption": "{glue:text}`fig-loss-fig13`"}}
 fig13 = synthetic.figure13(steps=steps, **common)
 plot_figure13(fig13)
 plt.show()
 i, f = fig13["metrics"]["initial"], fig13["metrics"]["final"]
-glue("fig-loss-fig13", f"The paper's Fig. 13: each class is drawn from two modes (marker: mode); after minimising "
-     f"(right) the two modes of a class {'are still two separate groups' if f['mode_ari'] >= 0.9 else 'are no longer two groups'} "
+glue("fig-loss-fig13", f"{this_run}, the paper's Fig. 13: each class is drawn from two modes (marker: mode); after "
+     f"minimising (right) the two modes of a class {'are still two separate groups' if f['mode_ari'] >= 0.9 else 'are no longer two groups'} "
      f"(2-means split against the true modes, adjusted Rand index {i['mode_ari']:.2f} at the start, "
      f"{f['mode_ari']:.2f} at the end; 1 = two separate groups).", display=False)
 
@@ -128,6 +165,14 @@ display(Markdown(synthetic.table_points(fig13["record"])))  # mode_gap: distance
 # anchor at every step. Number we add: the *radial CV*, the coefficient of variation of the
 # distances to the centroid: 0 on a circle, about 0.52 for a 2-D Gaussian, 0.35 for a
 # uniform disc. The plots zoom on 95% of the points.
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"]
+show_committed("figure2")
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-fig2", "caption": "{glue:text}`fig-loss-fig2`"}}
 fig2 = synthetic.figure2(steps=steps, **common)
@@ -136,8 +181,8 @@ plt.show()
 m2 = fig2["metrics"]
 low = min(m2[f"{loss}_min"]["purity"] for loss in ("snnl", "triplet"))
 cv_t, cv_s = m2["triplet_max"]["radial_cv"], m2["snnl_max"]["radial_cv"]
-glue("fig-loss-fig2", f"The paper's Fig. 2, triplet loss (top) and soft nearest neighbor loss (bottom) from the same start "
-     f"(middle). Minimised (left), both {'separate' if low >= 0.9 else 'do not both separate'} the classes (the lower "
+glue("fig-loss-fig2", f"{this_run}, the paper's Fig. 2, triplet loss (top) and soft nearest neighbor loss (bottom) "
+     f"from the same start (middle). Minimised (left), both {'separate' if low >= 0.9 else 'do not both separate'} the classes (the lower "
      f"1-NN purity of the two: {low:.2f}). Maximised (right), the triplet loss {'does not put' if cv_t > 0.1 else 'puts'} the points on "
      f"a circle as in the paper (radial CV {cv_t:.2f}; 0 on a circle, 0.35 for a uniform disc), and the soft nearest "
      f"neighbor loss leaves them at a radial CV of {cv_s:.2f}.", display=False)
@@ -163,6 +208,31 @@ glue("fig2_min_purity", low, display=False)
 # approximated in training by gradient steps on $1/T$. Below: the loss over a log grid of
 # $T$ for the points of Fig. 1 before and after minimising, and for raw pixels of real
 # images; circles mark `snnl.entanglement` (open when the minimum is at the range's edge).
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-eq2-paper", "caption": "{glue:text}`fig-loss-eq2-paper`"}}
+def curve_of(rec):  # a committed temperature curve, as synthetic.temperature_curve returns it
+    m = rec["metrics"]
+    return {"temperature": rec["history"]["temperature"], "loss": rec["history"]["loss"], "argmin": m["temperature"],
+            **{k: m[k] for k in ("entanglement", "at_boundary", "median_distance")}}
+
+
+kept = {r["config"]["data"]: r for r in committed.get("temperature_curve", [])}  # the newest per set of points
+paper_names = {"figure1-start": "Fig. 1 start (random labels)", "figure1-end": "Fig. 1 minimised"}
+kept = dict(sorted(kept.items(), key=lambda kv: list(paper_names).index(kv[0]) if kv[0] in paper_names else 2))
+paper_curves = {paper_names.get(k, f"{k}: {r['config']['points']} images, pixels"): curve_of(r) for k, r in kept.items()}
+if paper_curves:
+    plot_temperature_curve(*paper_curves.values(), names=list(paper_curves))
+    plt.show()
+    glue("fig-loss-eq2-paper", "The committed paper-profile records, Eq. 2: the loss against the temperature T, and its "
+         "minimum over T (circles; open: at the edge of the range). " + "; ".join(
+             f"{n}: {c['entanglement']:.3f} {where(c)}" for n, c in paper_curves.items()) + ".", display=False)
+else:
+    print(f"No paper-profile temperature curves under {records_dir!r} yet.")
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-loss-eq2", "caption": "{glue:text}`fig-loss-eq2`"}}
 ds = snnl.load_dataset(dataset, n_train=n_images, seed=seed)
@@ -174,16 +244,8 @@ curves = [
 names = ["Fig. 1 start (random labels)", "Fig. 1 minimised", f"{dataset}: {n_images} images, pixels"]
 plot_temperature_curve(*curves, names=names)
 plt.show()
-
-
-def where(c):  # where a curve has its minimum over T
-    if not c["at_boundary"]:
-        return f"at T = {c['argmin']:.3g}"
-    return "at the largest T" if c["argmin"] >= max(c["temperature"]) * 0.999 else "at the smallest T"
-
-
-glue("fig-loss-eq2", "Eq. 2: the loss against the temperature T, and its minimum over T, the entanglement (circles; open: "
-     "at the edge of the range). " + "; ".join(f"{n}: {c['entanglement']:.3f} {where(c)}" for n, c in zip(names, curves))
+glue("fig-loss-eq2", f"{this_run}, Eq. 2: the loss against the temperature T, and its minimum over T, the "
+     "entanglement (circles; open: at the edge of the range). " + "; ".join(f"{n}: {c['entanglement']:.3f} {where(c)}" for n, c in zip(names, curves))
      + ".", display=False)
 for name, c in zip(names, curves):
     edge = " (edge of the range)" if c["at_boundary"] else ""

@@ -44,8 +44,9 @@ display(Markdown(at_a_glance(gradients.report_items(recs) + outliers.report_item
 #
 # The small profile runs on the embedded 8x8 digits (upsampled to 28x28) with short training,
 # and uses pixel-shuffled digits as out-of-distribution data. The paper profile uses MNIST,
-# notMNIST and Fashion-MNIST and reuses the models of Table 1 (14,000 steps); its records are
-# shown at the end of each section when they exist. All code lives in
+# notMNIST and Fashion-MNIST and reuses the models of Table 1 (14,000 steps). Each section shows
+# first the committed paper-profile records, then this build's run (*This run*, at the small
+# profile). All code lives in
 # `snnl.experiments.ood.geometry` and `snnl.experiments.ood.robustness`.
 
 # %% tags=["parameters", "hide-input"]
@@ -79,34 +80,35 @@ def paper_record(experiment):  # the latest committed paper-profile record, or N
     return recs[-1] if recs else None
 
 
-def which(rec):  # the run a figure shows, for its caption
-    return f"{rec['dataset']}, {rec['profile']} profile"
+def which(rec, committed=False):  # whose run a figure shows: the start of its caption
+    return (f"The committed paper-profile record ({rec['dataset']})" if committed
+            else f"This run ({rec['dataset']}, {rec['profile']} profile)")
 
 
-def caption_gradients(rec):
+def caption_gradients(rec, committed=False):
     m = {k: v["cross_model_knn_accuracy"] for k, v in rec["metrics"].items()}
-    return (f"The paper's Figs. 10 and 11 ({which(rec)}): t-SNE of the signs of two models' targeted-FGSM gradients, "
-            f"one panel per pair of models (colour: model). How well one model's class clusters predict the other's "
+    return (f"{which(rec, committed)}, the paper's Figs. 10 and 11: t-SNE of the signs of two models' "
+            f"targeted-FGSM gradients, one panel per pair of models (colour: model). How well one model's class clusters predict the other's "
             f"(cross-model kNN accuracy; 1/9, about 0.11, is chance): " + ", ".join(f"{k} {v:.3f}" for k, v in m.items())
             + ". The paper: aligned for two cross-entropy models, not for two entangled models.")
 
 
-def caption_ood(rec):
+def caption_ood(rec, committed=False):
     m = rec["metrics"]
     better, worse = sorted(m, key=lambda k: -m[k]["auroc_credibility"])[:2]
     gap = m[better]["auroc_credibility"] - m[worse]["auroc_credibility"]
-    return (f"The paper's Figs. 12 and 21 ({which(rec)}): t-SNE of the logits of in-distribution and out-of-distribution "
-            f"test inputs. Deep k-NN credibility tells them apart with an AUROC of "
+    return (f"{which(rec, committed)}, the paper's Figs. 12 and 21: t-SNE of the logits of in-distribution and "
+            f"out-of-distribution test inputs. Deep k-NN credibility tells them apart with an AUROC of "
             + ", ".join(f"{k} {v['auroc_credibility']:.3f}" for k, v in m.items())
             + f": the {better} model's is higher by {gap:.3f} (the paper: the entangled model sets them apart).")
 
 
-def caption_hidden(rec):
+def caption_hidden(rec, committed=False):
     m = rec["metrics"]
     better, worse = sorted(m, key=lambda k: -m[k]["knn_accuracy_layer"])[:2]
     gap = m[better]["knn_accuracy_layer"] - m[worse]["knn_accuracy_layer"]
-    return (f"The paper's Fig. 22 ({which(rec)}): t-SNE of the first hidden layer on real and FGSM inputs. A 10-NN "
-            f"classifier tells real from adversarial points in that layer with an accuracy of "
+    return (f"{which(rec, committed)}, the paper's Fig. 22: t-SNE of the first hidden layer on real and FGSM "
+            f"inputs. A 10-NN classifier tells real from adversarial points in that layer with an accuracy of "
             + ", ".join(f"{k} {v['knn_accuracy_layer']:.3f}" for k, v in m.items())
             + f" (0.5 is chance): the {better} model's is higher by {gap:.3f} (the paper: the entangled model projects "
             "them apart).")
@@ -123,6 +125,26 @@ def caption_hidden(rec):
 # fitted on one model's points in the joint embedding predicts the *class of the input* of the
 # other model's points (`cross_model_knn_accuracy`: high when the two models' class clusters
 # line up). The third pair mixes a cross-entropy and an entangled model.
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"]
+rec = paper_record("adversarial_gradients")
+if rec:
+    display(Markdown(f"Committed under `{paper_results}/` ({rec['dataset']}, {rec['config']['n_points']} inputs, "
+                     f"device {rec['device']}):"))
+    display(Markdown(table_gradients(rec)))
+else:
+    print(f"No paper-profile record of Figs. 10, 11 under {paper_results!r} yet.")
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-gradients-paper", "caption": "{glue:text}`fig-ood-gradients-paper`"}}
+if rec:
+    plot_gradients(rec)
+    plt.show()
+    glue("fig-ood-gradients-paper", caption_gradients(rec, committed=True), display=False)
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-gradients", "caption": "{glue:text}`fig-ood-gradients`"}}
 grads = run_adversarial_gradients(cfg, out_dir, cache)
@@ -133,18 +155,6 @@ glue("fig-ood-gradients", caption_gradients(grads["record"]), display=False)
 # %% tags=["hide-input"]
 display(Markdown(table_gradients(grads["record"])))
 
-# %% tags=["hide-input"]
-rec = paper_record("adversarial_gradients")
-if rec:
-    display(Markdown(f"**Paper profile** ({rec['dataset']}, {rec['config']['n_points']} inputs, device {rec['device']}):"))
-    display(Markdown(table_gradients(rec)))
-
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-gradients-paper", "caption": "{glue:text}`fig-ood-gradients-paper`"}}
-if rec:
-    plot_gradients(rec)
-    plt.show()
-    glue("fig-ood-gradients-paper", caption_gradients(rec), display=False)
-
 # %% [markdown]
 # (ood-fig12-21)=
 # ## Figs. 12, 21: out-of-distribution test inputs
@@ -154,6 +164,25 @@ if rec:
 # in-distribution inputs (positive) from out-of-distribution ones by Deep k-NN credibility
 # (all hidden layers and the logits, k = 75, calibrated on held-out test points), with the
 # AUROC of the softmax maximum as the usual reference (0.5 = no separation, 1 = perfect).
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"]
+rec = paper_record("ood")
+if rec:
+    display(Markdown(f"Committed under `{paper_results}/` ({rec['dataset']}, device {rec['device']}):"))
+    display(Markdown(table_ood(rec)))
+else:
+    print(f"No paper-profile record of Figs. 12, 21 under {paper_results!r} yet.")
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-ood-paper", "caption": "{glue:text}`fig-ood-ood-paper`"}}
+if rec:
+    plot_ood(rec)
+    plt.show()
+    glue("fig-ood-ood-paper", caption_ood(rec, committed=True), display=False)
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-ood", "caption": "{glue:text}`fig-ood-ood`"}}
 ood = run_ood(cfg, out_dir, cache)
@@ -164,18 +193,6 @@ glue("fig-ood-ood", caption_ood(ood["record"]), display=False)
 # %% tags=["hide-input"]
 display(Markdown(table_ood(ood["record"])))
 
-# %% tags=["hide-input"]
-rec = paper_record("ood")
-if rec:
-    display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
-    display(Markdown(table_ood(rec)))
-
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-ood-paper", "caption": "{glue:text}`fig-ood-ood-paper`"}}
-if rec:
-    plot_ood(rec)
-    plt.show()
-    glue("fig-ood-ood-paper", caption_ood(rec), display=False)
-
 # %% [markdown]
 # (ood-fig22)=
 # ## Fig. 22: the first hidden layer on real and adversarial inputs
@@ -184,6 +201,25 @@ if rec:
 # adversarial versions (FGSM, $\epsilon$ = 0.1). The number: the accuracy of a 10-nearest-
 # neighbour classifier telling real from adversarial points in that layer (5-fold, a point and
 # its adversarial twin always in the same fold), and in the 2-D embedding.
+#
+# ### The paper-profile records
+
+# %% tags=["hide-input"]
+rec = paper_record("hidden_adversarial")
+if rec:
+    display(Markdown(f"Committed under `{paper_results}/` ({rec['dataset']}, device {rec['device']}):"))
+    display(Markdown(table_hidden(rec)))
+else:
+    print(f"No paper-profile record of Fig. 22 under {paper_results!r} yet.")
+
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-hidden-paper", "caption": "{glue:text}`fig-ood-hidden-paper`"}}
+if rec:
+    plot_hidden(rec)
+    plt.show()
+    glue("fig-ood-hidden-paper", caption_hidden(rec, committed=True), display=False)
+
+# %% [markdown]
+# ### This run
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-hidden", "caption": "{glue:text}`fig-ood-hidden`"}}
 hidden = run_hidden_adversarial(cfg, out_dir, cache)
@@ -193,18 +229,6 @@ glue("fig-ood-hidden", caption_hidden(hidden["record"]), display=False)
 
 # %% tags=["hide-input"]
 display(Markdown(table_hidden(hidden["record"])))
-
-# %% tags=["hide-input"]
-rec = paper_record("hidden_adversarial")
-if rec:
-    display(Markdown(f"**Paper profile** ({rec['dataset']}, device {rec['device']}):"))
-    display(Markdown(table_hidden(rec)))
-
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-ood-hidden-paper", "caption": "{glue:text}`fig-ood-hidden-paper`"}}
-if rec:
-    plot_hidden(rec)
-    plt.show()
-    glue("fig-ood-hidden-paper", caption_hidden(rec), display=False)
 
 # %% [markdown]
 # (ood-table2)=
@@ -221,18 +245,26 @@ if rec:
 # Read the two kinds of column differently: at a fixed $T$ the loss also reflects the overall
 # scale of a layer's activations (the same class structure at smaller distances looks more
 # entangled), while the minimum over $T$ does not depend on scale; the minimising $T$ is shown too.
-
-# %% tags=["hide-input"]
-t2 = run_table2(cfg, out_dir, cache)
-display(Markdown(table_table2(t2["record"])))
-print(t2["record"]["config"]["adversarial_training"])
+#
+# ### The paper-profile records
 
 # %% tags=["hide-input"]
 rec = paper_record("table2")
 if rec:
-    display(Markdown(f"**Paper profile**, device {rec['device']}; adversarial training: "
-                     f"{rec['config']['adversarial_training']}"))
+    display(Markdown(f"Committed under `{paper_results}/` ({rec['dataset']}, device {rec['device']}); adversarial "
+                     f"training: {rec['config']['adversarial_training']}"))
     display(Markdown(table_table2(rec)))
+else:
+    print(f"No paper-profile record of Table 2 under {paper_results!r} yet.")
+
+# %% [markdown]
+# ### This run
+
+# %% tags=["hide-input"]
+t2 = run_table2(cfg, out_dir, cache)
+display(Markdown(f"{t2['record']['dataset']}, {t2['record']['profile']} profile; adversarial training: "
+                 f"{t2['record']['config']['adversarial_training']}"))
+display(Markdown(table_table2(t2["record"])))
 
 # %% tags=["remove-input"]
 banner.finish([r["record"] for r in (grads, ood, hidden, t2)])  # the data actually used and the wall time
