@@ -342,13 +342,13 @@ def _train(config, data, out_dir, checkpoint_dir, checkpoint_every, progress, tr
             bar.set_postfix(ce=f"{ce.item():.3f}", snnl=f"{sum(v.item() for v in reg.values()):.3f}")
         step += 1
         bar.update(1)
+        if callback is not None:
+            callback(step, model)
         if stop_requested():  # preempted: keep this step's state, give the run back
             checkpoint()
             bar.close()
             raise Preempted(f"stopped at step {step} of {config.steps}"
                             + (f"; checkpoint {ckpt}" if ckpt is not None else " (no checkpoint folder)"))
-        if callback is not None:
-            callback(step, model)
         if step % config.eval_every == 0 or step == config.steps:
             do_eval()
         if ckpt is not None and (step % checkpoint_every == 0 or step == config.steps):

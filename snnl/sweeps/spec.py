@@ -81,10 +81,18 @@ def load_optuna():
 
 
 def get_sweep(name: str) -> Grid | Search:
-    if name not in SWEEPS:
-        raise SweepError(f"unknown sweep {name!r}; choose from {', '.join(SWEEPS)}")
-    module, attr = SWEEPS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    """The sweep ``name``: one of :data:`SWEEPS`, or a sweep of your own as ``"module:ATTRIBUTE"``
+    (a :class:`Grid` or :class:`Search` importable by every worker)."""
+    if name not in SWEEPS and ":" not in name:
+        raise SweepError(f"unknown sweep {name!r}; choose from {', '.join(SWEEPS)} (or module:ATTRIBUTE)")
+    module, attr = SWEEPS.get(name, name).split(":", 1)
+    try:
+        sweep = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise SweepError(f"cannot load sweep {name!r}: {type(e).__name__}: {e}") from None
+    if not isinstance(sweep, (Grid, Search)):
+        raise SweepError(f"{name} is a {type(sweep).__name__}, not a snnl.sweeps Grid or Search")
+    return sweep
 
 
 def default_storage(out) -> str:
