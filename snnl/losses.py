@@ -47,17 +47,33 @@ from snnl.inputs import (DISTANCES, NonFiniteEmbeddings, check_distance, check_e
                          check_temperature, fit_dtype, prepare, prepare_labels)
 from snnl.reference import (STABILITY_EPS, reference_loss_and_dt,  # noqa: F401 (re-exported)
                             soft_nearest_neighbor_loss_reference)
+from snnl.fused import fused_loss
 from snnl.rows import row_terms
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
 
 
-def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None):
+def _loss(x, y, t, euclid, chunk_size, want_dt=False, fused=True):
+    """``(loss, d loss / dT or None)`` of prepared inputs: by the fused function
+    (:mod:`snnl.fused`) where its fast path holds, else (or with ``fused=False``) by the
+    per-class shifted rows (:mod:`snnl.rows`). Both are exact; they agree to float rounding."""
+    if chunk_size is not None and not (isinstance(chunk_size, int) and not isinstance(chunk_size, bool)
+                                       and chunk_size > 0):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    x, t = fit_dtype(x, t, euclid)
+    if fused:
+        out = fused_loss(x, y, t, euclid, chunk_size, want_dt)
+        if out is not None:
+            return out
+    terms, valid, dt = row_terms(x, y, t, euclid, chunk_size, want_dt=want_dt)
+    n = valid.sum().clamp(min=1)
+    return terms.sum() / n, (dt.sum() / n if want_dt else None)
+
+
+def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None, fused=True):
     """The loss (differentiable in the embeddings) and its derivative in T (a float tensor)."""
     x, y = prepare(embeddings, labels, temperature, distance)
     t = torch.as_tensor(float(temperature), dtype=x.dtype, device=x.device)
-    terms, valid, dt = row_terms(x, y, t, distance == "euclidean", chunk_size, want_dt=True)
-    n = valid.sum().clamp(min=1)
-    return terms.sum() / n, dt.sum() / n
+    return _loss(x, y, t, distance == "euclidean", chunk_size, want_dt=True, fused=fused)
 
 
 def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
@@ -82,13 +98,19 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
     >>> float(soft_nearest_neighbor_loss(x, y, temperature=100.0)) > entanglement(x, y).value
     True
     """
+    return _soft_nearest_neighbor_loss(embeddings, labels, temperature, distance, chunk_size)
+
+
+def _soft_nearest_neighbor_loss(embeddings, labels, temperature=1.0, distance="euclidean", chunk_size=None,
+                                fused=True):
+    """:func:`soft_nearest_neighbor_loss`; ``fused=False`` computes it by the per-class shifted
+    rows of :mod:`snnl.rows` only (the path before :mod:`snnl.fused`, kept to compare with)."""
     x, y = prepare(embeddings, labels, temperature, distance)
     if isinstance(temperature, torch.Tensor):
         t = temperature.reshape(()).to(device=x.device, dtype=x.dtype)
     else:  # a Python float keeps its precision in float64
         t = torch.tensor(float(temperature), device=x.device, dtype=x.dtype)
-    terms, valid, _ = row_terms(x, y, t, distance == "euclidean", chunk_size)
-    return terms.sum() / valid.sum().clamp(min=1)
+    return _loss(x, y, t, distance == "euclidean", chunk_size, fused=fused)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,8 +193,7 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     def f(logt: float) -> float:
         if logt not in cache:
             t = torch.tensor(math.exp(logt), dtype=x.dtype, device=x.device)
-            terms, valid, _ = row_terms(x, y, t, euclid, chunk_size)
-            cache[logt] = float(terms.sum() / valid.sum().clamp(min=1))
+            cache[logt] = float(_loss(x, y, t, euclid, chunk_size)[0])
         return cache[logt]
 
     grid = [lo + (hi - lo) * i / (grid_points - 1) for i in range(grid_points)]
