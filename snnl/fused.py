@@ -51,15 +51,13 @@ def shifts(sq_mean, t, euclid, b, dtype):
     return ((2.0 * sq_mean if euclid else torch.ones_like(t)) / t).clamp(0.0, cap)
 
 
-def _operands(x, t, c, euclid):
-    """The two factors ``(P, Q)`` of ``P @ Q.T = -d / T + c`` for one layer, and ``|x|^2``."""
-    b = x.shape[0]
-    ones = x.new_ones(b, 1)
+def _operands(x, sq, t, c, euclid):
+    """The two factors ``(P, Q)`` of ``P @ Q.T = -d / T + c`` for one layer (``sq``: ``|x|^2``, (b, 1))."""
+    ones = x.new_ones(x.shape[0], 1)
     if euclid:
-        sq = (x * x).sum(1, keepdim=True)
         return (torch.cat([x, sq, ones], 1),
-                torch.cat([x * (2.0 / t), ones.mul(-1.0 / t), sq.mul(-1.0 / t).add_(c)], 1), sq)
-    return torch.cat([x, ones], 1), torch.cat([x / t, ones.mul(c - 1.0 / t)], 1), None
+                torch.cat([x * (2.0 / t), ones.mul(-1.0 / t), sq.mul(-1.0 / t).add_(c)], 1))
+    return torch.cat([x, ones], 1), torch.cat([x / t, ones.mul(c - 1.0 / t)], 1)
 
 
 def _fill(out, p, q, offset):
@@ -71,11 +69,11 @@ def _fill(out, p, q, offset):
 
 
 def _check(s, y, valid, tiny):
-    """Whether the class sums ``s`` (L, rows, C) are usable: finite, and each valid row's own class
-    above ``tiny`` (its terms then lose nothing that matters to the float's precision)."""
+    """Whether the class sums ``s`` (L, rows, C) are usable: finite (their total is; NaN is not),
+    and each valid row's own class at least ``tiny`` (its terms then lose nothing that matters
+    to the float's precision)."""
     own = s.gather(2, y.expand(s.shape[0], -1)[..., None]).squeeze(2)
-    ok = torch.isfinite(s).all() & ((own >= tiny) | ~valid).all()
-    return bool(ok), own
+    return bool((((own >= tiny) | ~valid) & (s.sum(2) < math.inf)).all())
 
 
 def _entropy_sums(e, c, onehot):
@@ -90,8 +88,9 @@ class FusedSNNL(torch.autograd.Function):
 
     ``apply(t, y, onehot, w, valid, euclid, chunk_size, want_dt, *xs)``: ``t`` (L,) temperatures,
     ``y`` (b,) classes, ``onehot`` (b, C), ``w`` (b,) the weight of each row in the mean (0 for
-    rows without a partner), ``valid`` (b,) those with one, ``xs`` L tensors (b, D_l), Euclidean
-    ones centred (the loss is translation invariant; their gradient is that of the raw inputs).
+    rows without a partner), ``valid`` (b,) those with one, ``xs`` L tensors (b, D_l). Euclidean
+    inputs are centred on their mean first (the loss is translation invariant, so the gradient
+    in the centred points is that in the raw ones), and (rows of) the matrix computed from them.
     ``chunk_size`` (one representation only): rows in blocks of that many, each recomputed in
     the backward, O(chunk * b) memory.
     """
@@ -101,9 +100,13 @@ class FusedSNNL(torch.autograd.Function):
         n_layers, b = len(xs), xs[0].shape[0]
         dtype = xs[0].dtype
         tiny = b * torch.finfo(dtype).tiny / torch.finfo(dtype).eps
-        sq_means = torch.stack([(x * x).sum(1).mean() for x in xs]) if euclid else None
-        c = shifts(sq_means, t, euclid, b, dtype)
-        ops = [_operands(x, t[k], c[k], euclid) for k, x in enumerate(xs)]
+        if euclid:  # centred: rounding then scales with the distances (the loss is translation invariant)
+            xs = [x - x.mean(0, keepdim=True) for x in xs]
+            sqs = [(x * x).sum(1, keepdim=True) for x in xs]
+            c = shifts(torch.stack([sq.mean() for sq in sqs]), t, euclid, b, dtype)
+        else:
+            sqs, c = [None] * n_layers, shifts(None, t, euclid, b, dtype)
+        ops = [_operands(x, sqs[k], t[k], c[k], euclid) for k, x in enumerate(xs)]
         fail = (xs[0].new_zeros(n_layers), xs[0].new_zeros(n_layers if want_dt else 0),
                 torch.zeros((), dtype=torch.bool, device=xs[0].device))
         ctx.e = None
@@ -115,11 +118,10 @@ class FusedSNNL(torch.autograd.Function):
         for a in range(0, b, rows):
             z = min(rows, b - a)
             blk = e[:, :z]
-            for k, (p, q, _) in enumerate(ops):
+            for k, (p, q) in enumerate(ops):
                 _fill(blk[k], p[a:a + z], q, a)
             s = blk @ onehot  # (L, rows, C)
-            ok, _ = _check(s, y[a:a + z][None, :], valid[a:a + z], tiny)
-            if not ok:
+            if not _check(s, y[a:a + z][None, :], valid[a:a + z], tiny):
                 return fail
             s_parts.append(s)
             if want_dt:
@@ -138,16 +140,17 @@ class FusedSNNL(torch.autograd.Function):
             dt = -(per * w).sum(1) / t
         ctx.meta = (euclid, chunk_size, [x.shape for x in xs])
         ctx.mark_non_differentiable(dt)
-        ctx.save_for_backward(t, c, y, onehot, w, valid, s_all, s_same, *xs)
+        ctx.save_for_backward(t, c, y, onehot, w, valid, s_all, s_same, *xs, *(sqs if euclid else ()))
         ctx.e = e if rows == b else None  # dense: kept for the backward, which consumes it
         return losses, dt, torch.ones((), dtype=torch.bool, device=losses.device)
 
     @staticmethod
     @once_differentiable  # the hand-written gradient is not itself differentiable
     def backward(ctx, grad_losses, _grad_dt, _grad_ok):
-        t, c, y, onehot, w, valid, s_all, s_same, *xs = ctx.saved_tensors
+        t, c, _, onehot, w, valid, s_all, s_same, *xs = ctx.saved_tensors
         euclid, chunk_size, shapes = ctx.meta
-        n_layers, b = len(xs), xs[0].shape[0]
+        n_layers, b = len(shapes), xs[0].shape[0]
+        xs, sqs = xs[:n_layers], (xs[n_layers:] if euclid else [None] * n_layers)
         e, ctx.e = ctx.e, None
         zero = s_all.new_zeros(())
         g = grad_losses[:, None] * w[None, :]  # (L, b) the weight of each row
@@ -162,7 +165,7 @@ class FusedSNNL(torch.autograd.Function):
         rows = b if chunk_size is None else chunk_size
         ops = None
         if e is None:  # chunked, or a second backward through a retained graph: recompute
-            ops = [_operands(x, t[k], c[k], euclid) for k, x in enumerate(xs)]
+            ops = [_operands(x, sqs[k], t[k], c[k], euclid) for k, x in enumerate(xs)]
             e = xs[0].new_empty(n_layers, min(rows, b), b)
         xs1 = [torch.cat([x, x.new_ones(b, 1)], 1) for x in xs]
         hx = [x.new_empty(b, x.shape[1] + 1) for x in xs]
@@ -171,7 +174,7 @@ class FusedSNNL(torch.autograd.Function):
             z = min(rows, b - a0)
             blk = e[:, :z]
             if ops is not None:
-                for k, (p, q, _) in enumerate(ops):
+                for k, (p, q) in enumerate(ops):
                     _fill(blk[k], p[a0:a0 + z], q, a0)
             for s0 in range(0, z, step):  # H = E * (u v^T), in blocks of rows
                 s1 = min(s0 + step, z)
@@ -184,7 +187,7 @@ class FusedSNNL(torch.autograd.Function):
             if euclid:
                 grad = (hxk - r * x).mul_(2.0 / t[k])
                 if need_t:
-                    grad_t.append(-((hxk * x).sum() - (r * (x * x).sum(1, keepdim=True)).sum()) / (t[k] * t[k]))
+                    grad_t.append(-((hxk * x).sum() - (r * sqs[k]).sum()) / (t[k] * t[k]))
             else:
                 grad = hxk / t[k]
                 if need_t:

@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from snnl.fused import fused_loss
 from snnl.inputs import (DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings,  # noqa: F401 (re-exported)
                          check_temperature, fit_dtype, prepare, prepare_labels)
 from snnl.reference import (STABILITY_EPS, reference_loss_and_dt,  # noqa: F401 (re-exported)
                             soft_nearest_neighbor_loss_reference)
-from snnl.fused import fused_loss
 from snnl.rows import row_terms
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
 
