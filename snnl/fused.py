@@ -44,20 +44,22 @@ BLOCK_ELEMENTS = 1 << 20
 small enough to stay in cache, large enough that their operator calls cost little."""
 
 
-def shifts(sq_mean, t, euclid, b, dtype):
-    """(L,) shifts ``c``: the mean logit's opposite, ``2 mean |x|^2 / T`` (cosine: ``1 / T``),
-    capped at ``log(max / (4 b)) - 1`` so that ``b`` terms of ``exp(c)`` cannot overflow."""
+def shift(sq_mean, t, b, dtype):
+    """The shift ``c`` of one layer: the mean logit's opposite, ``2 mean |x|^2 / T`` (cosine,
+    ``sq_mean=None``: ``1 / T``), capped at ``log(max / (4 b)) - 1`` so that ``b`` terms of
+    ``exp(c)`` cannot overflow. A float."""
     cap = math.log(torch.finfo(dtype).max) - math.log(4 * b) - 1.0
-    return ((2.0 * sq_mean if euclid else torch.ones_like(t)) / t).clamp(0.0, cap)
+    return min(max((1.0 if sq_mean is None else 2.0 * sq_mean) / t, 0.0), cap)
 
 
-def _operands(x, sq, t, c, euclid):
-    """The two factors ``(P, Q)`` of ``P @ Q.T = -d / T + c`` for one layer (``sq``: ``|x|^2``, (b, 1))."""
+def _operands(x, sq, t, c):
+    """The two factors ``(P, Q)`` of ``P @ Q.T = -d / T + c`` for one layer (``sq``: ``|x|^2``, (b, 1),
+    or None for cosine); ``t`` and ``c`` floats."""
     ones = x.new_ones(x.shape[0], 1)
-    if euclid:
+    if sq is not None:
         return (torch.cat([x, sq, ones], 1),
                 torch.cat([x * (2.0 / t), ones.mul(-1.0 / t), sq.mul(-1.0 / t).add_(c)], 1))
-    return torch.cat([x, ones], 1), torch.cat([x / t, ones.mul(c - 1.0 / t)], 1)
+    return torch.cat([x, ones], 1), torch.cat([x * (1.0 / t), ones.mul(c - 1.0 / t)], 1)
 
 
 def _fill(out, p, q, offset):
@@ -73,7 +75,7 @@ def _check(s, y, valid, tiny):
     and each valid row's own class at least ``tiny`` (its terms then lose nothing that matters
     to the float's precision)."""
     own = s.gather(2, y.expand(s.shape[0], -1)[..., None]).squeeze(2)
-    return bool((((own >= tiny) | ~valid) & (s.sum(2) < math.inf)).all())
+    return bool((torch.where(valid, own, tiny).amin() >= tiny) & (s.sum() < math.inf))
 
 
 def _entropy_sums(e, c, onehot):
@@ -89,8 +91,8 @@ class FusedSNNL(torch.autograd.Function):
     ``apply(t, y, onehot, w, valid, euclid, chunk_size, want_dt, *xs)``: ``t`` (L,) temperatures,
     ``y`` (b,) classes, ``onehot`` (b, C), ``w`` (b,) the weight of each row in the mean (0 for
     rows without a partner), ``valid`` (b,) those with one, ``xs`` L tensors (b, D_l). Euclidean
-    inputs are centred on their mean first (the loss is translation invariant, so the gradient
-    in the centred points is that in the raw ones), and (rows of) the matrix computed from them.
+    inputs should be centred (the loss is translation invariant, and rounding then scales with
+    the distances, not the distance from the origin).
     ``chunk_size`` (one representation only): rows in blocks of that many, each recomputed in
     the backward, O(chunk * b) memory.
     """
@@ -100,15 +102,14 @@ class FusedSNNL(torch.autograd.Function):
         n_layers, b = len(xs), xs[0].shape[0]
         dtype = xs[0].dtype
         tiny = b * torch.finfo(dtype).tiny / torch.finfo(dtype).eps
-        if euclid:  # centred: rounding then scales with the distances (the loss is translation invariant)
-            xs = [x - x.mean(0, keepdim=True) for x in xs]
+        tf = t.tolist()
+        if euclid:
             sqs = [(x * x).sum(1, keepdim=True) for x in xs]
-            c = shifts(torch.stack([sq.mean() for sq in sqs]), t, euclid, b, dtype)
+            means = (torch.stack([sq.mean() for sq in sqs]) if n_layers > 1 else sqs[0].mean()[None]).tolist()
+            c = [shift(m, tk, b, dtype) for m, tk in zip(means, tf)]
         else:
-            sqs, c = [None] * n_layers, shifts(None, t, euclid, b, dtype)
-        ops = [_operands(x, sqs[k], t[k], c[k], euclid) for k, x in enumerate(xs)]
-        fail = (xs[0].new_zeros(n_layers), xs[0].new_zeros(n_layers if want_dt else 0),
-                torch.zeros((), dtype=torch.bool, device=xs[0].device))
+            sqs, c = [None] * n_layers, [shift(None, tk, b, dtype) for tk in tf]
+        ops = [_operands(x, sqs[k], tf[k], c[k]) for k, x in enumerate(xs)]
         ctx.e = None
         rows = b if chunk_size is None else chunk_size
         if rows < b and n_layers != 1:
@@ -122,50 +123,48 @@ class FusedSNNL(torch.autograd.Function):
                 _fill(blk[k], p[a:a + z], q, a)
             s = blk @ onehot  # (L, rows, C)
             if not _check(s, y[a:a + z][None, :], valid[a:a + z], tiny):
-                return fail
+                return (xs[0].new_zeros(n_layers), xs[0].new_zeros(n_layers if want_dt else 0),
+                        torch.zeros((), dtype=torch.bool, device=xs[0].device))
             s_parts.append(s)
             if want_dt:
                 r_parts.append(torch.stack([_entropy_sums(blk[k], c[k], onehot) for k in range(n_layers)]))
         s = torch.cat(s_parts, 1) if len(s_parts) > 1 else s_parts[0]
         s_all = s.sum(2)
         s_same = s.gather(2, y.expand(n_layers, -1)[..., None]).squeeze(2)
-        zero = s_all.new_zeros(())
-        terms = torch.where(valid, torch.log(s_all) - torch.log(s_same), zero)
+        terms = torch.where(valid, torch.log(s_all) - torch.log(s_same), 0.0)  # not log(ratio): it may overflow
         losses = (terms * w).sum(1)
         dt = losses.new_zeros(0)
         if want_dt:  # d term_i / dT = -(1/T) sum_j (P_ij - Q_ij) logit_ij
             r = torch.cat(r_parts, 1) if len(r_parts) > 1 else r_parts[0]
             r_same = r.gather(2, y.expand(n_layers, -1)[..., None]).squeeze(2)
-            per = torch.where(valid, r.sum(2) / s_all - r_same / s_same, zero)
+            per = torch.where(valid, r.sum(2) / s_all - r_same / s_same, 0.0)
             dt = -(per * w).sum(1) / t
-        ctx.meta = (euclid, chunk_size, [x.shape for x in xs])
+        ctx.meta = (euclid, chunk_size, [x.shape for x in xs], tf, c)
         ctx.mark_non_differentiable(dt)
-        ctx.save_for_backward(t, c, y, onehot, w, valid, s_all, s_same, *xs, *(sqs if euclid else ()))
+        ctx.save_for_backward(onehot, w, valid, s_all, s_same, *xs, *(sqs if euclid else ()))
         ctx.e = e if rows == b else None  # dense: kept for the backward, which consumes it
         return losses, dt, torch.ones((), dtype=torch.bool, device=losses.device)
 
     @staticmethod
     @once_differentiable  # the hand-written gradient is not itself differentiable
     def backward(ctx, grad_losses, _grad_dt, _grad_ok):
-        t, c, _, onehot, w, valid, s_all, s_same, *xs = ctx.saved_tensors
-        euclid, chunk_size, shapes = ctx.meta
+        onehot, w, valid, s_all, s_same, *xs = ctx.saved_tensors
+        euclid, chunk_size, shapes, t, c = ctx.meta
         n_layers, b = len(shapes), xs[0].shape[0]
         xs, sqs = xs[:n_layers], (xs[n_layers:] if euclid else [None] * n_layers)
         e, ctx.e = ctx.e, None
-        zero = s_all.new_zeros(())
-        g = grad_losses[:, None] * w[None, :]  # (L, b) the weight of each row
-        a = torch.where(valid, g / s_all, zero)
-        bb = torch.where(valid, g / s_same, zero)
+        g = grad_losses[:, None] * w  # (L, b) the weight of each row
+        a = torch.where(valid, g / s_all, 0.0)[..., None]
+        bb = torch.where(valid, g / s_same, 0.0)[..., None] * onehot
         ones = a.new_ones(n_layers, b, 1)
         # the coefficients of H as a product of two (L, b, 2C + 2) factors
-        u = torch.cat([a[..., None], ones, -bb[..., None] * onehot, -onehot.expand(n_layers, -1, -1)], 2)
-        v = torch.cat([ones, a[..., None], onehot.expand(n_layers, -1, -1), bb[..., None] * onehot], 2)
-        vt = v.transpose(1, 2)
+        u = torch.cat([a, ones, bb, onehot.expand(n_layers, -1, -1)], 2)
+        vt = torch.cat([ones, a, -onehot.expand(n_layers, -1, -1), -bb], 2).transpose(1, 2)
         need_t = ctx.needs_input_grad[0]
         rows = b if chunk_size is None else chunk_size
         ops = None
         if e is None:  # chunked, or a second backward through a retained graph: recompute
-            ops = [_operands(x, sqs[k], t[k], c[k], euclid) for k, x in enumerate(xs)]
+            ops = [_operands(x, sqs[k], t[k], c[k]) for k, x in enumerate(xs)]
             e = xs[0].new_empty(n_layers, min(rows, b), b)
         xs1 = [torch.cat([x, x.new_ones(b, 1)], 1) for x in xs]
         hx = [x.new_empty(b, x.shape[1] + 1) for x in xs]

@@ -258,8 +258,10 @@ def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
     onehot_t = torch.nn.functional.one_hot(y).T.to(dtype)  # (C, b)
     valid = onehot_t.sum(1).index_select(0, y) > 1  # a same-class partner in the batch
     w = valid.to(dtype) / valid.sum().clamp(min=1)
-    losses, dt, ok = FusedSNNL.apply(t, y, onehot_t.T, w, valid, distance == "euclidean", None, want_dt,
-                                     *[x.reshape(b, -1) for x in xs])
+    flat = [x.reshape(b, -1) for x in xs]
+    if distance == "euclidean":  # centred: rounding then scales with the distances (translation invariant)
+        flat = [x - x.mean(0, keepdim=True) for x in flat]
+    losses, dt, ok = FusedSNNL.apply(t, y, onehot_t.T, w, valid, distance == "euclidean", None, want_dt, *flat)
     if bool(ok):
         return losses, dt
     try:  # huge distances, NaN, inf or an overflow: the per-query or per-class shifted path
