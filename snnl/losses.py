@@ -12,9 +12,10 @@ sampling a same-class neighbour; low = classes separated, high = entangled.
 
 Implementation notes
 --------------------
-* Log space throughout: per row and per class a log-sum-exp (each class shifted
-  by its own maximum), so the loss and its gradient stay finite when distances
-  are huge (raw activations at T = 1). The diagonal is excluded by an exact mask.
+* Log space: each term is a difference of logs of sums of exponentials, kept in the
+  float's range (a shift, else per class each shifted by its own maximum), so the loss and
+  its gradient stay finite when distances are huge (raw activations at T = 1). The diagonal
+  is excluded exactly.
 * A point with no same-class partner in the batch has an undefined term (log 0);
   such points are left out of the mean. If *no* point has a partner the loss is
   ``0`` (still connected to the graph, with zero gradient), never NaN.
@@ -23,16 +24,17 @@ Implementation notes
   (:func:`snnl.inputs.fit_dtype`: about ``|x|^2 D / T > 1e35``) are computed in float64, and the loss
   comes back in float64; beyond float64's range, :class:`NonFiniteEmbeddings`. Never a
   wrong finite value.
-* The gradient is written out by hand (:mod:`snnl.rows`): with ``P`` the
-  softmax over all neighbours and ``Q`` over same-class neighbours, the gradient
-  of a row's term with respect to its logits is ``P - Q``. ``chunk_size=N``
-  evaluates rows in blocks of ``N`` and recomputes each block in the backward
-  pass, so memory is O(N * b) instead of O(b^2), with exactly the same value.
-* Cost of a dense batch (the training case): two (b, b, D) products, the Gram
-  matrix forward and ``(W + W^T - diag) x`` backward (W: the gradient in the
-  logits), plus O(b^2) work with no Python loop over classes (class maxima by
-  ``scatter_reduce``, class sums by a one-hot product) and no pass over the
-  inputs beyond centring them.
+* The loss is computed by the fused function of :mod:`snnl.fused`: one product gives the
+  logits ``-d / T`` (plus a constant shift), the exponential runs in place on them, one narrow
+  product with the one-hot labels gives the class sums; the backward is one coefficient pass
+  and one product, and ``dL/dT`` comes from that product. ``chunk_size=N`` evaluates rows in
+  blocks of ``N`` and recomputes each block in the backward pass, so memory is O(N * b)
+  instead of O(b^2), with the same value.
+* Where that path's range ends (a point whose own class lies further than about 60 T in
+  float32, 650 T in float64, beyond the batch's mean distance; NaN, inf), it says so and the per-class shifted rows of
+  :mod:`snnl.rows` compute the loss, with the gradient written out by hand there too (with
+  ``P`` the softmax over all neighbours and ``Q`` over same-class ones, ``P - Q`` in the
+  logits). ``_soft_nearest_neighbor_loss(..., fused=False)`` takes that path alone.
 """
 
 from __future__ import annotations
