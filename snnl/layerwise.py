@@ -23,6 +23,11 @@ more time in them than in arithmetic outside the two products), and:
   (no pass to find the mean), and checked for NaN and inf through the Gram matrix's
   diagonal: no pass over a layer's inputs beyond the two products and that centring.
 
+The fused function of :mod:`snnl.fused` computes them, all layers stacked: each layer's
+matrix ``-d / T`` is its own product, then one exponential, one product for every row's
+class sums, and in the backward one coefficient pass and one product per layer. Where its
+range ends (huge distances at a small T, NaN, inf or an overflow) the path below takes over.
+
 Only dense batches (no ``chunk_size``): the training case.
 
 :func:`layerwise_snnl` applies a set of :class:`snnl.losses.SoftNearestNeighborLoss`
@@ -44,6 +49,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
+from snnl.fused import FusedSNNL
 from snnl.inputs import NonFiniteEmbeddings, check_distance, check_embeddings, prepare_embeddings, prepare_labels
 from snnl.losses import SoftNearestNeighborLoss, temperature_step
 
@@ -251,7 +257,14 @@ def _losses(embeddings, labels, temperatures, distance, want_dt, names=None):
         raise ValueError(f"temperatures must be finite and > 0, got {t.detach().tolist()}")
     onehot_t = torch.nn.functional.one_hot(y).T.to(dtype)  # (C, b)
     valid = onehot_t.sum(1).index_select(0, y) > 1  # a same-class partner in the batch
-    try:
+    w = valid.to(dtype) / valid.sum().clamp(min=1)
+    flat = [x.reshape(b, -1) for x in xs]
+    if distance == "euclidean":  # centred: rounding then scales with the distances (translation invariant)
+        flat = [x - x.mean(0, keepdim=True) for x in flat]
+    losses, dt, ok = FusedSNNL.apply(t, y, onehot_t.T, w, valid, distance == "euclidean", None, want_dt, *flat)
+    if bool(ok):
+        return losses, dt
+    try:  # huge distances, NaN, inf or an overflow: the per-query or per-class shifted path
         return _Layerwise.apply(t, y, onehot_t, valid, distance == "euclidean", want_dt, *xs)
     except NonFiniteEmbeddings:
         _raise_non_finite(xs, names)

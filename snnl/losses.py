@@ -12,9 +12,10 @@ sampling a same-class neighbour; low = classes separated, high = entangled.
 
 Implementation notes
 --------------------
-* Log space throughout: per row and per class a log-sum-exp (each class shifted
-  by its own maximum), so the loss and its gradient stay finite when distances
-  are huge (raw activations at T = 1). The diagonal is excluded by an exact mask.
+* Log space: each term is a difference of logs of sums of exponentials, kept in the
+  float's range (a shift, else per class each shifted by its own maximum), so the loss and
+  its gradient stay finite when distances are huge (raw activations at T = 1). The diagonal
+  is excluded exactly.
 * A point with no same-class partner in the batch has an undefined term (log 0);
   such points are left out of the mean. If *no* point has a partner the loss is
   ``0`` (still connected to the graph, with zero gradient), never NaN.
@@ -23,16 +24,17 @@ Implementation notes
   (:func:`snnl.inputs.fit_dtype`: about ``|x|^2 D / T > 1e35``) are computed in float64, and the loss
   comes back in float64; beyond float64's range, :class:`NonFiniteEmbeddings`. Never a
   wrong finite value.
-* The gradient is written out by hand (:mod:`snnl.rows`): with ``P`` the
-  softmax over all neighbours and ``Q`` over same-class neighbours, the gradient
-  of a row's term with respect to its logits is ``P - Q``. ``chunk_size=N``
-  evaluates rows in blocks of ``N`` and recomputes each block in the backward
-  pass, so memory is O(N * b) instead of O(b^2), with exactly the same value.
-* Cost of a dense batch (the training case): two (b, b, D) products, the Gram
-  matrix forward and ``(W + W^T - diag) x`` backward (W: the gradient in the
-  logits), plus O(b^2) work with no Python loop over classes (class maxima by
-  ``scatter_reduce``, class sums by a one-hot product) and no pass over the
-  inputs beyond centring them.
+* The loss is computed by the fused function of :mod:`snnl.fused`: one product gives the
+  logits ``-d / T`` (plus a constant shift), the exponential runs in place on them, one narrow
+  product with the one-hot labels gives the class sums; the backward is one coefficient pass
+  and one product, and ``dL/dT`` comes from that product. ``chunk_size=N`` evaluates rows in
+  blocks of ``N`` and recomputes each block in the backward pass, so memory is O(N * b)
+  instead of O(b^2), with the same value.
+* Where that path's range ends (a point whose own class lies further than about 60 T in
+  float32, 650 T in float64, beyond the batch's mean distance; NaN, inf), it says so and the per-class shifted rows of
+  :mod:`snnl.rows` compute the loss, with the gradient written out by hand there too (with
+  ``P`` the softmax over all neighbours and ``Q`` over same-class ones, ``P - Q`` in the
+  logits). ``_soft_nearest_neighbor_loss(..., fused=False)`` takes that path alone.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from snnl.fused import fused_loss
 from snnl.inputs import (DISTANCES, NonFiniteEmbeddings, check_distance, check_embeddings,  # noqa: F401 (re-exported)
                          check_temperature, fit_dtype, prepare, prepare_labels)
 from snnl.reference import (STABILITY_EPS, reference_loss_and_dt,  # noqa: F401 (re-exported)
@@ -51,13 +54,28 @@ from snnl.rows import row_terms
 from snnl.triplet import triplet_loss  # noqa: F401 (Eq. 4, re-exported)
 
 
-def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None):
+def _loss(x, y, t, euclid, chunk_size, want_dt=False, fused=True):
+    """``(loss, d loss / dT or None)`` of prepared inputs: by the fused function
+    (:mod:`snnl.fused`) where its fast path holds, else (or with ``fused=False``) by the
+    per-class shifted rows (:mod:`snnl.rows`). Both are exact; they agree to float rounding."""
+    if chunk_size is not None and not (isinstance(chunk_size, int) and not isinstance(chunk_size, bool)
+                                       and chunk_size > 0):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    x, t = fit_dtype(x, t, euclid)
+    if fused:
+        out = fused_loss(x, y, t, euclid, chunk_size, want_dt)
+        if out is not None:
+            return out
+    terms, valid, dt = row_terms(x, y, t, euclid, chunk_size, want_dt=want_dt)
+    n = valid.sum().clamp(min=1)
+    return terms.sum() / n, (dt.sum() / n if want_dt else None)
+
+
+def _loss_and_dt(embeddings, labels, temperature, distance, chunk_size=None, fused=True):
     """The loss (differentiable in the embeddings) and its derivative in T (a float tensor)."""
     x, y = prepare(embeddings, labels, temperature, distance)
     t = torch.as_tensor(float(temperature), dtype=x.dtype, device=x.device)
-    terms, valid, dt = row_terms(x, y, t, distance == "euclidean", chunk_size, want_dt=True)
-    n = valid.sum().clamp(min=1)
-    return terms.sum() / n, dt.sum() / n
+    return _loss(x, y, t, distance == "euclidean", chunk_size, want_dt=True, fused=fused)
 
 
 def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
@@ -82,13 +100,19 @@ def soft_nearest_neighbor_loss(embeddings: torch.Tensor, labels: torch.Tensor,
     >>> float(soft_nearest_neighbor_loss(x, y, temperature=100.0)) > entanglement(x, y).value
     True
     """
+    return _soft_nearest_neighbor_loss(embeddings, labels, temperature, distance, chunk_size)
+
+
+def _soft_nearest_neighbor_loss(embeddings, labels, temperature=1.0, distance="euclidean", chunk_size=None,
+                                fused=True):
+    """:func:`soft_nearest_neighbor_loss`; ``fused=False`` computes it by the per-class shifted
+    rows of :mod:`snnl.rows` only (the path before :mod:`snnl.fused`, kept to compare with)."""
     x, y = prepare(embeddings, labels, temperature, distance)
     if isinstance(temperature, torch.Tensor):
         t = temperature.reshape(()).to(device=x.device, dtype=x.dtype)
     else:  # a Python float keeps its precision in float64
         t = torch.tensor(float(temperature), device=x.device, dtype=x.dtype)
-    terms, valid, _ = row_terms(x, y, t, distance == "euclidean", chunk_size)
-    return terms.sum() / valid.sum().clamp(min=1)
+    return _loss(x, y, t, distance == "euclidean", chunk_size, fused=fused)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,8 +195,7 @@ def entanglement(embeddings: torch.Tensor, labels: torch.Tensor, distance: str =
     def f(logt: float) -> float:
         if logt not in cache:
             t = torch.tensor(math.exp(logt), dtype=x.dtype, device=x.device)
-            terms, valid, _ = row_terms(x, y, t, euclid, chunk_size)
-            cache[logt] = float(terms.sum() / valid.sum().clamp(min=1))
+            cache[logt] = float(_loss(x, y, t, euclid, chunk_size)[0])
         return cache[logt]
 
     grid = [lo + (hi - lo) * i / (grid_points - 1) for i in range(grid_points)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import bench_import, bench_regularizer, bench_train
+from benchmarks import bench_import, bench_losses, bench_regularizer, bench_train
 from benchmarks.__main__ import discover
 
 
@@ -24,7 +24,6 @@ def test_the_floor_step_computes_the_products_and_their_gradient():
     """The products-only step's function: |G|^2 / 4 of each Gram matrix G, gradient G x."""
     import torch
 
-    torch.manual_seed(0)
     h = [torch.randn(8, 2, 3, dtype=torch.float64, requires_grad=True), torch.randn(8, 5, dtype=torch.float64,
                                                                                   requires_grad=True)]
     out = bench_train._Products.apply(*h)
@@ -58,3 +57,21 @@ def test_bench_import_measures_both_imports(capsys):
     out = bench_import.main(["--rounds", "1"])
     assert out["seconds"]["snnl"] > 0 and out["max_rss"]["torch"] > 0 and out["heavy"] == []
     assert "snnl / torch" in capsys.readouterr().out
+
+
+def test_bench_losses_reports_the_ratios_and_the_goals(capsys):
+    out = bench_losses.main(["--sizes", "32", "--dims", "4", "--rounds", "2", "--steps", "1", "--mem-n", "300",
+                             "--chunk", "64", "--no-mnist"])
+    (row,) = out["speed"]
+    assert all(row[k] > 0 for k in bench_losses.VARIANTS) and all(row[f"vs_{k}"] > 0 for k in ("rows", "naive", "floor"))
+    assert out["memory"]["ours"]["finite"] and out["memory"]["rows"]["finite"] and out["memory"]["vs_rows"] > 0
+    assert set(out["goals"]) == {"peak", "chunked_time"}  # the speed goals are at sizes not run here
+    printed = capsys.readouterr().out
+    assert "ours/floor" in printed and "ours / rows wall time" in printed
+
+
+def test_bench_losses_steps_compute_the_same_loss():
+    """ours and rows are the same loss; the naive formula is close to it here; floor is its own."""
+    steps = bench_losses.make_steps(48, 6)
+    ours, rows, naive = (float(steps[k]()) for k in ("ours", "rows", "naive"))
+    assert ours == pytest.approx(rows, rel=1e-5) and ours == pytest.approx(naive, rel=1e-3)
