@@ -116,8 +116,8 @@ def test_calibration_triplet_and_transfer_claims(tmp_path):
     bim = find(items, "(mnist), bim", end=True)
     assert bim["status"] == rp.FAILS and bim["ours"].startswith("entangled r 0.300 vs 0.990 (-0.690, 95% CI [")
     assert bim["reduced"] == "BIM 50 of 1,000 steps"  # the victims' 14,000 steps are the paper's
-    assert find(items, "Fig. 9: DkNN calibration (svhn)")["status"] == rp.NOT_RUN
-    assert find(items, "Fig. 19: DkNN calibration (fashion-mnist)")["status"] == rp.NOT_RUN
+    assert find(items, "Fig. 9: DkNN calibration (svhn), fgsm")["status"] == rp.NOT_RUN
+    assert find(items, "Fig. 19: DkNN calibration (fashion-mnist), fgsm")["status"] == rp.NOT_RUN
     assert find(items, "Fig. 14")["status"] == rp.FAILS  # the triplet model improved: the paper says it does not
     transfer = find(items, "transfer from an entangled model (fashion-mnist)")
     assert transfer["status"] == rp.HOLDS and "(+0.600, 95% CI [0." in transfer["ours"]
@@ -196,7 +196,8 @@ def test_training_curve_and_gan_claims(tmp_path):
     assert f16["reduced"] == "10,000 of the paper's 20,776 steps, batch 64 of 256"
     assert find(items, "Fig. 3:")["status"] == rp.HOLDS
     assert find(items, "Fig. 15")["status"] == rp.FAILS  # fc1 rose, with an interval above 0
-    f7 = find(items, "Fig. 7")
+    f7 = find(items, "Fig. 7 variant")
+    assert f7["kind"] == "variant" and find(items, "Fig. 7: test accuracy")["status"] == rp.NOT_RUN
     assert f7["status"] == rp.HOLDS and f7["ours"].startswith("best alpha > 0: 10 (70.00%) vs best alpha <= 0: 0 (60.00%)")
     assert f7["note"] == "mean test accuracy (%) per alpha: -1: 50.00, 0: 60.00, 10: 70.00"
     assert find(items, "Fig. 8: overfitting over long training (svhn)")["status"] == rp.NOT_RUN  # no real SVHN
@@ -219,7 +220,7 @@ def test_unknown_formats_and_foreign_files_do_not_break_the_report(tmp_path):
     assert len(bad) == 1 and bad[0]["experiment"] == "dknn_calibration" and "KeyError" in bad[0]["note"]
     assert "dknn_calibration_mnist_0_" in bad[0]["note"]  # the row names the record's file
     assert find(items, "Table 1: mnist, baseline (alpha=0), best")["status"] == rp.MATCHES
-    assert find(items, "DkNN calibration (mnist)")["status"] == rp.NOT_RUN  # the item's other rows are there
+    assert find(items, "DkNN calibration (mnist), fgsm")["status"] == rp.NOT_RUN  # the item's other rows are there
 
 
 def test_a_bug_in_an_items_code_raises(tmp_path, monkeypatch):
@@ -463,3 +464,32 @@ def test_self_checks_are_listed_apart_and_the_findings_read_the_records():
     assert f["holds"].startswith(f"Of the {len(rp.paper_items(items))} paper items")
     assert "95% CI" in f["table1"] and "p = " in f["table1"]
     assert "DkNN's median rank" in f["ood"]
+
+
+def test_the_count_of_paper_items_does_not_depend_on_the_records(tmp_path):
+    from snnl.experiments.report.ledger import paper_items, reproduction_report
+
+    empty = [r["item"] for r in paper_items(reproduction_report(tmp_path))]
+    committed = [r["item"] for r in paper_items(reproduction_report(REPO / "results"))]
+    assert len(empty) == len(committed) and len(set(empty)) == len(empty)
+
+
+def test_report_on_a_missing_folder_says_so_and_fails(tmp_path, capsys):
+    from snnl.experiments.report.ledger import main
+
+    assert main(["--results", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "no folder" in err and "nope" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--models", "MISSING"], "read at the paper profile only"),
+    (["--profile", "paper", "--models", "MISSING"], "does not exist"),
+])
+def test_ood_benchmark_refuses_a_models_folder_it_would_ignore_or_cannot_read(argv, says, tmp_path, capsys):
+    from snnl.experiments.beyond.benchmark import main
+
+    argv = [str(tmp_path / "nope") if a == "MISSING" else a for a in argv]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -22,7 +22,7 @@ import numpy as np
 from snnl.data import Dataset
 from snnl.experiments.common.checkpoints import model_checkpoint
 from snnl.experiments.common import PAPER_RECIPE, RESNET_PAPER, find_record, profile_values
-from snnl.experiments.common.rows import MATCHES, NO_MATCH, judged, report_item
+from snnl.experiments.common.rows import MATCHES, NO_MATCH, VARIANT, judged, report_item
 from snnl.stats import compare, fmt_p, summarize
 from snnl.train import TrainConfig, load_for, train
 
@@ -256,7 +256,7 @@ def _table1_reference(recs, ds, p):
     vs = f" vs {sum(same) / len(same):.2f} with Eq. 1 on the same seeds" if same else ""
     return [report_item("Table 1", f"Table 1: {ds}, entangled (alpha={ENTANGLED_ALPHA:g}) with the authors' formula "
                         "(snnl-reference), mean test accuracy (%)", f"{p['mean'][0]:.2f}", "table1", list(ref.values()),
-                        ours=f"{mean:.2f}{vs}", runs=f"{len(ref)} (paper {p['runs']})",
+                        ours=f"{mean:.2f}{vs}", runs=f"{len(ref)} (paper {p['runs']})", kind=VARIANT,
                         spread=f"{min(acc):.2f}–{max(acc):.2f}" if len(acc) > 1 else "–",
                         criterion=f"|ours - paper| <= {TABLE1_TOLERANCE} points",
                         status=MATCHES if abs(mean - p["mean"][0]) <= TABLE1_TOLERANCE else NO_MATCH,

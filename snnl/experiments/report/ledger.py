@@ -29,6 +29,7 @@ Command line: ``python -m snnl.experiments.report [--results results] [--table] 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -346,6 +347,10 @@ def main(argv=None) -> int:
     p.add_argument("--table", action="store_true", help="print the whole table, not only the headline")
     p.add_argument("--readme", metavar="PATH", help="also rewrite the summary block of this README")
     a = p.parse_args(argv)
+    if not Path(a.results).is_dir():
+        print(f"{p.prog}: error: no folder {a.results} (--results: the folder of the committed records)",
+              file=sys.stderr)
+        return 2
     items = reproduction_report(a.results)
     print(headline(items))
     if a.table:
