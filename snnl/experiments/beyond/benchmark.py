@@ -257,8 +257,10 @@ def report_items(records: list[dict]) -> list[dict]:
 
 
 # ---- the sweep: one run per (in-distribution set, model seed, variant) ---------------------------------
-# the paper profile's models: the Table 1 study's checkpoint folders (python -m snnl sweep table1_study)
-SWEEP_MODELS = "_build/checkpoints/table1_study"
+# the paper profile's models: the Table 1 study's checkpoint folders (python -m snnl sweep table1_study),
+# beside this sweep's own: <root>/table1_study next to <root>/ood_benchmark
+def sweep_models(checkpoint_dir) -> Path:
+    return Path(checkpoint_dir).parent.parent / "table1_study"
 
 
 def _sweep_plan(profile: str, out) -> list[Task]:
@@ -278,7 +280,7 @@ def _sweep_run(task, profile: str, out, checkpoint_dir, device: str) -> dict:
     p = task.params
     cfg = config_for(profile, datasets=(p["dataset"],), seeds=(p["seed"],), variants=(p["variant"],),
                      device="cpu" if device == "auto" else device,
-                     **({"models": SWEEP_MODELS} if profile == "paper" else {}))
+                     **({"models": str(sweep_models(checkpoint_dir))} if profile == "paper" else {}))
     if profile == "paper" and not finished(cfg.models, p["dataset"], p["variant"], p["seed"]):
         raise ValueError(f"no finished checkpoint of {task.key} under {cfg.models}: run the table1_study sweep first")
     records = run_ood_benchmark(cfg, out, log=lambda line: None)
