@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--storage", default=None,
                    help="SQLAlchemy URL (sqlite:///F.db, postgresql+psycopg://user:pw@host/db) or journal:FILE; "
                         "default: an SQLite file in --out")
-    w.add_argument("--out", default=None, help="folder of the records (default results/<profile>/<name>)")
+    w.add_argument("--out", default=None, help="folder of the records (default results/<profile>/<the sweep's folder>)")
     w.add_argument("--checkpoints", default=None,
                    help="checkpoint folders, one per run (default _build/checkpoints/<name>); "
                         "on a folder all workers reach, a retried run resumes from its checkpoint")
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
 def _sweep(args) -> int:
     from snnl import sweeps
 
-    out = args.out or f"results/{args.profile}/{args.name}"
+    out = args.out or sweeps.default_out(args.name, args.profile)
     if args.status:
         sweeps.check(args.name, args.profile)
         storage = args.storage or sweeps.default_storage(out)

@@ -25,12 +25,12 @@ from collections import Counter
 from pathlib import Path
 
 from snnl.sweeps.spec import (EXIT_PREEMPTED, GRACE, HEARTBEAT_S, MAX_ERRORS, SWEEPS, Grid, Search, SweepError,
-                              Task, check, default_storage, get_sweep, load_optuna, open_storage, open_study, redact,
+                              Task, check, default_out, default_storage, get_sweep, load_optuna, open_storage, open_study, redact,
                               study_name)
 from snnl.sweeps.worker import errors_by_run, spawn_workers, states, work
 
 __all__ = ["EXIT_PREEMPTED", "GRACE", "HEARTBEAT_S", "MAX_ERRORS", "SWEEPS", "Grid", "Search", "SweepError", "Task",
-           "check", "default_storage", "format_status", "get_sweep", "load_optuna", "open_storage", "open_study",
+           "check", "default_out", "default_storage", "format_status", "get_sweep", "load_optuna", "open_storage", "open_study",
            "redact", "run_sweep", "spawn_workers", "status", "study_name", "work"]
 
 
@@ -40,7 +40,7 @@ def run_sweep(name: str, profile: str, workers: int = 1, storage: str | None = N
     processes with one math thread each). Returns the runs this process did (``workers == 1``),
     else 0; a worker that fails: RuntimeError naming the exit codes."""
     check(name, profile, workers)
-    out = Path(out if out is not None else f"results/{profile}/{name}")
+    out = Path(out if out is not None else default_out(name, profile))
     storage = storage or default_storage(out)
     open_storage(storage, heartbeat)  # an unreachable storage: one line, before any training
     if workers == 1:
@@ -58,7 +58,7 @@ def status(name: str, profile: str, storage: str | None = None, out=None) -> lis
     """Per cell: the runs done (a record), running, failed (raised :data:`MAX_ERRORS` times, or
     the last try failed) and pending."""
     S = states()
-    out = Path(out if out is not None else f"results/{profile}/{name}")
+    out = Path(out if out is not None else default_out(name, profile))
     sweep = check(name, profile)
     study = open_study(name, profile, open_storage(storage or default_storage(out)))
     trials = study.get_trials(deepcopy=False)

@@ -50,6 +50,7 @@ class Grid:
     profiles: tuple[str, ...] = ("small", "paper")
     value: Callable[[dict], float] = lambda rec: 0.0
     description: str = ""
+    folder: str | None = None  # its records' folder under results/<profile>/ (default: its name)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Search:
     records: Callable[[Path, str], list[dict]]
     failed_value: float = 0.0  # the trial's value when ``value(record)`` is None (a diverged run: chance)
     description: str = ""
+    folder: str | None = None  # its records' folder under results/<profile>/ (default: its name)
 
     @property
     def profiles(self) -> tuple[str, ...]:
@@ -93,6 +95,12 @@ def get_sweep(name: str) -> Grid | Search:
     if not isinstance(sweep, (Grid, Search)):
         raise SweepError(f"{name} is a {type(sweep).__name__}, not a snnl.sweeps Grid or Search")
     return sweep
+
+
+def default_out(name: str, profile: str) -> Path:
+    """Where a sweep's records go by default: ``results/<profile>/<its folder>``."""
+    sweep = get_sweep(name)
+    return Path("results") / profile / (sweep.folder or name.replace(":", "_"))
 
 
 def default_storage(out) -> str:

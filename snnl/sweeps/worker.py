@@ -14,8 +14,8 @@ from pathlib import Path
 
 from snnl.checkpointing import Preempted, clear_stop, request_stop, stop_requested
 from snnl.results import record_tags
-from snnl.sweeps.spec import (HEARTBEAT_S, MAX_ERRORS, Search, SweepError, Task, check, default_storage, load_optuna,
-                              open_storage, open_study)
+from snnl.sweeps.spec import (HEARTBEAT_S, MAX_ERRORS, Search, SweepError, Task, check, default_out, default_storage,
+                              load_optuna, open_storage, open_study)
 
 
 def states():
@@ -198,7 +198,7 @@ def work(name: str, profile: str, storage: str | None = None, out=None, checkpoi
     """Run the sweep's trials in this process until none is left; returns how many runs it did.
     A SIGTERM saves the current run's checkpoint, queues the run again and raises
     :class:`~snnl.checkpointing.Preempted`."""
-    out = Path(out if out is not None else f"results/{profile}/{name}")
+    out = Path(out if out is not None else default_out(name, profile))
     storage = storage or default_storage(out)
     checkpoints = checkpoints or Path("_build/checkpoints") / name
     w = _Worker(name, profile, storage, out, checkpoints, device, heartbeat, poll, log)

@@ -151,8 +151,7 @@ PAPER_TRIALS = 64
 PROFILES_SEARCH = {
     "small": dict(dataset="digits", n_trials=6, n_startup=3, steps=100, eval_every=100, substitute_for=None),
     "paper": dict(dataset="fashion-mnist", n_trials=PAPER_TRIALS, n_startup=10, steps=3000, eval_every=1000,
-                  substitute_for="the CIFAR-10 ResNet search (Fig. 7): the Table 1 CNN on Fashion-MNIST, "
-                                 "3,000 steps (the Table 1 study's screening length)"),
+                  substitute_for="cifar10, the Table 1 CNN at 3,000 steps for the ResNet"),
 }
 
 
@@ -207,6 +206,7 @@ def search_records(out_dir, profile: str = "paper") -> list[dict]:
 SWEEP = Search(space=search_space, run=run_trial, value=lambda rec: rec["metrics"].get("test_accuracy"),
                n_trials={p: v["n_trials"] for p, v in PROFILES_SEARCH.items()}, sampler=_sampler,
                records=lambda out, profile: search_records(out, profile), failed_value=0.1,  # chance: 10 classes
+               folder=SEARCH_EXPERIMENT,
                description="Fig. 7: a batched GP search over alpha (both signs), learning rate, initial temperature")
 
 
