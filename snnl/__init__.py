@@ -18,7 +18,7 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 from snnl.data import DATASETS as _DATASETS, Dataset, DatasetError, load_dataset  # noqa: E402
-from snnl.results import Run, load_records, read_record, resolve_device, seed_everything, write_record
+from snnl.results import Run, load_records, read_record, record_tags, resolve_device, seed_everything, write_record
 
 __version__ = "0.1.0"
 from snnl.losses import (
@@ -71,5 +71,5 @@ __all__ = [
     "Attack", "FGSM", "BIM", "PGD", "DkNN", "DkNNResult", "extract_features",
     # data, results records, the run banner
     "DATASETS", "Dataset", "DatasetError", "load_dataset",
-    "Run", "write_record", "read_record", "load_records", "resolve_device", "seed_everything", "Banner",
+    "Run", "write_record", "read_record", "load_records", "record_tags", "resolve_device", "seed_everything", "Banner",
 ]

@@ -53,13 +53,15 @@ _TAGS: contextvars.ContextVar[dict] = contextvars.ContextVar("snnl_record_tags",
 
 @contextlib.contextmanager
 def record_tags(**tags):
-    """``with record_tags(trial={...}):`` -- every record built in this block carries ``tags`` as
-    extra top-level fields (a sweep names the trial that ran each record this way):
+    """Add fields to every record built inside a ``with`` block (a sweep names each run's trial).
+
+    The fields go on the top level of the record, beside ``config`` and ``metrics``; they may
+    not replace the record's own fields:
 
     >>> with record_tags(trial={"study": "demo", "number": 3}):
-    ...     rec = Run("demo", profile="small", dataset="digits", seed=0).record({"acc": 0.9})
-    >>> rec["trial"]
-    {'study': 'demo', 'number': 3}
+    ...     rec = Run("demo", profile="small", dataset="digits", seed=0).finish({"acc": 0.9}, "tagged")
+    >>> [r["trial"]["number"] for r in load_records("tagged", "demo")]
+    [3]
     """
     clash = sorted(set(tags) & set(RECORD_FIELDS))
     if clash:

@@ -255,10 +255,11 @@ def test_the_wheel_requires_only_the_core_and_names_the_extras(tmp_path):
     core = {re.split(r"[<>=!~ ;\[]", r)[0].lower() for r in requires if "extra ==" not in r}
     assert core == CORE, core
     extras = {line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Provides-Extra:")}
-    assert extras == {"dknn", "experiments", "book", "test", "all"}
+    assert extras == {"dknn", "experiments", "book", "sweeps", "test", "all"}
     by_extra = lambda name: {re.split(r"[<>=!~ ;\[]", r)[0].lower() for r in requires  # noqa: E731
                              if re.search(rf"extra == ['\"]{name}['\"]", r)}
     assert by_extra("dknn") == {"faiss-cpu"}
+    assert by_extra("sweeps") == {"optuna", "greenlet", "psycopg"}
     assert {"torchvision", "scipy", "scikit-learn", "matplotlib", "pytorch-ood"} <= by_extra("experiments")
     assert "torch" not in by_extra("experiments") | by_extra("dknn")  # torch: the core's pin, never another
 
