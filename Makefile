@@ -2,6 +2,7 @@
 #
 #   make test                   install if needed, run the test suite
 #   make book                   execute every chapter at the small profile, render _build/html/
+#                               (nproc notebooks at a time, one math thread each; -j1: one at a time)
 #   make -j2 book               the same, two notebooks at a time
 #   make site-check             after `make book`: every page in headless Chromium from file://, as a
 #                               reader sees it (installs Debian's chromium package when missing)
@@ -21,6 +22,10 @@
 #                        (book/api.md: autodoc imports this checkout's snnl, PYTHONPATH=repository root)
 # A notebook that fails is moved to _build/<profile>-failed/<name>.ipynb (executed up to the
 # error) and the build stops.
+# notebooks run side by side by default: as many as there are cores (`make -j1 book`: one at a time)
+ifeq ($(filter -j% j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
+endif
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .DELETE_ON_ERROR:
@@ -59,7 +64,7 @@ MATHJAX_FILES := tex-svg.js a11y adaptors input output sre ui
 # under `make -jN` the notebooks run side by side: one math thread each (torch's default is one per
 # core, and N processes of N threads on N cores spend their time waiting for each other); a value of
 # OMP_NUM_THREADS in the environment wins
-THREADS = $(if $(filter -j%,$(MAKEFLAGS)),OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1})
+THREADS = $(if $(filter-out -j1,$(filter -j%,$(MAKEFLAGS))),OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1})
 PM_ARGS := -p profile $(PROFILE) -p results_dir $(RESULTS) $(if $(SEED),-p seed $(SEED)) \
 	$(if $(DEVICE),-p device $(DEVICE)) $(PARAMS)
 # pages of the book, in _toc.yml order: "root: name" and "- file: name" entries
