@@ -284,3 +284,23 @@ def test_fig7_small_search_killed_and_run_again_finishes_without_duplicates(tmp_
     assert n <= len(recs) <= n + 2  # 2 workers may each start one more than the last free trial
     s = search_summary(recs)
     assert s["n"] == len(recs) and all(r["trial"]["study"] == "fig7-small" for r in recs)
+
+
+def test_sigterm_to_a_two_worker_sweep_stops_both_and_queues_their_runs(tmp_path):
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    p = subprocess.Popen(_cmd(FAKE, storage, out, ck, "--workers", "2"), env=_env(FAKE_RUNS="4", FAKE_STEP_S="0.1"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: sum(1 for d in ck.glob("*") if (d / "state.json").exists()) >= 2, 120, "two runs under way")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == sweeps.EXIT_PREEMPTED, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    study = optuna.load_study(study_name=sweeps.study_name(FAKE, "small"), storage=storage)
+    trials = study.get_trials()
+    stopped = [t.user_attrs["run"] for t in trials if t.state.name == "FAIL" and t.user_attrs.get("preempted")]
+    waiting = [t.user_attrs["run"] for t in trials if t.state.name == "WAITING"]
+    assert len(stopped) == 2 and set(stopped) <= set(waiting), "both runs stopped, both queued again"
+    assert not any(k in _table(out) for k in stopped)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from snnl.checkpointing import Preempted
 from snnl.sweeps.spec import (EXIT_PREEMPTED, GRACE, HEARTBEAT_S, MAX_ERRORS, SWEEPS, Grid, Search, SweepError,
                               Task, check, default_out, default_storage, get_sweep, load_optuna, open_storage, open_study, redact,
                               study_name)
@@ -48,6 +49,8 @@ def run_sweep(name: str, profile: str, workers: int = 1, storage: str | None = N
     argv = [name, "--profile", profile, "--storage", storage, "--out", str(out), "--device", device,
             "--heartbeat", str(heartbeat)] + (["--checkpoints", str(checkpoints)] if checkpoints else [])
     rcs = spawn_workers(workers, argv)
+    if EXIT_PREEMPTED in rcs and set(rcs) <= {0, EXIT_PREEMPTED}:
+        raise Preempted(f"{name}: workers stopped (SIGTERM); their runs are queued again")
     if any(rcs):
         raise RuntimeError(f"{name}: a worker failed (exit codes {rcs})")
     return 0

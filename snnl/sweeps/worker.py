@@ -149,6 +149,8 @@ class _Worker:
         if search:
             self._adopt_records()
         while True:
+            if stop_requested():  # SIGTERM between runs: nothing to give back
+                raise Preempted(f"{self.name}: stopped (SIGTERM) between runs")
             optuna.storages.fail_stale_trials(self.study)  # a dead worker's run goes back to the queue
             trials = self.study.get_trials(deepcopy=False)
             waiting = any(t.state == S.WAITING for t in trials)
