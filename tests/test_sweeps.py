@@ -147,11 +147,12 @@ def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_pat
     assert _table(out) == _serial_table(tmp_path, monkeypatch)
     pids = {r["history"]["pid"] for r in load_records(out, "fake_sweep")}
     assert len(pids) == 2, "both workers ran some of the runs"
-    status = subprocess.run(_cmd(FAKE, storage, out, ck, "--status"), env=_env(), capture_output=True, text=True)
-    assert status.returncode == 0, status.stderr
-    assert status.stdout.splitlines()[-1].split() == ["all", "6", "0", "0", "0"]
-    again = subprocess.run(_cmd(FAKE, storage, out, ck), env=_env(), capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "0 run(s) done" in again.stdout, "a finished sweep runs nothing"
+    monkeypatch.setenv("FAKE_RUNS", "6")
+    rows = sweeps.status(FAKE, "small", storage, out)
+    assert sweeps.format_status(rows).splitlines()[-1].split() == ["all", "6", "0", "0", "0"]
+    assert {r["cell"] for r in rows} == {"cell0", "cell1"}
+    assert sweeps.work(FAKE, "small", storage, out, ck, log=lambda line: None) == 0, "a finished sweep runs nothing"
+    assert _table(out) == _serial_table(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,9 +123,17 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_S):
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
             engine = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            except Exception as e:  # noqa: BLE001
+                # workers that start together on a new storage race to create its tables: the loser retries
+                racing = any(w in str(e) for w in ("UNIQUE constraint", "already exists", "duplicate key"))
+                if not racing or attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except Exception as e:  # noqa: BLE001 - drivers raise their own types; one line names the storage
         msg = " ".join(str(e).split())
         raise SweepError(f"cannot open storage {redact(url)}: {type(e).__name__}: {msg[:300]}") from None

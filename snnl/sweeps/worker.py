@@ -38,7 +38,7 @@ class _Worker:
         self.sweep = check(name, profile)
         self.storage = open_storage(storage_url, heartbeat)
         self.study = open_study(name, profile, self.storage)
-        self.poll = poll if poll is not None else max(1.0, heartbeat / 2)
+        self.poll = poll if poll is not None else min(5.0, max(1.0, heartbeat / 2))  # waiting for others
         self.ran = 0
         self.current = None  # the number of the trial this worker runs
         self.errors_in_row = 0
