@@ -194,7 +194,9 @@ def run_trial(params: dict, number: int, profile: str = "small", out_dir=None, c
 
 
 def _sampler(profile: str):
-    return load_optuna().samplers.GPSampler(seed=0, n_startup_trials=profile_values(PROFILES_SEARCH, profile)["n_startup"])
+    """The GP sampler of a worker. Unseeded: workers with one seed draw the same random start-up
+    trials, each of them (seen in the first paper-profile trials, 0 and 1, twice the same parameters)."""
+    return load_optuna().samplers.GPSampler(n_startup_trials=profile_values(PROFILES_SEARCH, profile)["n_startup"])
 
 
 def search_records(out_dir, profile: str = "paper") -> list[dict]:
