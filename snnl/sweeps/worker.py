@@ -44,9 +44,13 @@ class _Worker:
         self.errors_in_row = 0
 
     # -- grid
+    def _fresh_trials(self) -> list:
+        """The study's trials read from the storage itself (the study's own view is cached)."""
+        return self.storage.get_all_trials(self.storage.get_study_id_from_name(self.study.study_name), deepcopy=False)
+
     def _enqueue(self) -> list:
         S = states()
-        trials = self.study.get_trials(deepcopy=False)
+        trials = self._fresh_trials()
         active = {t.user_attrs.get("run") for t in trials if t.state in (S.WAITING, S.RUNNING)}
         errors = errors_by_run(trials)
         tasks = [t for t in self.sweep.plan(self.profile, self.out)
