@@ -308,3 +308,14 @@ def test_sigterm_to_a_two_worker_sweep_stops_both_and_queues_their_runs(tmp_path
     waiting = [t.user_attrs["run"] for t in trials if t.state.name == "WAITING"]
     assert len(stopped) == 2 and set(stopped) <= set(waiting), "both runs stopped, both queued again"
     assert not any(k in _table(out) for k in stopped)
+
+
+def test_a_journal_file_storage_serves_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_RUNS", "3")
+    monkeypatch.setenv("FAKE_STEP_S", "0.0")
+    monkeypatch.syspath_prepend(str(TESTS))
+    storage = f"journal:{tmp_path / 'sweep.log'}"
+    assert sweeps.work(FAKE, "small", storage, tmp_path / "out", tmp_path / "ck", log=lambda line: None) == 3
+    assert _table(tmp_path / "out") == {"r0": 0, "r1": 1, "r2": 4}
+    assert sweeps.status(FAKE, "small", storage, tmp_path / "out")[0]["done"] >= 1
+    assert (tmp_path / "sweep.log").stat().st_size > 0
