@@ -9,7 +9,7 @@ the project's JSON records (each names its trial, :func:`snnl.results.record_tag
 * Storage: an SQLAlchemy URL (``sqlite:///sweeps.db`` on one machine, ``postgresql+psycopg://...``
   across several) or ``journal:PATH`` (Optuna's journal file). SQL storages keep heartbeats: the
   run of a worker that died (SIGKILL, a lost machine) is failed after the grace period and queued
-  again (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`); another worker resumes it from
+  again (Optuna's ``RetryHeartbeatStaleTrialCallback``); another worker resumes it from
   its checkpoint folder when it can reach it, else from scratch.
 * SIGTERM (preemption): the run saves a checkpoint at its next step, its trial is queued again, and
   the worker exits with status 143.
