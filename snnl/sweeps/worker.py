@@ -88,11 +88,15 @@ class _Worker:
     def _adopt_records(self) -> None:
         """Give the storage back the finished trials it lacks (a new storage, the records committed)."""
         optuna = load_optuna()
-        have = {t.user_attrs.get("record") for t in self.study.get_trials(deepcopy=False)}
+        trials = self._fresh_trials()
+        have = {t.user_attrs.get("record") for t in trials}
+        live = {(t.number, json.dumps(t.params, sort_keys=True)) for t in trials}
         for rec in self.sweep.records(self.out, self.profile):
             name = Path(rec["path"]).name
             if name in have or "trial" not in rec:
                 continue
+            if (rec["trial"]["number"], json.dumps(rec["trial"]["params"], sort_keys=True)) in live:
+                continue  # its own trial is here (its worker died before naming the record): retried, not adopted
             params, dists = rec["trial"]["params"], rec["trial"]["distributions"]
             value = self.sweep.value(rec)
             self.study.add_trial(optuna.trial.create_trial(
