@@ -125,9 +125,12 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_S):
             engine = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
         for attempt in range(5):
             try:
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=GRACE * heartbeat,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+                if url.startswith("sqlite"):
+                    _serialise_sqlite(storage.engine)
+                return storage
             except Exception as e:  # noqa: BLE001
                 # workers that start together on a new storage race to create its tables: the loser retries
                 racing = any(w in str(e) for w in ("UNIQUE constraint", "already exists", "duplicate key"))
@@ -137,6 +140,23 @@ def open_storage(url: str, heartbeat: int = HEARTBEAT_S):
     except Exception as e:  # noqa: BLE001 - drivers raise their own types; one line names the storage
         msg = " ".join(str(e).split())
         raise SweepError(f"cannot open storage {redact(url)}: {type(e).__name__}: {msg[:300]}") from None
+
+
+def _serialise_sqlite(engine) -> None:
+    """Make every transaction on an SQLite storage take the write lock when it begins (``BEGIN
+    IMMEDIATE``). Python's sqlite3 otherwise reads outside any transaction, so two workers can both
+    read a queued trial as waiting and both take it (seen: one run done twice)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners: closed
 
 
 def redact(url: str) -> str:
