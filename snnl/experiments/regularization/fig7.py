@@ -269,7 +269,7 @@ def plot_search(summary: dict, ax=None, title: str | None = None):
     t = summary["trials"]
     ok = [r for r in t if r["accuracy"] is not None]
     bad = [r for r in t if r["accuracy"] is None]
-    n = max(1, summary["n"] - 1)
+    n = max([1] + [r["number"] for r in t])  # the colour scale: trial numbers of the storage (retries add some)
     if ok:
         sc = ax.scatter([r["paper_alpha"] for r in ok], [r["accuracy"] for r in ok],
                         c=[r["number"] for r in ok], cmap="viridis", vmin=0, vmax=n, s=28, zorder=3,
