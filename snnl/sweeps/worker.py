@@ -67,10 +67,9 @@ class _Worker:
         if key is None:  # another worker took the last queued run meanwhile
             trial.set_user_attr("idle", True)
             raise optuna.TrialPruned("nothing left to run")
-        twins = [t for t in self.study.get_trials(deepcopy=False)
-                 if t.user_attrs.get("run") == key and t.number != trial.number]
-        twins = [t for t in (self.storage.get_trial(t._trial_id) for t in twins)  # fresh: the study's copy is cached
-                 if t.state == S.COMPLETE or (t.state == S.RUNNING and t.number < trial.number)]
+        twins = [t for t in self._fresh_trials()  # fresh: the study's own view is cached
+                 if t.user_attrs.get("run") == key and t.number != trial.number
+                 and (t.state == S.COMPLETE or (t.state == S.RUNNING and t.number < trial.number))]
         if twins:  # queued twice by two workers at once: the first one runs it
             trial.set_user_attr("duplicate", True)
             raise optuna.TrialPruned(f"{key} is run by trial {twins[0].number}")
