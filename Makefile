@@ -72,6 +72,10 @@ PAGES := $(basename $(shell sed -nE 's/^[[:space:]]*(-[[:space:]]*)?(root|file):
 NOTEBOOKS := $(foreach p,$(PAGES),$(if $(wildcard book/$(p).py),$(p)))
 MARKDOWN := $(foreach p,$(PAGES),$(if $(wildcard book/$(p).md),$(p)))
 MISSING := $(filter-out $(NOTEBOOKS) $(MARKDOWN),$(PAGES))
+# the notebooks that take longest at the small profile start first, so that the last ones to run are
+# short and the parallel jobs end together (the rest in _toc.yml order)
+HEAVY := regularization generative discriminative
+RUN_ORDER := $(filter $(NOTEBOOKS),$(HEAVY)) $(filter-out $(HEAVY),$(NOTEBOOKS))
 # a notebook is re-executed when its source or the package change (at the small profile also
 # when the committed records change: chapters show them; paper-profile runs write them)
 PKG_SRC := pyproject.toml $(shell find snnl -name '*.py' 2>/dev/null) \
@@ -126,8 +130,8 @@ screenshot:
 	  --window-size=1280,1900 --screenshot=$(CURDIR)/docs/screenshot.png "file://$(abspath $(HTML))/$(SCREENSHOT_PAGE).html" 2>/dev/null
 	@test -s docs/screenshot.png && echo "docs/screenshot.png: $(HTML)/$(SCREENSHOT_PAGE).html"
 
-book: $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
-		$(MARKDOWN:%=$(STAGE)/%.md) $(NOTEBOOKS:%=$(STAGE)/%.ipynb)
+book: $(RUN_ORDER:%=$(STAGE)/%.ipynb) $(STAGE)/_config.yml $(STAGE)/_toc.yml $(MATHJAX)/tex-svg.js \
+		$(MARKDOWN:%=$(STAGE)/%.md)
 	$(if $(wildcard book/_static),mkdir -p $(STAGE)/_static && cp -r book/_static/. $(STAGE)/_static/)
 	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)jupyter-book build $(STAGE) --path-output $(OUT) --all -W -n --keep-going
 	rm -rf $(HTML)/_static/mathjax && mkdir -p $(HTML)/_static/mathjax

@@ -51,12 +51,12 @@ PAPER = {"Fig. 15": "decreases in every layer", "Fig. 16": "lower blocks stay en
          "Fig. 3": "inner layers re-entangle, the output does not"}
 # Settings per figure and profile (any TrainConfig field can be overridden).
 PROFILES_FIG15 = {
-    "small": dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3, log_every=10, eval_every=100),
+    "small": dict(dataset="digits", model="cnn1", steps=300, batch_size=128, lr=1e-3, log_every=10, eval_every=300),
     "paper": dict(dataset="mnist", model="cnn1", **PAPER_RECIPE, log_every=50, eval_every=500),
 }
 PROFILES_FIG3_16 = {
     "small": dict(dataset="digits", model="resnet", distance="cosine", temperature=0.02, steps=150, batch_size=64,
-                  lr=1e-3, size=32, channels=3, log_every=10, eval_every=50),
+                  lr=1e-3, size=32, channels=3, log_every=10, eval_every=150),
     "paper": dict(dataset="cifar10", log_every=100, eval_every=1000, **RESNET_PAPER,
                   # where CIFAR-10 is missing (Fashion-MNIST at 32x32 stands in): what a CPU affords, 10,000
                   # steps at batch 64 (the paper's 20,776 at batch 256 take ~1 s each on one CPU core),

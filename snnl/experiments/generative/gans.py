@@ -52,16 +52,16 @@ PAPER = {"Figs. 4, 5, 17": "rises over training", "Fig. 6": "varied digits of al
 @dataclass(frozen=True)
 class Profile:
     dataset: str = "digits"  # the embedded digits (small) or mnist (paper)
-    gan_steps: tuple[tuple[str, int], ...] = (("fc", 400), ("dcgan", 300))  # steps per GAN variant
-    snnl_steps: int = 300  # steps of the SNNL generator (Fig. 6)
-    learned_steps: int = 500  # steps of the learned-space SNNL-GAN (App. I)
+    gan_steps: tuple[tuple[str, int], ...] = (("fc", 300), ("dcgan", 250))  # steps per GAN variant
+    snnl_steps: int = 250  # steps of the SNNL generator (Fig. 6)
+    learned_steps: int = 350  # steps of the learned-space SNNL-GAN (App. I)
     snnl_temperature: float = 5.0  # pixel-space T, below the typical nearest-neighbour distance
     snnl_lr: float = 1e-3  # Adam learning rate of the SNNL generator
     measure_every: int = 50  # steps between entanglement measurements
     measure_size: int = 200  # real and as many generated images per measurement
     tsne_points: int = 150  # real and as many generated points per t-SNE panel
     n_samples: int = 500  # generated images classified for the class histogram
-    classifier_steps: int = 300  # CNN (snnl.train) steps for the coverage classifier
+    classifier_steps: int = 200  # CNN (snnl.train) steps for the coverage classifier
     stages: int = 3  # snapshots (t-SNE, grids) at evenly spaced measurement steps
 
 

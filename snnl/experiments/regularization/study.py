@@ -53,7 +53,7 @@ ZOO = dict(model="zoo", steps=2814, batch_size=128, lr=1e-3, temperature=100.0, 
 CNN = dict(model="cnn", steps=14000, batch_size=256, lr=1e-4, eval_every=500, log_every=50)
 WIDE = dict(model="cnn-wide", n_train=6000, steps=14000, batch_size=256, lr=1e-4, eval_every=250, log_every=50)
 SMALL = dict(model="zoo", steps=150, batch_size=64, lr=1e-3, temperature=100.0,
-             learn_temperature=False, regularizer="snnl-reference", eval_every=50, log_every=10)
+             learn_temperature=False, regularizer="snnl-reference", eval_every=150, log_every=10)  # one evaluation
 
 
 @dataclass(frozen=True)
