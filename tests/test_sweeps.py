@@ -319,3 +319,30 @@ def test_a_journal_file_storage_serves_too(tmp_path, monkeypatch):
     assert _table(tmp_path / "out") == {"r0": 0, "r1": 1, "r2": 4}
     assert sweeps.status(FAKE, "small", storage, tmp_path / "out")[0]["done"] >= 1
     assert (tmp_path / "sweep.log").stat().st_size > 0
+
+
+def test_a_search_on_a_new_storage_adopts_the_records_and_names_new_runs_apart(tmp_path, monkeypatch):
+    # the first storage runs 3 trials, of which one leaves no record (failed, or never committed); a
+    # second, new storage (another machine) adopts the 2 records and runs 3 more: their runs, seeds and
+    # checkpoint folders must not take the names of the adopted ones (a new storage numbers from 0)
+    import search_fake
+
+    monkeypatch.syspath_prepend(str(TESTS))
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    assert sweeps.work("search_fake:SEARCH", "small", f"sqlite:///{tmp_path / 'a.db'}", out, ck,
+                       log=lambda line: None) == 3
+    lost = next(r for r in load_records(out, "fake_search") if r["trial"]["run"] == "t000")
+    Path(lost["path"]).unlink()
+    adopted = {r["trial"]["run"] for r in load_records(out, "fake_search")}
+    monkeypatch.setitem(search_fake.SEARCH.n_trials, "small", 5)
+    assert sweeps.work("search_fake:SEARCH", "small", f"sqlite:///{tmp_path / 'b.db'}", out, ck,
+                       log=lambda line: None) == 3
+    recs = load_records(out, "fake_search")
+    runs = [r["trial"]["run"] for r in recs]
+    assert len(recs) == 5 and len(set(runs)) == 5, f"a run name taken twice: {sorted(runs)}"
+    assert len({r["seed"] for r in recs}) == 5
+    new = set(runs) - adopted
+    assert len(new) == 3 and "t000" not in new  # nor the name of a run whose record was lost
+    study = optuna.load_study(study_name=sweeps.study_name("search_fake:SEARCH", "small"),
+                              storage=f"sqlite:///{tmp_path / 'b.db'}")
+    assert sum(bool(t.user_attrs.get("adopted")) for t in study.get_trials()) == 2

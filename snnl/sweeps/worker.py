@@ -111,7 +111,7 @@ class _Worker:
         dists = {k: json.loads(optuna.distributions.distribution_to_json(d)) for k, d in trial.distributions.items()}
         number = trial.user_attrs.get("origin")  # a retried run (its user attributes copied) keeps its seed, checkpoint
         if number is None:
-            number = trial.number
+            number = trial.number + self._number_shift()
             trial.set_user_attr("origin", number)
         key = f"t{number:03d}"
         with record_tags(trial={**self._tag(trial, key), "params": trial.params, "distributions": dists}):
@@ -123,6 +123,15 @@ class _Worker:
             trial.set_user_attr("diverged", True)
             return float(self.sweep.failed_value)
         return float(value)
+
+    def _number_shift(self) -> int:
+        """What a new trial adds to its number to name its run: past every adopted record's run number.
+        A new storage numbers its trials from 0, so without it a new run would take the name, the seed
+        and the checkpoint folder of a committed one (and a finished checkpoint would answer with that
+        run's record)."""
+        origins = [t.user_attrs["origin"] for t in self.study.get_trials(deepcopy=False)
+                   if t.user_attrs.get("adopted") and "origin" in t.user_attrs]
+        return 1 + max(origins) if origins else 0
 
     def _search_left(self) -> int:
         S = states()

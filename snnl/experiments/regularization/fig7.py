@@ -202,7 +202,7 @@ def _sampler(profile: str):
 def search_records(out_dir, profile: str = "paper") -> list[dict]:
     """The search's records under ``out_dir`` at ``profile``, in trial order."""
     recs = load_records(out_dir, SEARCH_EXPERIMENT, profile=profile) if out_dir is not None else []
-    return sorted(recs, key=lambda r: (r.get("trial", {}).get("number", 1 << 30), r["started_at"]))
+    return sorted(recs, key=lambda r: r["started_at"])  # trial numbers restart with each new storage
 
 
 SWEEP = Search(space=search_space, run=run_trial, value=lambda rec: rec["metrics"].get("test_accuracy"),
@@ -215,7 +215,8 @@ SWEEP = Search(space=search_space, run=run_trial, value=lambda rec: rec["metrics
 def search_summary(records: list[dict], top: int | None = None) -> dict:
     """What the search found, from its records (trial order):
 
-    * ``trials``: number, alpha (ours), paper alpha, lr, T0, test accuracy (%, None: diverged);
+    * ``trials``: number (the trial's place in the search, by start time), run (its name in the
+      records), alpha (ours), paper alpha, lr, T0, test accuracy (%, None: diverged);
     * ``best``: the ``top`` best trials (default: an eighth, at least 3) -- where the search converged:
       their paper alphas, median, and how many have paper alpha < 0 (maximising entanglement);
     * ``effect``: an ordinary least-squares estimate of test accuracy (points) for maximising
@@ -226,7 +227,7 @@ def search_summary(records: list[dict], top: int | None = None) -> dict:
     for i, r in enumerate(records):
         c, m = r["config"], r["metrics"]
         acc = m.get("test_accuracy")
-        rows.append({"number": r.get("trial", {}).get("number", i), "alpha": float(c["alpha"]),
+        rows.append({"number": i, "run": r.get("trial", {}).get("run"), "alpha": float(c["alpha"]),
                      "paper_alpha": paper_alpha(float(c["alpha"])), "lr": float(c["lr"]),
                      "temperature": float(c["temperature"]), "accuracy": None if acc is None else 100 * acc})
     ok = [t for t in rows if t["accuracy"] is not None]
@@ -269,7 +270,7 @@ def plot_search(summary: dict, ax=None, title: str | None = None):
     t = summary["trials"]
     ok = [r for r in t if r["accuracy"] is not None]
     bad = [r for r in t if r["accuracy"] is None]
-    n = max([1] + [r["number"] for r in t])  # the colour scale: trial numbers of the storage (retries add some)
+    n = max([1] + [r["number"] for r in t])  # the colour scale: the trials' order in the search
     if ok:
         sc = ax.scatter([r["paper_alpha"] for r in ok], [r["accuracy"] for r in ok],
                         c=[r["number"] for r in ok], cmap="viridis", vmin=0, vmax=n, s=28, zorder=3,
