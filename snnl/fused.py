@@ -34,6 +34,7 @@ per-class shifted path (:mod:`snnl.rows`, :mod:`snnl.layerwise`) instead: never 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -44,11 +45,18 @@ BLOCK_ELEMENTS = 1 << 20
 small enough to stay in cache, large enough that their operator calls cost little."""
 
 
+@functools.lru_cache(maxsize=None)
+def _limits(dtype):
+    """``(tiny / eps, log(max))`` of a float dtype (looked up once: ``torch.finfo`` is slow to call)."""
+    f = torch.finfo(dtype)
+    return f.tiny / f.eps, math.log(f.max)
+
+
 def shift(sq_mean, t, b, dtype):
     """The shift ``c`` of one layer: the mean logit's opposite, ``2 mean |x|^2 / T`` (cosine,
     ``sq_mean=None``: ``1 / T``), capped at ``log(max / (4 b)) - 1`` so that ``b`` terms of
     ``exp(c)`` cannot overflow. A float."""
-    cap = math.log(torch.finfo(dtype).max) - math.log(4 * b) - 1.0
+    cap = _limits(dtype)[1] - math.log(4 * b) - 1.0
     return min(max((1.0 if sq_mean is None else 2.0 * sq_mean) / t, 0.0), cap)
 
 
@@ -70,12 +78,11 @@ def _fill(out, p, q, offset):
     return out
 
 
-def _check(s, y, valid, tiny):
-    """Whether the class sums ``s`` (L, rows, C) are usable: finite (their total is; NaN is not),
-    and each valid row's own class at least ``tiny`` (its terms then lose nothing that matters
-    to the float's precision)."""
-    own = s.gather(2, y.expand(s.shape[0], -1)[..., None]).squeeze(2)
-    return bool((torch.where(valid, own, tiny).amin() >= tiny) & (s.sum() < math.inf))
+def _check(s_all, s_same, valid, tiny):
+    """Whether the class sums are usable: every row's total ``s_all`` (L, rows) finite (their sum
+    is; NaN is not), and each valid row's own class ``s_same`` at least ``tiny`` (its terms then
+    lose nothing that matters to the float's precision)."""
+    return bool((torch.where(valid, s_same, tiny).amin() >= tiny) & (s_all.sum() < math.inf))
 
 
 def _entropy_sums(e, c, onehot):
@@ -101,7 +108,7 @@ class FusedSNNL(torch.autograd.Function):
     def forward(ctx, t, y, onehot, w, valid, euclid, chunk_size, want_dt, *xs):
         n_layers, b = len(xs), xs[0].shape[0]
         dtype = xs[0].dtype
-        tiny = b * torch.finfo(dtype).tiny / torch.finfo(dtype).eps
+        tiny = b * _limits(dtype)[0]
         tf = t.tolist()
         if euclid:
             sqs = [(x * x).sum(1, keepdim=True) for x in xs]
@@ -115,22 +122,25 @@ class FusedSNNL(torch.autograd.Function):
         if rows < b and n_layers != 1:
             raise ValueError("chunk_size takes one representation")
         e = xs[0].new_empty(n_layers, rows, b)
-        s_parts, r_parts = [], []
+        all_parts, same_parts, r_parts = [], [], []
         for a in range(0, b, rows):
             z = min(rows, b - a)
             blk = e[:, :z]
             for k, (p, q) in enumerate(ops):
                 _fill(blk[k], p[a:a + z], q, a)
-            s = blk @ onehot  # (L, rows, C)
-            if not _check(s, y[a:a + z][None, :], valid[a:a + z], tiny):
+            # (L, rows, C); dense, E is symmetric and the wide product onehot^T E is the faster one
+            s = (onehot.T @ blk).transpose(1, 2) if z == b else blk @ onehot
+            s_all = s.sum(2)
+            s_same = s.gather(2, y[a:a + z].expand(n_layers, -1)[..., None]).squeeze(2)
+            if not _check(s_all, s_same, valid[a:a + z], tiny):
                 return (xs[0].new_zeros(n_layers), xs[0].new_zeros(n_layers if want_dt else 0),
                         torch.zeros((), dtype=torch.bool, device=xs[0].device))
-            s_parts.append(s)
+            all_parts.append(s_all)
+            same_parts.append(s_same)
             if want_dt:
                 r_parts.append(torch.stack([_entropy_sums(blk[k], c[k], onehot) for k in range(n_layers)]))
-        s = torch.cat(s_parts, 1) if len(s_parts) > 1 else s_parts[0]
-        s_all = s.sum(2)
-        s_same = s.gather(2, y.expand(n_layers, -1)[..., None]).squeeze(2)
+        if len(all_parts) > 1:
+            s_all, s_same = torch.cat(all_parts, 1), torch.cat(same_parts, 1)
         terms = torch.where(valid, torch.log(s_all) - torch.log(s_same), 0.0)  # not log(ratio): it may overflow
         losses = (terms * w).sum(1)
         dt = losses.new_zeros(0)

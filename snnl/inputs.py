@@ -64,12 +64,15 @@ def prepare_labels(labels, b, device):
     if labels.is_floating_point():
         if not torch.equal(labels, labels.round()):
             raise ValueError("labels must be integers")
-        labels = labels.long()
-    values, y = torch.unique(labels, return_inverse=True)  # classes 0..C-1
-    if bool(values[0] < 0):
-        raise ValueError(f"labels must be class indices >= 0, got {int(values[0])}: a label such as -1 (an ignore "
+    labels = labels.long()  # bool, uint8, int32... as indices
+    lo, hi = torch.aminmax(labels)
+    lo, hi = int(lo), int(hi)
+    if lo < 0:
+        raise ValueError(f"labels must be class indices >= 0, got {lo}: a label such as -1 (an ignore "
                          f"index) is no class; drop those examples first, e.g. x[y >= 0], y[y >= 0]")
-    return y
+    if hi < b and bool(torch.bincount(labels, minlength=hi + 1).all()):
+        return labels  # already 0..C-1, every class present (a batch of all classes): no sort
+    return torch.unique(labels, return_inverse=True)[1]  # classes 0..C-1
 
 
 def check_temperature(temperature):

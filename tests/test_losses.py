@@ -439,6 +439,11 @@ def test_accepts_float_and_list_labels():
     a = soft_nearest_neighbor_loss(x, y, 1.0)
     assert float(soft_nearest_neighbor_loss(x, y.double(), 1.0)) == float(a)
     assert float(soft_nearest_neighbor_loss(x, y.tolist(), 1.0)) == float(a)
+    for dtype in (torch.int32, torch.uint8):  # any integer type; classes with a gap (0, 2, 4...) too
+        assert float(soft_nearest_neighbor_loss(x, y.to(dtype), 1.0)) == float(a)
+        assert float(soft_nearest_neighbor_loss(x, 2 * y.to(dtype), 1.0)) == pytest.approx(float(a), abs=1e-12)
+    two = y % 2
+    assert float(soft_nearest_neighbor_loss(x, two.bool(), 1.0)) == float(soft_nearest_neighbor_loss(x, two, 1.0))
 
 
 @pytest.mark.parametrize("call,match", [
