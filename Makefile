@@ -21,7 +21,8 @@
 #                        notebook (glue), and a change of book/_static alone must reach the site
 #                        (book/api.md: autodoc imports this checkout's snnl, PYTHONPATH=repository root)
 # A notebook that fails is moved to _build/<profile>-failed/<name>.ipynb (executed up to the
-# error) and the build stops.
+# error) and the build stops. papermill writes the executed notebook when it ends or fails (and
+# during cells longer than 30 s), not after every cell: a save per cell costs about a second.
 # notebooks run side by side by default: as many as there are cores (`make -j1 book`: one at a time)
 ifeq ($(filter -j% j%,$(MAKEFLAGS)),)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 1)
@@ -150,7 +151,7 @@ _build/ipynb/%.ipynb: book/%.py $(INSTALLED)
 $(STAGE)/%.ipynb: _build/ipynb/%.ipynb $(STAGE)/.params $(PKG_SRC) $(INSTALLED)
 	@mkdir -p $(@D) $(FAILED)
 	@echo "papermill book/$*.py -> $@ [$(strip $(PM_ARGS))]"
-	@$(THREADS) $(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar $(PM_ARGS) \
+	@$(THREADS) $(BIN)papermill $< $@ -k python3 --cwd $(CURDIR) --no-progress-bar --no-request-save-on-cell-execute $(PM_ARGS) \
 	  || { echo "notebook book/$*.py failed" >&2; ! mv -f $@ $(FAILED)/$*.ipynb 2>/dev/null \
 	       || echo "executed up to the error: $(FAILED)/$*.ipynb" >&2; exit 1; }
 	@$(PY) -c '$(COLLAPSE_INJECTED)' $@
