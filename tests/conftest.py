@@ -7,6 +7,11 @@
 - ``real_data_root``: one data root for the whole session into which real
   datasets are imported (decompressed) on first use.
 - ``data_root``: an empty temporary data root, set as ``SNNL_DATA``.
+
+Under pytest-xdist (``make test``: one worker process per core) each worker and the processes
+its tests start get one math thread (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, unless set): a
+worker's threads would only wait for the other workers' on the same cores. The tests marked
+``slow`` are handed out first, so that none of them starts when the other workers are nearly done.
 """
 
 from __future__ import annotations
@@ -17,6 +22,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set by pytest-xdist before it imports this file
+
+if XDIST_WORKER:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # read by torch when it is imported, and by every subprocess
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist: the tests marked slow first, each group in its collected order (every
+    worker collects, and must collect the same list)."""
+    if XDIST_WORKER:
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def shared_data_dir() -> Path:
