@@ -140,9 +140,11 @@ def _running_key(ck: Path, pid: int, min_step: int = 3) -> str | None:
 # ---- grid sweeps ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_path, monkeypatch):
+    """--heartbeat 2: a worker with nothing left to take but another's running run polls every
+    second (every 5 s at the default heartbeat of 60 s), so the sweep ends soon after its last run."""
     out, ck = tmp_path / "out", tmp_path / "ck"
-    p = subprocess.run(_cmd(FAKE, storage, out, ck, "--workers", "2"), env=_env(), capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(_cmd(FAKE, storage, out, ck, "--workers", "2", "--heartbeat", "2"), env=_env(),
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert _table(out) == _serial_table(tmp_path, monkeypatch)
     pids = {r["history"]["pid"] for r in load_records(out, "fake_sweep")}
@@ -157,8 +159,9 @@ def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_pat
 
 @pytest.mark.slow
 def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, monkeypatch):
+    """Two runs: B does the one it took, then waits for A's run to go stale and does it too."""
     out, ck = tmp_path / "out", tmp_path / "ck"
-    env = _env(FAKE_RUNS="4", FAKE_STEP_S="0.1")
+    env = _env(FAKE_RUNS="2", FAKE_STEP_S="0.1")
     cmd = _cmd(FAKE, storage, out, ck, "--heartbeat", "1")
     a = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     b = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -173,7 +176,7 @@ def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, 
         for p in (a, b):
             if p.poll() is None:
                 p.kill()
-    assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=4)
+    assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=2)
     rec = next(r for r in load_records(out, "fake_sweep") if r["config"]["key"] == key)
     assert rec["history"]["resumed_from"] >= 3, "the retried run went on from its checkpoint"
     assert rec["history"]["pid"] == b.pid
@@ -189,6 +192,8 @@ def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, 
 
 
 def test_sigterm_checkpoints_queues_the_run_again_and_exits_143(tmp_path, monkeypatch):
+    """A worker process stopped by SIGTERM; the sweep run again (here, in this process) resumes
+    the stopped run from its checkpoint and does the other one."""
     out, ck = tmp_path / "out", tmp_path / "ck"
     storage = f"sqlite:///{tmp_path / 's.db'}"
     env = _env(FAKE_RUNS="2", FAKE_STEP_S="0.1")
@@ -206,8 +211,10 @@ def test_sigterm_checkpoints_queues_the_run_again_and_exits_143(tmp_path, monkey
     assert 3 <= step < 20 and key not in _table(out), "stopped mid-run, checkpoint kept, no record"
     study = optuna.load_study(study_name=sweeps.study_name(FAKE, "small"), storage=storage)
     assert [t.state.name for t in study.get_trials() if t.user_attrs.get("run") == key] == ["FAIL", "WAITING"]
-    again = subprocess.run(_cmd(FAKE, storage, out, ck), env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr
+    monkeypatch.setenv("FAKE_RUNS", "2")
+    monkeypatch.setenv("FAKE_STEP_S", "0.0")
+    monkeypatch.syspath_prepend(str(TESTS))
+    assert sweeps.work(FAKE, "small", storage, out, ck, log=lambda line: None) == 2
     assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=2)
     rec = next(r for r in load_records(out, "fake_sweep") if r["config"]["key"] == key)
     assert rec["history"]["resumed_from"] == step
