@@ -84,19 +84,24 @@ def test_one_thread_restores_the_thread_count():
 
 # ----------------------------------------------------------------------------------------------
 # Fig. 13: two modes per class are kept
+def fewer_resamples(mp: pytest.MonkeyPatch, n: int = 30) -> None:
+    """Fig. 13's bootstrap interval of the final split's ARI from ``n`` resamples instead of 300:
+    each resample is a 2-means fit (10 starts) per class, 4 CPU-seconds for the 300."""
+    real = synthetic.bootstrap_ci
+    mp.setattr(synthetic, "bootstrap_ci", lambda data, statistic, **kw: real(data, statistic,
+                                                                             **{**kw, "n_resamples": n}))
+
+
 @pytest.fixture(scope="module")
 def figure13_few_steps():
-    """Fig. 13 after 3 steps, for the tests of its layout and of its plot: the final split's
-    bootstrap interval from 30 resamples, not 300 (each resample is a 2-means fit per class; the
-    test of the claim below keeps the 300)."""
-    real = synthetic.bootstrap_ci
+    """Fig. 13 after 3 steps, for the tests of its layout and of its plot."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(synthetic, "bootstrap_ci", lambda data, statistic, **kw: real(data, statistic,
-                                                                                 **{**kw, "n_resamples": 30}))
+        fewer_resamples(mp)
         return synthetic.figure13(per_mode=10, classes=4, steps=3, seed=0)
 
 
-def test_figure13_minimising_keeps_both_modes_of_each_class():
+def test_figure13_minimising_keeps_both_modes_of_each_class(monkeypatch):
+    fewer_resamples(monkeypatch)
     r = synthetic.figure13(per_mode=12, steps=200, seed=0)
     a, b = r["metrics"]["initial"], r["metrics"]["final"]
     assert a["purity"] < 0.8 and b["purity"] > 0.95  # entangled at the start, separated after
