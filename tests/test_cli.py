@@ -30,6 +30,7 @@ def test_unknown_dataset_is_one_line_listing_the_choices():
         assert name in lines[0]
 
 
+@pytest.mark.slow
 def test_a_tiny_run_writes_a_record(tmp_path):
     out = tmp_path / "records"
     p = cli("train", "--dataset", "digits", "--steps", "5", "--batch-size", "32", "--alpha", "10",

@@ -79,6 +79,7 @@ def test_figure15_curves_record_and_reuse(digits, tmp_path, monkeypatch):
     assert again.entanglement == r.entanglement
 
 
+@pytest.mark.slow
 def test_figure15_claim_the_training_batch_loss_decreases(digits):
     """App. C: with cross-entropy only, every hidden layer's training-batch SNNL goes down."""
     r = rep.layer_entanglement_over_training("15", data=digits, steps=100, measure_points=1, progress=False)

@@ -210,6 +210,7 @@ def test_float32_batch_matches_float64():
         assert float(gt32) == pytest.approx(float(gt64), rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_compiles_with_torch_compile():
     x, y, t = random_case(7)
     x = x.requires_grad_(True)

@@ -191,6 +191,7 @@ def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, 
     print(f"SIGKILL to retry: {retry_s:.1f} s (heartbeat 1 s, grace 2 s)")
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_queues_the_run_again_and_exits_143(tmp_path, monkeypatch):
     """A worker process stopped by SIGTERM; the sweep run again (here, in this process) resumes
     the stopped run from its checkpoint and does the other one."""
@@ -297,6 +298,7 @@ def test_fig7_small_search_killed_and_run_again_finishes_without_duplicates(tmp_
     assert s["n"] == len(recs) and all(r["trial"]["study"] == "fig7-small" for r in recs)
 
 
+@pytest.mark.slow
 def test_sigterm_to_a_two_worker_sweep_stops_both_and_queues_their_runs(tmp_path):
     out, ck = tmp_path / "out", tmp_path / "ck"
     storage = f"sqlite:///{tmp_path / 's.db'}"
