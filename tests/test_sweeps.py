@@ -159,9 +159,10 @@ def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_pat
 
 @pytest.mark.slow
 def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, monkeypatch):
-    """Two runs: B does the one it took, then waits for A's run to go stale and does it too."""
+    """Three runs of 2 s each: once A is killed in its run, B does the other two, then A's when
+    it is stale (only if B finished two runs before A took one would A have none to be killed in)."""
     out, ck = tmp_path / "out", tmp_path / "ck"
-    env = _env(FAKE_RUNS="2", FAKE_STEP_S="0.1")
+    env = _env(FAKE_RUNS="3", FAKE_STEP_S="0.1")
     cmd = _cmd(FAKE, storage, out, ck, "--heartbeat", "1")
     a = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     b = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -176,7 +177,7 @@ def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, 
         for p in (a, b):
             if p.poll() is None:
                 p.kill()
-    assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=2)
+    assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=3)
     rec = next(r for r in load_records(out, "fake_sweep") if r["config"]["key"] == key)
     assert rec["history"]["resumed_from"] >= 3, "the retried run went on from its checkpoint"
     assert rec["history"]["pid"] == b.pid
