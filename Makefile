@@ -97,8 +97,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 # pytest exits 5 when it collected no tests: that is a failure, never a pass.
 # By default the whole suite in parallel (pytest-xdist): one worker process per core, each with one
-# math thread, the tests marked slow handed out first and idle workers taking queued tests from busy
-# ones (tests/conftest.py); PYTEST_ARGS given replaces these flags (e.g. one file, in one process)
+# math thread, the tests marked slow handed out first, the longest first, and idle workers taking
+# queued tests from busy ones (tests/conftest.py); PYTEST_ARGS given replaces these flags (e.g. one
+# file, in one process)
 test: PYTEST_ARGS ?= -n auto --dist worksteal
 test: $(INSTALLED)
 	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: no tests were collected" >&2; exit $$rc; }

@@ -105,7 +105,7 @@ def _built(tmp_path: Path) -> tuple[Path, Path]:
     return sdist, wheel
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=9)
 def test_the_wheel_installs_on_its_own_and_runs_the_readme_examples(tmp_path):
     sdist, wheel = _built(tmp_path)
     with zipfile.ZipFile(wheel) as z:

@@ -138,7 +138,7 @@ def _running_key(ck: Path, pid: int, min_step: int = 3) -> str | None:
 
 
 # ---- grid sweeps ---------------------------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_path, monkeypatch):
     """--heartbeat 2: a worker with nothing left to take but another's running run polls every
     second (every 5 s at the default heartbeat of 60 s), so the sweep ends soon after its last run."""
@@ -157,7 +157,7 @@ def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_pat
     assert _table(out) == _serial_table(tmp_path, monkeypatch)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=11)
 def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, monkeypatch):
     """Three runs of 2 s each: once A is killed in its run, B does the other two, then A's when
     it is stale (only if B finished two runs before A took one would A have none to be killed in)."""
@@ -274,7 +274,7 @@ def test_bad_sweep_input_is_one_line_and_nothing_runs(argv, says, tmp_path, caps
 
 
 # ---- Fig. 7's search at the small profile ----------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_fig7_small_search_killed_and_run_again_finishes_without_duplicates(tmp_path):
     from snnl.experiments.regularization.fig7 import PROFILES_SEARCH, search_records, search_summary
 
@@ -299,7 +299,7 @@ def test_fig7_small_search_killed_and_run_again_finishes_without_duplicates(tmp_
     assert s["n"] == len(recs) and all(r["trial"]["study"] == "fig7-small" for r in recs)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=7)
 def test_sigterm_to_a_two_worker_sweep_stops_both_and_queues_their_runs(tmp_path):
     out, ck = tmp_path / "out", tmp_path / "ck"
     storage = f"sqlite:///{tmp_path / 's.db'}"
