@@ -140,11 +140,12 @@ def _running_key(ck: Path, pid: int, min_step: int = 3) -> str | None:
 # ---- grid sweeps ---------------------------------------------------------------------------------------
 @pytest.mark.slow(seconds=15)
 def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_path, monkeypatch):
-    """--heartbeat 2: a worker with nothing left to take but another's running run polls every
-    second (every 5 s at the default heartbeat of 60 s), so the sweep ends soon after its last run."""
+    """Six runs of 0.4 s: a worker would have to start 2.4 s after the other to find none left
+    (they start within 0.3 s of each other). --heartbeat 2: a worker with nothing left to take but
+    the other's running run polls every second (every 5 s at the default heartbeat of 60 s)."""
     out, ck = tmp_path / "out", tmp_path / "ck"
-    p = subprocess.run(_cmd(FAKE, storage, out, ck, "--workers", "2", "--heartbeat", "2"), env=_env(),
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(_cmd(FAKE, storage, out, ck, "--workers", "2", "--heartbeat", "2"),
+                       env=_env(FAKE_STEP_S="0.02"), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert _table(out) == _serial_table(tmp_path, monkeypatch)
     pids = {r["history"]["pid"] for r in load_records(out, "fake_sweep")}
