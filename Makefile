@@ -1,6 +1,7 @@
 # make install | test | book | site-check | screenshot | reproduce | bench | clean
 #
-#   make test                   install if needed, run the test suite
+#   make test                   install if needed, run the test suite (in parallel: a pytest-xdist
+#                               worker per core; PYTEST_ARGS="tests/test_data.py -x": part of it, serially)
 #   make book                   execute every chapter at the small profile, render _build/html/
 #                               (nproc notebooks at a time, one math thread each; -j1: one at a time)
 #   make -j2 book               the same, two notebooks at a time
@@ -100,7 +101,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[all]"
 	touch $@
 
-# pytest exits 5 when it collected no tests: that is a failure, never a pass
+# pytest exits 5 when it collected no tests: that is a failure, never a pass.
+# By default the whole suite in parallel (pytest-xdist): one worker process per core, each with one
+# math thread, the tests marked slow handed out first, the longest first, and idle workers taking
+# queued tests from busy ones (tests/conftest.py); PYTEST_ARGS given replaces these flags (e.g. one
+# file, in one process)
+test: PYTEST_ARGS ?= -n auto --dist worksteal
 test: $(INSTALLED)
 	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: no tests were collected" >&2; exit $$rc; }
 

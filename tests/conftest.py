@@ -7,6 +7,12 @@
 - ``real_data_root``: one data root for the whole session into which real
   datasets are imported (decompressed) on first use.
 - ``data_root``: an empty temporary data root, set as ``SNNL_DATA``.
+
+Under pytest-xdist (``make test``: one worker process per core) each worker and the processes
+its tests start get one math thread (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``, unless set): a
+worker's threads would only wait for the other workers' on the same cores. The tests marked
+``slow`` are handed out first, the longest first (``@pytest.mark.slow(seconds=30)``), so that
+none of them starts when the other workers are nearly done.
 """
 
 from __future__ import annotations
@@ -17,6 +23,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set by pytest-xdist before it imports this file
+
+if XDIST_WORKER:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # read by torch when it is imported, and by every subprocess
+
+
+def expected_seconds(item) -> float:
+    """How long a test marked ``slow(seconds=...)`` takes (5 when the mark gives no number); 0
+    for the others."""
+    mark = item.get_closest_marker("slow")
+    return 0.0 if mark is None else float(mark.kwargs.get("seconds", 5))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist: the tests marked slow first, the longest first, the rest in their
+    collected order (every worker collects, and must collect the same list). A long test started
+    last would keep one worker busy after the others are done."""
+    if XDIST_WORKER:
+        items.sort(key=lambda item: -expected_seconds(item))
 
 
 def shared_data_dir() -> Path:

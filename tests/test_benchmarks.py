@@ -59,6 +59,7 @@ def test_bench_import_measures_both_imports(capsys):
     assert "snnl / torch" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_losses_reports_the_ratios_and_the_goals(capsys):
     out = bench_losses.main(["--sizes", "32", "--dims", "4", "--rounds", "2", "--steps", "1", "--mem-n", "300",
                              "--chunk", "64", "--no-mnist"])

@@ -147,8 +147,9 @@ def test_detectors_bad_input(fitted):
 
 
 # ---- the run and its records -----------------------------------------------------------------
+@pytest.mark.slow
 def test_run_records_tables_plot(monkeypatch, tmp_path):
-    monkeypatch.setitem(ob.SMALL_RECIPE, "steps", 20)
+    monkeypatch.setitem(ob.SMALL_RECIPE, "steps", 5)
     cfg = ob.config_for("small", seeds=(0, 1), n_fit=200, n_calibration=40, n_eval=60, n_attack=60, k=10,
                         knn_k=5, eps=(0.3,), attacks=("fgsm",))
     recs = ob.run_ood_benchmark(cfg, tmp_path, log=lambda *_: None)

@@ -27,7 +27,9 @@ TINY = dict(steps=4, batch_size=32, eval_every=2, log_every=2)
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_dataset("digits")
+    """Part of digits: the runs here are a few steps long, and each evaluation is of the whole
+    training and test set."""
+    return load_dataset("digits", n_train=256, n_test=128)
 
 
 def test_paper_recipe_is_the_command_line_run(monkeypatch):

@@ -79,6 +79,7 @@ def test_figure15_curves_record_and_reuse(digits, tmp_path, monkeypatch):
     assert again.entanglement == r.entanglement
 
 
+@pytest.mark.slow
 def test_figure15_claim_the_training_batch_loss_decreases(digits):
     """App. C: with cross-entropy only, every hidden layer's training-batch SNNL goes down."""
     r = rep.layer_entanglement_over_training("15", data=digits, steps=100, measure_points=1, progress=False)
@@ -138,10 +139,13 @@ def test_bad_arguments(kw, match):
 
 
 def test_cli_writes_a_record_and_refuses_an_unknown_figure(tmp_path, capsys):
-    assert rep.main(["--figure", "15", "--steps", "20", "--out", str(tmp_path)]) == 0
+    """2 steps: the entanglement of every layer is measured at 3 steps (0, 1, 2), not at the
+    profile's 7 points (each a temperature search per layer on 256 images)."""
+    assert rep.main(["--figure", "15", "--steps", "2", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("fig15_digits_*.json")
     rec = read_record(path)
-    assert rec["config"]["steps"] == 20 and rec["profile"] == "small" and str(path) in capsys.readouterr().out
+    assert rec["config"]["steps"] == 2 and rec["profile"] == "small" and str(path) in capsys.readouterr().out
+    assert rec["history"]["measure_step"] == [0, 1, 2]
     with pytest.raises(SystemExit) as e:
         rep.main(["--figure", "7", "--out", str(tmp_path)])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err

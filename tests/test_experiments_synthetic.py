@@ -84,17 +84,36 @@ def test_one_thread_restores_the_thread_count():
 
 # ----------------------------------------------------------------------------------------------
 # Fig. 13: two modes per class are kept
-def test_figure13_minimising_keeps_both_modes_of_each_class():
+def fewer_resamples(mp: pytest.MonkeyPatch, n: int = 30) -> None:
+    """Fig. 13's bootstrap interval of the final split's ARI from ``n`` resamples instead of 300:
+    each resample is a 2-means fit (10 starts) per class, 4 CPU-seconds for the 300."""
+    real = synthetic.bootstrap_ci
+    mp.setattr(synthetic, "bootstrap_ci", lambda data, statistic, **kw: real(data, statistic,
+                                                                             **{**kw, "n_resamples": n}))
+
+
+@pytest.fixture(scope="module")
+def figure13_few_steps():
+    """Fig. 13 after 3 steps, for the tests of its layout and of its plot."""
+    with pytest.MonkeyPatch.context() as mp:
+        fewer_resamples(mp)
+        return synthetic.figure13(per_mode=10, classes=4, steps=3, seed=0)
+
+
+def test_figure13_minimising_keeps_both_modes_of_each_class(monkeypatch):
+    fewer_resamples(monkeypatch)
     r = synthetic.figure13(per_mode=12, steps=200, seed=0)
     a, b = r["metrics"]["initial"], r["metrics"]["final"]
     assert a["purity"] < 0.8 and b["purity"] > 0.95  # entangled at the start, separated after
     assert b["loss"] < 0.2 * a["loss"]
     assert a["mode_ari"] > 0.95 and b["mode_ari"] > 0.8  # the two modes remain two groups (merged: ~0)
     assert b["mode_gap"] > 0.7 * a["mode_gap"]  # and stay far apart relative to the whole cloud
+    lo, hi = b["mode_ari_ci"]  # the bootstrap interval of the final ARI (the report's criterion)
+    assert lo <= b["mode_ari"] <= hi <= 1.0
 
 
-def test_figure13_layout_mixes_classes_at_each_site():
-    r = synthetic.figure13(per_mode=10, classes=4, steps=1, seed=0)
+def test_figure13_layout_mixes_classes_at_each_site(figure13_few_steps):
+    r = figure13_few_steps
     y, modes = r["labels"], r["modes"]
     assert np.bincount(y).tolist() == [20] * 4 and np.bincount(modes).tolist() == [40, 40]
     # class c's mode 1 sits at the same site as class c+1's mode 0
@@ -156,14 +175,14 @@ def test_temperature_curve_default_data_and_cosine(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # plots
-def test_plots_draw_every_panel():
+def test_plots_draw_every_panel(figure13_few_steps):
     import matplotlib.pyplot as plt
 
     from snnl import plots
 
     f1 = synthetic.figure1(n=20, steps=3)
     assert len(plots.plot_figure1(f1).axes) == 3
-    assert len(plots.plot_figure13(synthetic.figure13(per_mode=5, steps=3)).axes) == 2
+    assert len(plots.plot_figure13(figure13_few_steps).axes) == 2
     assert len(plots.plot_figure2(synthetic.figure2(n=20, steps=3)).axes) == 6
     tc = synthetic.temperature_curve(f1["initial"], f1["labels"], num=11)
     fig = plots.plot_temperature_curve(tc, tc, names=["a", "b"])

@@ -210,6 +210,7 @@ def test_float32_batch_matches_float64():
         assert float(gt32) == pytest.approx(float(gt64), rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.slow(seconds=6)
 def test_compiles_with_torch_compile():
     x, y, t = random_case(7)
     x = x.requires_grad_(True)
@@ -227,7 +228,7 @@ def test_compiles_with_torch_compile():
     ).detach(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=10)
 def test_compiles_with_the_default_backend():
     x, y, t = random_case(8)
     x = x.requires_grad_(True)

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from snnl.layerwise import soft_nearest_neighbor_losses
 from snnl.losses import (
     Entanglement,
     NonFiniteEmbeddings,
@@ -245,8 +246,11 @@ def test_cosine_invariant_to_scaling_each_point(batch, t, scale):
 # ----------------------------------------------------------------------------------------------
 # Eq. 2: entanglement
 def brute_force_scan(x, y, distance, lo, hi, n=2001):
+    """The loss at ``n`` temperatures evenly spaced in log T, all in one call of
+    :func:`snnl.layerwise.soft_nearest_neighbor_losses` (each entry is
+    ``soft_nearest_neighbor_loss(x, y, t, distance)``, to 1e-12: tests/test_fused.py), not ``n``."""
     temps = np.logspace(math.log10(lo), math.log10(hi), n)
-    values = [float(soft_nearest_neighbor_loss(x, y, float(t), distance)) for t in temps]
+    values = soft_nearest_neighbor_losses([x] * n, y, torch.from_numpy(temps), distance).tolist()
     k = int(np.argmin(values))
     return values[k], float(temps[k]), values
 

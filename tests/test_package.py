@@ -28,25 +28,33 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.S | re.M)
 
 
-def test_import_snnl_loads_none_of_the_heavy_packages():
-    code = "import json, sys, snnl; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
+@pytest.fixture(scope="module")
+def fresh_import() -> subprocess.CompletedProcess:
+    """One fresh interpreter (for the two tests below): ``import snnl`` and the modules loaded
+    then (a line of JSON); then a Deep k-NN index through faiss and a dataset class of torchvision,
+    and which of the two packages are loaded after that (a second line)."""
+    code = ("import json, sys, snnl\n"
+            "print(json.dumps(sorted(sys.modules)))\n"
+            "import numpy as np\n"
+            "snnl.DkNN(k=1).fit([np.eye(3, dtype=np.float32)], np.arange(3))\n"
+            "from snnl.data import _torchvision_classes\n"
+            "assert _torchvision_classes()['notmnist'].__mro__[1].__name__ == 'MNIST'\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'faiss', 'torchvision'}))")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+
+
+def test_import_snnl_loads_none_of_the_heavy_packages(fresh_import):
+    loaded = {m.split(".")[0] for m in json.loads(fresh_import.stdout.splitlines()[0])}
     assert "torch" in loaded and "snnl" in loaded
     assert not loaded & set(HEAVY), f"import snnl loads {sorted(loaded & set(HEAVY))}"
     assert {"faiss", "torchvision", "matplotlib", "sklearn", "PIL"} <= set(HEAVY)
 
 
-def test_the_heavy_packages_still_load_where_they_are_used():
+def test_the_heavy_packages_still_load_where_they_are_used(fresh_import):
     """A dataset read through torchvision and a Deep k-NN index through faiss, in a fresh
     interpreter: the imports moved into the functions that use them."""
-    code = ("import sys, numpy as np, snnl\n"
-            "snnl.DkNN(k=1).fit([np.eye(3, dtype=np.float32)], np.arange(3))\n"
-            "from snnl.data import _torchvision_classes\n"
-            "assert _torchvision_classes()['notmnist'].__mro__[1].__name__ == 'MNIST'\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'faiss', 'torchvision'}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['faiss', 'torchvision']"
+    assert fresh_import.returncode == 0, fresh_import.stderr[-3000:]
+    assert fresh_import.stdout.splitlines()[1] == "['faiss', 'torchvision']"
 
 
 def test_all_lists_every_public_name_of_the_package():
@@ -97,7 +105,7 @@ def _built(tmp_path: Path) -> tuple[Path, Path]:
     return sdist, wheel
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=9)
 def test_the_wheel_installs_on_its_own_and_runs_the_readme_examples(tmp_path):
     sdist, wheel = _built(tmp_path)
     with zipfile.ZipFile(wheel) as z:
@@ -122,15 +130,17 @@ def test_the_wheel_installs_on_its_own_and_runs_the_readme_examples(tmp_path):
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
                     str(wheel)], check=True, capture_output=True)
-    where = subprocess.run([py, "-I", "-c", "import snnl; print(snnl.__file__)"], cwd=tmp_path,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    assert Path(where).is_relative_to(site), where  # the installed copy, not the repository's
     blocks = [b for b in python_blocks((REPO / "README.md").read_text())
               if "soft_nearest_neighbor_loss" in b or "SNNLRegularizer" in b]
     assert len(blocks) == 2  # "The package in five lines" and "The regulariser on any model"
-    for code in blocks:
-        out = subprocess.run([py, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
+    # one interpreter of the venv runs both blocks, each in a namespace of its own, then says
+    # where its snnl came from
+    code = "".join(f"exec(compile({b!r}, 'README block {k + 1}', 'exec'), {{}})\n" for k, b in enumerate(blocks))
+    out = subprocess.run([py, "-I", "-c", code + "import snnl; print(snnl.__file__)"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    where = out.stdout.strip().splitlines()[-1]
+    assert Path(where).is_relative_to(site), where  # the installed copy, not the repository's
     cli = subprocess.run([venv / "bin" / "snnl", "--help"], capture_output=True, text=True)
     assert cli.returncode == 0 and "train" in cli.stdout
 
@@ -148,7 +158,7 @@ sys.modules.update(dict.fromkeys(BLOCKED))
 """
 
 LIGHT = """
-import io, json, subprocess, tempfile, contextlib
+import io, json, tempfile, contextlib
 import torch, torch.nn as nn, torch.nn.functional as F
 import snnl
 from snnl.extras import MissingExtra
@@ -186,9 +196,11 @@ error("digits", lambda: snnl.load_dataset("digits"))
 error("mnist", lambda: snnl.load_dataset("mnist", root=tempfile.mkdtemp(), download=False))
 for module in ("snnl.stats", "snnl.plots", "snnl.experiments", "snnl.experiments.loss.synthetic"):
     error(module, lambda: __import__(module))
-cli = subprocess.run([sys.executable, "-c", CLI], capture_output=True, text=True)
-errors["cli"] = cli.stderr
-out["cli_code"] = cli.returncode
+cli = io.StringIO()
+with contextlib.redirect_stderr(cli):
+    import snnl.__main__
+    out["cli_code"] = snnl.__main__.main(["train"])
+errors["cli"] = cli.getvalue()
 out["errors"] = errors
 out["loaded_after"] = loaded()
 print(json.dumps(out))
@@ -201,9 +213,9 @@ def run_without(blocked: set[str], code: str, cwd: Path) -> subprocess.Completed
 
 
 def test_without_the_extras_the_core_works_and_each_feature_names_its_extra(tmp_path):
-    blocked = {*EXTRAS, "torchvision"}
-    cli = BLOCKER.format(blocked=blocked) + "import sys, snnl.__main__; sys.exit(snnl.__main__.main(['train']))"
-    p = run_without(blocked, f"CLI = {cli!r}\n" + LIGHT, tmp_path)
+    """One interpreter without the extras: the core's functions, then each feature that needs an
+    extra, the command line's ``main`` last."""
+    p = run_without({*EXTRAS, "torchvision"}, LIGHT, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.splitlines()[-1])
     assert out["loaded"] == [] and out["loaded_after"] == []  # nothing of an extra was imported

@@ -138,11 +138,14 @@ def _running_key(ck: Path, pid: int, min_step: int = 3) -> str | None:
 
 
 # ---- grid sweeps ---------------------------------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_path, monkeypatch):
+    """Six runs of 0.4 s: a worker would have to start 2.4 s after the other to find none left
+    (they start within 0.3 s of each other). --heartbeat 2: a worker with nothing left to take but
+    the other's running run polls every second (every 5 s at the default heartbeat of 60 s)."""
     out, ck = tmp_path / "out", tmp_path / "ck"
-    p = subprocess.run(_cmd(FAKE, storage, out, ck, "--workers", "2"), env=_env(), capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(_cmd(FAKE, storage, out, ck, "--workers", "2", "--heartbeat", "2"),
+                       env=_env(FAKE_STEP_S="0.02"), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert _table(out) == _serial_table(tmp_path, monkeypatch)
     pids = {r["history"]["pid"] for r in load_records(out, "fake_sweep")}
@@ -155,25 +158,30 @@ def test_two_workers_split_a_sweep_and_write_one_record_per_run(storage, tmp_pat
     assert _table(out) == _serial_table(tmp_path, monkeypatch)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=8)
 def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, monkeypatch):
+    """Worker A is killed (SIGKILL) in its first run; worker B, started then, finds that run stale
+    by its heartbeat, does the two other runs and A's from its checkpoint. A's steps take 0.1 s
+    (2 s a run: it is killed well inside it), B's 0.02 s (B is not waited for)."""
     out, ck = tmp_path / "out", tmp_path / "ck"
-    env = _env(FAKE_RUNS="4", FAKE_STEP_S="0.1")
     cmd = _cmd(FAKE, storage, out, ck, "--heartbeat", "1")
-    a = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    b = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    a = subprocess.Popen(cmd, env=_env(FAKE_RUNS="3", FAKE_STEP_S="0.1"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    b = None
     try:
         _wait(lambda: _running_key(ck, a.pid) is not None, 120, "worker A to be inside a run")
         key = _running_key(ck, a.pid)
         a.send_signal(signal.SIGKILL)
         killed_at = time.time()
         a.wait()
+        b = subprocess.Popen(cmd, env=_env(FAKE_RUNS="3", FAKE_STEP_S="0.02"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
         assert b.wait(timeout=300) == 0, b.stderr.read()
     finally:
         for p in (a, b):
-            if p.poll() is None:
+            if p is not None and p.poll() is None:
                 p.kill()
-    assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=4)
+    assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=3)
     rec = next(r for r in load_records(out, "fake_sweep") if r["config"]["key"] == key)
     assert rec["history"]["resumed_from"] >= 3, "the retried run went on from its checkpoint"
     assert rec["history"]["pid"] == b.pid
@@ -188,7 +196,10 @@ def test_a_killed_workers_run_is_retried_from_its_checkpoint(storage, tmp_path, 
     print(f"SIGKILL to retry: {retry_s:.1f} s (heartbeat 1 s, grace 2 s)")
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_queues_the_run_again_and_exits_143(tmp_path, monkeypatch):
+    """A worker process stopped by SIGTERM; the sweep run again (here, in this process) resumes
+    the stopped run from its checkpoint and does the other one."""
     out, ck = tmp_path / "out", tmp_path / "ck"
     storage = f"sqlite:///{tmp_path / 's.db'}"
     env = _env(FAKE_RUNS="2", FAKE_STEP_S="0.1")
@@ -206,8 +217,10 @@ def test_sigterm_checkpoints_queues_the_run_again_and_exits_143(tmp_path, monkey
     assert 3 <= step < 20 and key not in _table(out), "stopped mid-run, checkpoint kept, no record"
     study = optuna.load_study(study_name=sweeps.study_name(FAKE, "small"), storage=storage)
     assert [t.state.name for t in study.get_trials() if t.user_attrs.get("run") == key] == ["FAIL", "WAITING"]
-    again = subprocess.run(_cmd(FAKE, storage, out, ck), env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr
+    monkeypatch.setenv("FAKE_RUNS", "2")
+    monkeypatch.setenv("FAKE_STEP_S", "0.0")
+    monkeypatch.syspath_prepend(str(TESTS))
+    assert sweeps.work(FAKE, "small", storage, out, ck, log=lambda line: None) == 2
     assert _table(out) == _serial_table(tmp_path, monkeypatch, runs=2)
     rec = next(r for r in load_records(out, "fake_sweep") if r["config"]["key"] == key)
     assert rec["history"]["resumed_from"] == step
@@ -265,7 +278,7 @@ def test_bad_sweep_input_is_one_line_and_nothing_runs(argv, says, tmp_path, caps
 
 
 # ---- Fig. 7's search at the small profile ----------------------------------------------------------------
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_fig7_small_search_killed_and_run_again_finishes_without_duplicates(tmp_path):
     from snnl.experiments.regularization.fig7 import PROFILES_SEARCH, search_records, search_summary
 
@@ -290,6 +303,7 @@ def test_fig7_small_search_killed_and_run_again_finishes_without_duplicates(tmp_
     assert s["n"] == len(recs) and all(r["trial"]["study"] == "fig7-small" for r in recs)
 
 
+@pytest.mark.slow(seconds=7)
 def test_sigterm_to_a_two_worker_sweep_stops_both_and_queues_their_runs(tmp_path):
     out, ck = tmp_path / "out", tmp_path / "ck"
     storage = f"sqlite:///{tmp_path / 's.db'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -67,8 +68,13 @@ def test_activation_scale_is_the_median_pairwise_distance_over_t():
     assert activation_scale(h, 0.5, "cosine") == pytest.approx(dc[len(dc) // 2] / 0.5)
 
 
-@pytest.mark.slow
-def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path):
+def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path, monkeypatch):
+    """The small profile's plan, records and resuming, with shorter runs: 10 steps on 256 training
+    and 128 test images (the book's 150 steps on all of digits change nothing checked here, at
+    30 CPU-seconds)."""
+    tiny = dict(steps=10, eval_every=10, log_every=5, n_train=256, n_test=128)
+    for name, v in st.SMALL_VARIANTS.items():
+        monkeypatch.setitem(st.SMALL_VARIANTS, name, replace(v, fields={**v.fields, **tiny}))
     out, ck = tmp_path / "records", tmp_path / "ck"
     assert len(st.pending(out, "small")) == 4
     first = st.PlannedRun("zoo-digits-base", 0, "small")
@@ -76,6 +82,7 @@ def test_small_study_runs_resumes_and_skips_finished_runs(tmp_path):
     assert rec["experiment"] == "table1_study" and rec["config"]["variant"] == "zoo-digits-base"
     assert set(rec["history"]["scale"]) == {"conv1", "conv2", "conv3"}
     assert all(math.isfinite(v) and v > 0 for v in rec["history"]["scale"]["conv1"])
+    assert rec["config"]["steps"] == 10 and rec["history"]["eval_step"] == [10] and rec["history"]["step"] == [0, 5]
     assert first not in st.pending(out, "small") and len(st.pending(out, "small")) == 3
     assert st.run_study(out, ck, 1, "small", log=lambda *_: None) == 3
     assert st.pending(out, "small") == []
