@@ -1,6 +1,8 @@
 """Regularized training (Eq. 3): determinism, resume after a kill, divergence, the regulariser's
 direction, learned temperatures, config errors and the results record. All on the embedded
-digits, a few dozen steps each."""
+digits, a few dozen steps each: part of them (256 training and 128 test images: each evaluation is
+of the whole sets), all of them where a check depends on the data (the regulariser's direction,
+the reference formula's closeness to Eq. 1, the data checks' messages)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,13 @@ LAYERS = ("conv1", "conv2", "fc1", "fc2")
 
 
 @pytest.fixture(scope="module")
-def digits():
+def all_digits():
     return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", n_train=256, n_test=128)
 
 
 def cfg(**kw) -> TrainConfig:
@@ -110,9 +117,10 @@ def snnl_at_t0(model, data, layers=LAYERS, t=100.0):
     return {n: soft_nearest_neighbor_loss(hidden[n].flatten(1), y, t).item() for n in layers}
 
 
-def test_the_regulariser_raises_entanglement_for_alpha_above_zero_and_lowers_it_below(digits):
+def test_the_regulariser_raises_entanglement_for_alpha_above_zero_and_lowers_it_below(all_digits):
     """Eq. 3 with a fixed T: alpha > 0 maximises the hidden layers' SNNL, alpha < 0 minimises it,
     measured on held-out digits at the training temperature."""
+    digits = all_digits
     runs = {a: train(cfg(steps=30, alpha=a, learn_temperature=False), digits, progress=False) for a in (-1, 0, 1)}
     s = {a: snnl_at_t0(r.model, digits) for a, r in runs.items()}
     for n in LAYERS:
@@ -162,10 +170,12 @@ def test_triplet_regulariser_trains(digits):
     assert math.isfinite(r.metrics["test_ce"])
 
 
-def test_reference_regulariser_trains_with_the_authors_formula(digits, monkeypatch):
+def test_reference_regulariser_trains_with_the_authors_formula(all_digits, monkeypatch):
     """regularizer="snnl-reference": the modules compute the authors' formula; at these
     distances it is Eq. 1 up to its 1e-5 terms, so the run stays close to the exact one."""
     import snnl.reference
+
+    digits = all_digits
 
     calls = []
     real = snnl.reference.soft_nearest_neighbor_loss_reference
@@ -352,8 +362,10 @@ def test_a_batch_larger_than_the_training_set_is_refused(digits):
     assert train(cfg(steps=2, batch_size=40), small, progress=False).metrics
 
 
-def test_inconsistent_data_is_refused_before_training(digits):
+def test_inconsistent_data_is_refused_before_training(all_digits):
     from snnl.data import DatasetError
+
+    digits = all_digits
 
     for bad, match in [(dict(y_train=digits.y_train[:-7]), "1297 images but 1290 labels"),
                        (dict(y_test=digits.y_test + 10), "labels must be integers in 0..9"),
